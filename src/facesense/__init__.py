@@ -1,0 +1,1 @@
+"""facesense: real-time face detection and recognition on a plain CPU."""
