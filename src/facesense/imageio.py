@@ -106,3 +106,24 @@ def iter_image_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
                     yield child
         else:
             yield p
+
+
+def save_image(path: str | os.PathLike[str], image: npt.NDArray[np.uint8], *, quality: int = 90) -> None:
+    """Write a BGR image; the format follows the suffix (JPEG quality ``quality``).
+
+    Raises:
+        ImageError: the file could not be encoded or written.
+    """
+    import cv2
+
+    p = Path(path)
+    suffix = p.suffix.lower() or ".jpg"
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if suffix in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(suffix, image, params)
+    if not ok:
+        raise ImageError(f"{p}: cannot encode image as {suffix}")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(buf.tobytes())
+    except OSError as exc:
+        raise ImageError(f"{p}: cannot write ({exc.strerror or exc})") from exc

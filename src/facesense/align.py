@@ -1,0 +1,208 @@
+"""Face crops for the embedder: pure geometry plus one OpenCV resample.
+
+Two ways to turn a detection into the ``160x160`` input FaceNet expects:
+
+* ``CropMethod.BOX``: the detector's box grown by a margin on each side, clipped to the
+  image, and resized to ``size_px`` square. This matches how the FaceNet model was
+  trained (davidsandberg/facenet aligned its data with MTCNN box crops).
+* ``CropMethod.WARP``: a similarity transform that maps the five landmarks onto a
+  reference template (ArcFace's, scaled to ``size_px``).
+
+The margin is given relative to the box size (``margin_ratio`` per side), so the crop
+is the same for a face at any resolution; ``margin_px`` adds a fixed number of pixels
+per side on top (LFW-style crops use ``margin_px=16``). Which default wins is measured
+on LFW by ``facesense eval lfw`` (see docs/preprocessing.md).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from facesense.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from facesense.types import Faces
+
+__all__ = [
+    "ARCFACE_TEMPLATE_112",
+    "CropConfig",
+    "CropMethod",
+    "crop_faces",
+    "expand_boxes",
+    "similarity_transform",
+]
+
+# ArcFace / insightface reference positions of the five landmarks in a 112x112 crop.
+ARCFACE_TEMPLATE_112 = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ],
+    dtype=np.float64,
+)
+
+
+class CropMethod(str, enum.Enum):
+    """How a face is cut out of the image."""
+
+    BOX = "box"
+    WARP = "warp"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CropConfig:
+    """Settings of the crop stage.
+
+    Attributes:
+        method: box crop or landmark warp.
+        size_px: side of the square output crop.
+        margin_ratio: box crop margin per side, as a fraction of the box's longer side.
+        margin_px: extra fixed margin per side, in source pixels.
+        square: grow the box to a square (about its centre) before the margin.
+        warp_scale: for the warp, how much of the template's frame to show (1.0 = ArcFace's
+            112 px framing scaled to size_px; larger values zoom out).
+    """
+
+    method: CropMethod = CropMethod.BOX
+    size_px: int = 160
+    margin_ratio: float = 0.0
+    margin_px: float = 16.0
+    square: bool = False
+    warp_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", CropMethod(self.method))
+        if self.size_px < 16:
+            raise ConfigError(f"size_px must be >= 16, got {self.size_px}")
+        if not 0.0 <= self.margin_ratio <= 1.0:
+            raise ConfigError(f"margin_ratio must be in [0, 1], got {self.margin_ratio}")
+        if self.margin_px < 0:
+            raise ConfigError(f"margin_px must be >= 0, got {self.margin_px}")
+        if not 0.5 <= self.warp_scale <= 3.0:
+            raise ConfigError(f"warp_scale must be in [0.5, 3], got {self.warp_scale}")
+
+    @property
+    def tag(self) -> str:
+        """A short string naming this preprocessing (stored with embeddings)."""
+        if self.method is CropMethod.WARP:
+            return f"warp{self.size_px}s{self.warp_scale:g}"
+        sq = "sq" if self.square else ""
+        return f"box{self.size_px}m{self.margin_ratio:g}+{self.margin_px:g}{sq}"
+
+
+def expand_boxes(
+    xyxy: npt.ArrayLike, *, margin_ratio: float, margin_px: float, square: bool = False
+) -> npt.NDArray[np.float64]:
+    """Grow ``(N, 4)`` xyxy boxes by a relative and a fixed margin on each side.
+
+    Args:
+        xyxy: ``(N, 4)`` boxes in pixels.
+        margin_ratio: margin per side as a fraction of each box's longer side.
+        margin_px: extra margin per side in pixels.
+        square: first grow each box to a square about its centre.
+
+    Returns:
+        ``(N, 4)`` float64 boxes, not clipped to any image.
+    """
+    boxes = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4).copy()
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    if square:
+        side = np.maximum(w, h)
+        cx = (boxes[:, 0] + boxes[:, 2]) / 2
+        cy = (boxes[:, 1] + boxes[:, 3]) / 2
+        boxes = np.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], axis=1)
+        w = h = side
+    pad = margin_ratio * np.maximum(w, h) + margin_px
+    return boxes + np.stack([-pad, -pad, pad, pad], axis=1)
+
+
+def similarity_transform(src: npt.ArrayLike, dst: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Least-squares similarity (rotation, uniform scale, translation) mapping src to dst.
+
+    Umeyama's closed form, without reflection.
+
+    Args:
+        src: ``(K, 2)`` source points.
+        dst: ``(K, 2)`` target points, K >= 2.
+
+    Returns:
+        ``(2, 3)`` affine matrix ``M`` with ``dst ~= M @ [x, y, 1]``.
+    """
+    s = np.asarray(src, dtype=np.float64)
+    d = np.asarray(dst, dtype=np.float64)
+    if s.shape != d.shape or s.ndim != 2 or s.shape[1] != 2 or s.shape[0] < 2:
+        raise ValueError(f"expected two (K, 2) point sets with K >= 2, got {s.shape} and {d.shape}")
+    mu_s, mu_d = s.mean(axis=0), d.mean(axis=0)
+    sc, dc = s - mu_s, d - mu_d
+    var_s = (sc**2).sum() / len(s)
+    cov = dc.T @ sc / len(s)
+    u, sig, vt = np.linalg.svd(cov)
+    sign = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[-1] = -1.0
+    rot = u @ np.diag(sign) @ vt
+    scale = (sig * sign).sum() / var_s if var_s > 0 else 1.0
+    trans = mu_d - scale * rot @ mu_s
+    return np.hstack([scale * rot, trans[:, None]])
+
+
+def _warp_template(size_px: int, warp_scale: float) -> npt.NDArray[np.float64]:
+    """ArcFace's template scaled to ``size_px`` and zoomed out by ``warp_scale``."""
+    centre = np.array([56.0, 56.0])
+    pts = (ARCFACE_TEMPLATE_112 - centre) / warp_scale + centre
+    return pts * (size_px / 112.0)
+
+
+def crop_faces(
+    image: npt.NDArray[np.uint8], faces: Faces, config: CropConfig | None = None
+) -> npt.NDArray[np.uint8]:
+    """Cut every face out of ``image`` as a square crop.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 BGR.
+        faces: detections (boxes, and landmarks for the warp).
+        config: crop settings; the defaults when ``None``.
+
+    Returns:
+        ``(N, size_px, size_px, 3)`` uint8 BGR crops, in the order of ``faces``.
+    """
+    import cv2
+
+    cfg = config or CropConfig()
+    size = cfg.size_px
+    out = np.empty((len(faces), size, size, 3), dtype=np.uint8)
+    if len(faces) == 0:
+        return out
+    h, w = image.shape[:2]
+    if cfg.method is CropMethod.WARP:
+        template = _warp_template(size, cfg.warp_scale)
+        for i, pts in enumerate(faces.landmarks):
+            m = similarity_transform(pts, template)
+            out[i] = cv2.warpAffine(
+                image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+            )
+        return out
+    boxes = expand_boxes(
+        faces.xyxy, margin_ratio=cfg.margin_ratio, margin_px=cfg.margin_px, square=cfg.square
+    )
+    x1 = np.clip(np.floor(boxes[:, 0]), 0, w - 1).astype(int)
+    y1 = np.clip(np.floor(boxes[:, 1]), 0, h - 1).astype(int)
+    x2 = np.clip(np.ceil(boxes[:, 2]), x1 + 1, w).astype(int)
+    y2 = np.clip(np.ceil(boxes[:, 3]), y1 + 1, h).astype(int)
+    for i in range(len(faces)):
+        patch = image[y1[i] : y2[i], x1[i] : x2[i]]
+        shrink = patch.shape[0] > size and patch.shape[1] > size
+        out[i] = cv2.resize(
+            patch, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        )
+    return out
