@@ -24,10 +24,17 @@ def _register() -> None:
     # Each command group lives in its own module; imports are cheap (no models).
     from facesense.cli.detect import detect, embed
     from facesense.cli.eval import eval_group
+    from facesense.cli.gallery import enroll, people, recognize, reembed
+    from facesense.cli.watch import watch
 
     main.add_command(detect)
     main.add_command(embed)
     main.add_command(eval_group)
+    main.add_command(enroll)
+    main.add_command(people)
+    main.add_command(recognize)
+    main.add_command(reembed)
+    main.add_command(watch)
 
 
 _register()

@@ -83,3 +83,9 @@ def eval_detect(annotations: Path, images: Path, min_face_px: float, ignore_belo
     click.echo(f"  {'faces >=':>9} {'AP':>6} {'recall':>7} {'precision':>9} {'faces':>6} {'images':>6}")
     for r in reports:
         click.echo(f"  {r.min_face_px:>7g}px {r.ap:6.3f} {r.recall:7.3f} {r.precision:9.3f} {r.num_faces:6d} {r.num_images:6d}")
+
+
+# Open-set identification (gallery + matcher) lives with the gallery commands.
+from facesense.cli.gallery import eval_identify  # noqa: E402
+
+eval_group.add_command(eval_identify)

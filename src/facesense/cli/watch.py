@@ -1,0 +1,322 @@
+"""``facesense watch``: faces in a camera, video file, stream or image folder, live.
+
+A thin adapter over :class:`facesense.pipeline.Pipeline`: it opens the source, builds
+the detector, the matcher (from the gallery) and the sinks from the options, and
+shows progress on stderr. Events go to a file (or stdout with ``--events -``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from facesense.errors import ConfigError
+
+if TYPE_CHECKING:
+    from facesense.capture import VideoSource
+    from facesense.pipeline import EmbeddingMatcher, FrameResult, WatchEvent
+    from facesense.sinks.base import Sink
+
+logger = logging.getLogger("facesense.cli")
+
+__all__ = ["watch"]
+
+STATUS_INTERVAL_S = 0.25  # how often the status line / progress bar is redrawn
+
+
+def _quiet_native_logs() -> None:
+    """Keep FFmpeg's and OpenCV's own stderr chatter out of the way (unless -vv).
+
+    Errors reach the user as one-line facesense messages instead.
+    """
+    if logging.getLogger("facesense").getEffectiveLevel() <= logging.DEBUG:
+        return
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    import cv2
+
+    with contextlib.suppress(AttributeError):
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+def _open_matcher(db: Path | None, explicit: bool, threshold: float | None, analyzer: Any) -> EmbeddingMatcher | None:
+    """The fitted matcher of the gallery, or ``None`` when there is no gallery to use."""
+    from facesense.gallery.sqlite import SQLiteGallery, default_db_path
+    from facesense.match import DEFAULT_THRESHOLD, KNNMatcher
+    from facesense.recognize import Recognizer
+
+    path = db if db is not None else default_db_path()
+    if not explicit and not Path(path).expanduser().exists():
+        logger.info("no gallery at %s: every face stays unknown (enroll people, or pass --db)", path)
+        return None
+    with SQLiteGallery(path, create=False) as gallery:
+        recognizer = Recognizer(
+            gallery,
+            analyzer=analyzer,
+            matcher=KNNMatcher(threshold=DEFAULT_THRESHOLD if threshold is None else threshold),
+        )
+    logger.info("naming faces from %s (%d people)", path, len(recognizer.people))
+    return recognizer.matcher  # type: ignore[return-value]
+
+
+class _ClearLine(logging.Filter):
+    """Wipes the progress line before a log record is printed under it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        sys.stderr.write("\r\x1b[K")
+        return True
+
+
+class _Progress:
+    """Progress on stderr: a bar for files and folders, a rolling line for live sources.
+
+    Draws nothing when stderr is not a terminal.
+    """
+
+    def __init__(self, source: VideoSource, *, loop: bool, max_frames: int | None) -> None:
+        self.enabled = sys.stderr.isatty()
+        self._clear = _ClearLine()
+        self._handlers = logging.getLogger("facesense").handlers if self.enabled else []
+        for handler in self._handlers:
+            handler.addFilter(self._clear)
+        self.live = source.live
+        total = source.frame_count if not source.live and not loop else None
+        if max_frames is not None:
+            total = min(total, max_frames) if total is not None else max_frames
+        self.total = total
+        self._bar: Any = None
+        self._last = 0.0
+        self._done = 0
+        self._fps = 0.0
+        self._faces = 0
+        self._state = ""
+        if self.enabled and not self.live and total is not None:
+            self._bar = click.progressbar(
+                length=total,
+                label="watch",
+                file=sys.stderr,
+                show_pos=True,
+                show_eta=True,
+                item_show_func=lambda _: f"{self._fps:5.1f} fps",
+            )
+            self._bar.__enter__()
+
+    def frame(self, result: FrameResult) -> None:
+        self._done += 1
+        self._fps = result.fps
+        self._faces = len(result.faces)
+        self._state = ""
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(1, None)
+            return
+        now = time.monotonic()
+        if now - self._last >= STATUS_INTERVAL_S:
+            self._last = now
+            self._line()
+
+    def status(self, event: WatchEvent) -> None:
+        self._state = event.status or ""
+        if self.enabled and self._bar is None:
+            self._line()
+
+    def _line(self) -> None:
+        names = f" [{self._state}]" if self._state else ""
+        click.echo(
+            f"\r\x1b[Kframe {self._done}  {self._fps:5.1f} fps  {self._faces} face(s){names}",
+            err=True,
+            nl=False,
+        )
+
+    def close(self) -> None:
+        for handler in self._handlers:
+            handler.removeFilter(self._clear)
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+        elif self.enabled and self._done:
+            click.echo("", err=True)
+
+
+class _Summary:
+    """Counts for the closing line."""
+
+    def __init__(self) -> None:
+        self.tracks = 0
+        self.named: dict[str, set[int]] = {}
+        self.reconnects = 0
+
+    def event(self, event: WatchEvent) -> None:
+        kind = event.type.value
+        if kind == "appeared":
+            self.tracks += 1
+        elif kind == "recognized" and event.name is not None and event.track_id is not None:
+            self.named.setdefault(event.name, set()).add(event.track_id)
+        elif kind == "status" and event.status == "reconnected":
+            self.reconnects += 1
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm(stop: Any) -> Iterator[None]:
+    """SIGTERM ends the loop cleanly (outputs are finished) instead of killing it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, lambda *_: stop())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@click.command("watch")
+@click.argument("source")
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="FACESENSE_DB",
+    default=None,
+    help="Gallery to name faces from [env FACESENSE_DB; default: gallery.db in the user data directory, if it exists].",
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the annotated video here (.mp4, .avi, ...).")
+@click.option("--events", "events_path", metavar="PATH", help="Write events as JSON Lines here ('-' for stdout).")
+@click.option(
+    "--display/--no-display",
+    default=None,
+    help="Show a live window (q or Esc closes it) [default: when a GUI and a display exist].",
+)
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Detect faces every N frames; track in between.")
+@click.option("--snapshots", type=click.Path(file_okay=False, path_type=Path), help="Save a crop of each unknown face's track here.")
+@click.option("--loop", is_flag=True, help="Play a file or folder again and again.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
+@click.option("--min-face", "min_face_px", type=click.FloatRange(min=12), default=40.0, show_default=True, help="Smallest face to find, pixels.")
+@click.option("--threshold", type=click.FloatRange(min=0), default=None, help="Distance above which a face is unknown [default: the measured one].")
+@click.option("--fps", "folder_fps", type=click.FloatRange(min=0.1), default=None, help="Frame rate of an image folder [default: 25].")
+def watch(
+    source: str,
+    db: Path | None,
+    output: Path | None,
+    events_path: str | None,
+    display: bool | None,
+    every: int,
+    snapshots: Path | None,
+    loop: bool,
+    max_frames: int | None,
+    min_face_px: float,
+    threshold: float | None,
+    folder_fps: float | None,
+) -> None:
+    """Detect, track and name faces in SOURCE: a camera index (0), a video file, an
+    rtsp:// or http(s):// stream, or a folder of images (played in name order).
+
+    Files are processed frame by frame, none dropped; live sources keep the newest
+    frame and reconnect when they drop out.
+    """
+    from facesense.capture import CaptureConfig, VideoSource
+    from facesense.pipeline import Pipeline, PipelineConfig, default_tracker, fps_or_default
+
+    _quiet_native_logs()
+    explicit_db = db is not None or bool(os.environ.get("FACESENSE_DB"))
+    capture_cfg = CaptureConfig(loop=loop, **({"folder_fps": folder_fps} if folder_fps else {}))
+    progress_ref: list[_Progress] = []
+    summary = _Summary()
+
+    def on_event(event: WatchEvent) -> None:
+        summary.event(event)
+        if event.type.value == "status" and progress_ref:
+            progress_ref[0].status(event)
+
+    video_source = VideoSource(source, capture_cfg)
+    sinks: list[Sink] = []
+    with contextlib.ExitStack() as stack:
+        stack.callback(video_source.close)
+        video_source.open()
+        if loop and video_source.live:
+            logger.warning("--loop has no effect on a live source")
+
+        from facesense.analyzer import FaceAnalyzer
+        from facesense.detect.mtcnn import MTCNNConfig, MTCNNDetector
+
+        detector = MTCNNDetector(MTCNNConfig(min_face_px=min_face_px))
+        analyzer = FaceAnalyzer(detector=detector)
+        matcher = _open_matcher(db, explicit_db, threshold, analyzer)
+
+        def add(sink: Sink) -> None:
+            sinks.append(sink)
+            stack.callback(_close_quietly, sink)
+
+        if output is not None:
+            from facesense.sinks.video import VideoFileSink
+
+            add(VideoFileSink(output, fps=fps_or_default(video_source.fps), size_wh=video_source.size_wh))
+        if events_path is not None:
+            from facesense.sinks.events import JsonlEventSink
+
+            add(JsonlEventSink(events_path))
+        if snapshots is not None:
+            from facesense.sinks.snapshots import SnapshotSink
+
+            add(SnapshotSink(snapshots))
+        if display is not False:
+            from facesense.sinks.window import WindowSink, gui_available
+
+            ok, reason = gui_available()
+            if ok:
+                add(WindowSink(f"facesense: {video_source.source_id}"))
+            elif display:
+                raise ConfigError(f"cannot show a window: {reason}; run with --no-display")
+            else:
+                logger.info("no window: %s", reason)
+        if not sinks:
+            logger.warning("no output chosen (--output, --events, --snapshots or a display): only counting faces")
+
+        pipeline = Pipeline(
+            video_source,
+            detector=detector,
+            embedder=analyzer.embedder if matcher is not None else None,
+            matcher=matcher,
+            tracker=default_tracker(every),
+            sinks=sinks,
+            config=PipelineConfig(every=every, max_frames=max_frames),
+            on_event=on_event,
+        )
+        bar = _Progress(video_source, loop=loop, max_frames=max_frames)
+        progress_ref.append(bar)
+        started = time.perf_counter()
+        frames = 0
+        try:
+            with _stop_on_sigterm(pipeline.stop), contextlib.closing(iter(pipeline)) as results:
+                for result in results:
+                    frames += 1
+                    bar.frame(result)
+        finally:
+            bar.close()
+        elapsed = time.perf_counter() - started
+    named = ", ".join(f"{name} ({len(ids)} track{'s' if len(ids) > 1 else ''})" for name, ids in sorted(summary.named.items()))
+    click.echo(
+        f"watched {frames} frame(s) in {elapsed:.1f} s ({frames / elapsed if elapsed > 0 else 0:.1f} fps);"
+        f" {summary.tracks} track(s)"
+        + (f"; named: {named}" if named else "")
+        + (f"; {summary.reconnects} reconnect(s)" if summary.reconnects else ""),
+        err=True,
+    )
+
+
+def _close_quietly(sink: Any) -> None:
+    """Close a sink the pipeline never got to close (setup failed half-way)."""
+    try:
+        sink.close()
+    except Exception as exc:  # noqa: BLE001 - the original error matters more
+        logger.debug("closing %r: %s", sink, exc)

@@ -1,0 +1,596 @@
+"""Enrollment: turn photos (or camera frames) of people into gallery samples.
+
+Every image goes through the same checks, in this order, and is either added (one
+sample, one transaction) or skipped with a :class:`SkipReason`:
+
+1. ``unreadable``: not a decodable image (:class:`~facesense.errors.ImageError`).
+2. ``duplicate``: this person already has a sample from a file with the same sha256
+   (in the gallery, or earlier in the same run).
+3. ``no_face`` / ``several_faces``: enrolling a person needs exactly one detected face
+   per image, so that a sample can never be somebody in the background.
+4. ``too_small``: the face's shorter box side is under ``min_face_px``
+   (:data:`DEFAULT_MIN_FACE_PX` = 40 px; FaceNet sees 160 px crops, and smaller faces
+   are mostly upsampling blur).
+5. ``too_blurry``: the face's sharpness (:func:`sharpness`, the variance of the
+   Laplacian of the grey face box resized to 112 x 112) is under ``min_sharpness``
+   (:data:`DEFAULT_MIN_SHARPNESS`; see its docstring for how it was measured).
+
+Photo enrollment runs in two passes: first every image is read and analysed, then the
+accepted samples are written, one transaction per image. With ``strict=True`` (the
+CLI's default) an unreadable file stops the run after the first pass, so a typo'd
+path or a stray non-image leaves the gallery unchanged; with ``strict=False`` it is
+just skipped. Camera enrollment writes each accepted frame as it goes.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from facesense.errors import ConfigError, EnrollmentError, ImageError, SourceError
+from facesense.gallery.base import NewSample, validate_name
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from facesense.gallery.base import GalleryStore
+    from facesense.types import Faces
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_MIN_FACE_PX",
+    "DEFAULT_MIN_SHARPNESS",
+    "Added",
+    "EnrollConfig",
+    "EnrollSummary",
+    "Enroller",
+    "FaceAnalyzerLike",
+    "ReembedSummary",
+    "SkipReason",
+    "Skipped",
+    "reembed",
+    "sharpness",
+    "thumbnail_jpeg",
+]
+
+DEFAULT_MIN_FACE_PX = 40.0
+
+DEFAULT_MIN_SHARPNESS = 15.0
+"""Minimum :func:`sharpness` of an enrollment face.
+
+Measured with ``python benchmarks/enroll_sharpness.py`` on the LFW images and the
+knn_examples training photos: the 1st percentile of sharpness of real, usable faces
+is about 40, while the same faces blurred with a Gaussian of sigma 2 px (at 112 px
+face size, roughly a face 3 px out of focus at 160 px) fall to about 10. 15 rejects
+clearly smeared faces without rejecting ordinary soft photos.
+"""
+
+SHARPNESS_SIZE_PX = 112
+THUMBNAIL_PX = 96
+THUMBNAIL_QUALITY = 85
+
+
+class FaceAnalyzerLike(Protocol):
+    """What enrollment needs from :class:`~facesense.analyzer.FaceAnalyzer`."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    def detect(self, image: npt.NDArray[np.uint8]) -> Faces: ...
+
+    def embed(self, image: npt.NDArray[np.uint8], faces: Faces) -> Faces: ...
+
+
+class SkipReason(str, enum.Enum):
+    """Why an image or frame was not enrolled."""
+
+    UNREADABLE = "unreadable"
+    DUPLICATE = "duplicate"
+    NO_FACE = "no_face"
+    SEVERAL_FACES = "several_faces"
+    TOO_SMALL = "too_small"
+    TOO_BLURRY = "too_blurry"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnrollConfig:
+    """Quality gates for enrollment.
+
+    Attributes:
+        min_face_px: smallest acceptable shorter side of the face box, pixels.
+        min_sharpness: smallest acceptable :func:`sharpness` (0 turns the check off).
+        strict: photo enrollment fails without writing anything when a file is unreadable.
+    """
+
+    min_face_px: float = DEFAULT_MIN_FACE_PX
+    min_sharpness: float = DEFAULT_MIN_SHARPNESS
+    strict: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.min_face_px >= 0:
+            raise ConfigError(f"min_face_px must be >= 0, got {self.min_face_px}")
+        if not self.min_sharpness >= 0:
+            raise ConfigError(f"min_sharpness must be >= 0, got {self.min_sharpness}")
+
+
+@dataclass(frozen=True)
+class Added:
+    """One image (or frame) that became a sample."""
+
+    person: str
+    path: str
+    sample_id: int
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """One image (or frame) that did not, and why."""
+
+    person: str
+    path: str
+    reason: SkipReason
+    detail: str
+
+
+@dataclass(frozen=True)
+class EnrollSummary:
+    """The outcome of an enrollment run.
+
+    Attributes:
+        added: the samples written, in order.
+        skipped: the images or frames passed over, with reasons.
+    """
+
+    added: tuple[Added, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+
+    def people(self) -> list[str]:
+        """Every person the run touched, sorted."""
+        return sorted({a.person for a in self.added} | {s.person for s in self.skipped})
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per person: ``person``, ``added``, and a count per :class:`SkipReason`."""
+        rows = []
+        for name in self.people():
+            reasons = Counter(s.reason for s in self.skipped if s.person == name)
+            row: dict[str, Any] = {"person": name, "added": sum(a.person == name for a in self.added)}
+            row.update({r.value: reasons.get(r, 0) for r in SkipReason})
+            rows.append(row)
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form."""
+        return {
+            "added": [{"person": a.person, "path": a.path, "sample_id": a.sample_id} for a in self.added],
+            "skipped": [
+                {"person": s.person, "path": s.path, "reason": s.reason.value, "detail": s.detail} for s in self.skipped
+            ],
+        }
+
+
+def sharpness(image: npt.NDArray[np.uint8], xyxy: npt.ArrayLike) -> float:
+    """Variance of the Laplacian of a face box, at a fixed scale.
+
+    The box (clipped to the image) is converted to grey and resized to
+    ``112 x 112`` first, so the number does not depend on the face's resolution.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 BGR.
+        xyxy: ``(4,)`` face box, pixels.
+
+    Returns:
+        The variance of ``cv2.Laplacian`` (CV_64F, 3x3); larger is sharper.
+    """
+    import cv2
+
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in np.asarray(xyxy, dtype=np.float64).reshape(4))
+    x1i, y1i = int(np.clip(np.floor(x1), 0, w - 1)), int(np.clip(np.floor(y1), 0, h - 1))
+    x2i, y2i = int(np.clip(np.ceil(x2), x1i + 1, w)), int(np.clip(np.ceil(y2), y1i + 1, h))
+    grey = cv2.cvtColor(image[y1i:y2i, x1i:x2i], cv2.COLOR_BGR2GRAY)
+    size = (SHARPNESS_SIZE_PX, SHARPNESS_SIZE_PX)
+    shrink = grey.shape[0] > SHARPNESS_SIZE_PX and grey.shape[1] > SHARPNESS_SIZE_PX
+    grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def thumbnail_jpeg(image: npt.NDArray[np.uint8], faces: Faces) -> bytes:
+    """A ``96 x 96`` JPEG of the first face in ``faces`` (box plus 20 % margin)."""
+    import cv2
+
+    from facesense.align import CropConfig, crop_faces
+
+    crop = crop_faces(image, faces[:1], CropConfig(size_px=THUMBNAIL_PX, margin_ratio=0.2, margin_px=0.0, square=True))
+    ok, buf = cv2.imencode(".jpg", crop[0], [cv2.IMWRITE_JPEG_QUALITY, THUMBNAIL_QUALITY])
+    return buf.tobytes() if ok else b""
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    person: str
+    path: str
+    sample: NewSample
+
+
+class Enroller:
+    """Checks photos and camera frames and adds the good ones to a gallery.
+
+    Args:
+        gallery: where samples go.
+        analyzer: detects and embeds (a :class:`~facesense.analyzer.FaceAnalyzer`).
+        config: quality gates; the defaults when ``None``.
+
+    Raises:
+        ModelMismatchError: the gallery holds another model's embeddings.
+    """
+
+    def __init__(self, gallery: GalleryStore, analyzer: FaceAnalyzerLike, config: EnrollConfig | None = None) -> None:
+        self.gallery = gallery
+        self.analyzer = analyzer
+        self.config = config or EnrollConfig()
+
+    def _check_model(self) -> None:
+        from facesense.errors import ModelMismatchError
+
+        stored = self.gallery.model_id
+        if stored is not None and stored != self.analyzer.model_id:
+            raise ModelMismatchError(
+                f"{self.gallery.location}: the gallery holds embeddings from model {stored!r}, not "
+                f"{self.analyzer.model_id!r}; run `facesense reembed --db {self.gallery.location}` first"
+            )
+
+    # --- one face ------------------------------------------------------------------
+
+    def _check_faces(self, person: str, label: str, image: npt.NDArray[np.uint8], faces: Faces) -> Skipped | None:
+        if len(faces) == 0:
+            return Skipped(person, label, SkipReason.NO_FACE, "no face found")
+        if len(faces) > 1:
+            return Skipped(person, label, SkipReason.SEVERAL_FACES, f"{len(faces)} faces; need exactly one")
+        size = float(faces.size_px[0])
+        if size < self.config.min_face_px:
+            return Skipped(person, label, SkipReason.TOO_SMALL, f"face is {size:.0f} px, under {self.config.min_face_px:g} px")
+        if self.config.min_sharpness > 0:
+            sharp = sharpness(image, faces.xyxy[0])
+            if sharp < self.config.min_sharpness:
+                return Skipped(
+                    person, label, SkipReason.TOO_BLURRY, f"sharpness {sharp:.1f}, under {self.config.min_sharpness:g}"
+                )
+        return None
+
+    def _sample(self, image: npt.NDArray[np.uint8], faces: Faces, sha: str, label: str) -> NewSample:
+        embedded = self.analyzer.embed(image, faces)
+        if embedded.embeddings is None:
+            raise EnrollmentError(f"{label}: the embedder returned no embedding")
+        return NewSample(
+            embedding=embedded.embeddings[0],
+            model_id=self.analyzer.model_id,
+            source_sha256=sha,
+            source_path=label,
+            xyxy=tuple(float(v) for v in faces.xyxy[0]),  # type: ignore[arg-type]
+            thumbnail_jpeg=thumbnail_jpeg(image, faces),
+        )
+
+    def _prepare(self, person: str, path: Path, seen: set[tuple[str, str]]) -> _Prepared | Skipped:
+        from facesense.imageio import decode_image
+
+        label = str(path.resolve())
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return Skipped(person, label, SkipReason.UNREADABLE, f"{path}: no such file")
+        except IsADirectoryError:
+            return Skipped(person, label, SkipReason.UNREADABLE, f"{path}: is a directory")
+        except OSError as exc:
+            return Skipped(person, label, SkipReason.UNREADABLE, f"{path}: cannot read ({exc.strerror or exc})")
+        sha = hashlib.sha256(data).hexdigest()
+        if (person, sha) in seen or self.gallery.has_source(person, sha, self.analyzer.model_id):
+            return Skipped(person, label, SkipReason.DUPLICATE, f"{person} already has this image (sha256 {sha[:12]})")
+        try:
+            image = decode_image(data, name=str(path))
+        except ImageError as exc:
+            return Skipped(person, label, SkipReason.UNREADABLE, str(exc))
+        faces = self.analyzer.detect(image)
+        skip = self._check_faces(person, label, image, faces)
+        if skip is not None:
+            return skip
+        seen.add((person, sha))
+        return _Prepared(person, label, self._sample(image, faces, sha, label))
+
+    # --- photos --------------------------------------------------------------------
+
+    def enroll_items(
+        self,
+        items: Sequence[tuple[str, Path]],
+        *,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> EnrollSummary:
+        """Enroll ``(person, image path)`` pairs (the other entry points end here).
+
+        Args:
+            items: which image goes to whom; names must be valid person names.
+            on_progress: called as ``(done, total)`` after each image is analysed.
+
+        Raises:
+            ImageError: ``config.strict`` and some files are unreadable (nothing written).
+            ModelMismatchError: the gallery holds another model's embeddings.
+        """
+        for name in {n for n, _ in items}:
+            validate_name(name)
+        self._check_model()
+        seen: set[tuple[str, str]] = set()
+        prepared: list[_Prepared | Skipped] = []
+        for i, (person, path) in enumerate(items):
+            prepared.append(self._prepare(person, path, seen))
+            if on_progress is not None:
+                on_progress(i + 1, len(items))
+        bad = [p for p in prepared if isinstance(p, Skipped) and p.reason is SkipReason.UNREADABLE]
+        if bad and self.config.strict:
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise ImageError(f"{bad[0].detail}{more}; nothing was enrolled")
+        added: list[Added] = []
+        skipped: list[Skipped] = []
+        for p in prepared:
+            if isinstance(p, Skipped):
+                skipped.append(p)
+                continue
+            (sid,) = self.gallery.add_samples(p.person, [p.sample], create=True)
+            added.append(Added(p.person, p.path, sid))
+            logger.debug("added %s for %s as sample %d", p.path, p.person, sid)
+        return EnrollSummary(tuple(added), tuple(skipped))
+
+    def enroll_person(
+        self,
+        name: str,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> EnrollSummary:
+        """Add photos of one person (files, or folders searched recursively).
+
+        Raises:
+            EnrollmentError: no image files were given or found.
+            ImageError: ``config.strict`` and some files are unreadable (nothing written).
+        """
+        from facesense.imageio import iter_image_paths
+
+        name = validate_name(name)
+        paths = list(paths)
+        for raw in paths:
+            if not Path(raw).exists():
+                if self.config.strict:
+                    raise ImageError(f"{raw}: no such file or directory; nothing was enrolled")
+        files = list(iter_image_paths(paths))
+        if not files:
+            raise EnrollmentError(f"no image files found in {', '.join(str(p) for p in paths) or 'the arguments'}")
+        return self.enroll_items([(name, f) for f in files], on_progress=on_progress)
+
+    def enroll_folder(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> EnrollSummary:
+        """Enroll ``root/<person>/<image>`` (one sub-folder per person, searched recursively).
+
+        Files directly inside ``root`` are ignored with a warning.
+
+        Raises:
+            EnrollmentError: ``root`` is missing, not a folder, or holds no person folder with images.
+            ConfigError: a folder name is not a valid person name.
+        """
+        from facesense.imageio import iter_image_paths
+
+        base = Path(root)
+        if not base.exists():
+            raise EnrollmentError(f"{base}: no such directory")
+        if not base.is_dir():
+            raise EnrollmentError(f"{base}: not a directory (to enroll single photos use --name NAME FILE...)")
+        people = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+        loose = [p for p in base.iterdir() if p.is_file() and not p.name.startswith(".")]
+        if loose:
+            logger.warning("%s: ignoring %d file(s) outside person folders", base, len(loose))
+        items: list[tuple[str, Path]] = []
+        for folder in people:
+            name = validate_name(folder.name)
+            files = list(iter_image_paths([folder]))
+            if not files:
+                logger.warning("%s: no images, skipped", folder)
+            items.extend((name, f) for f in files)
+        if not items:
+            raise EnrollmentError(f"{base}: no images in person folders (expected {base}/<name>/*.jpg)")
+        return self.enroll_items(items, on_progress=on_progress)
+
+    # --- camera --------------------------------------------------------------------
+
+    def enroll_camera(
+        self,
+        name: str,
+        source: int | str,
+        *,
+        samples: int = 5,
+        max_frames: int | None = None,
+        min_gap_s: float = 0.3,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> EnrollSummary:
+        """Capture ``samples`` good frames of one person from a camera (or a video file).
+
+        A frame is kept when it holds exactly one face that passes the size and
+        sharpness gates; kept frames are at least ``min_gap_s`` apart (by the source's
+        clock for files, wall clock for cameras) so the samples differ. Each kept frame
+        is written at once, in its own transaction.
+
+        Args:
+            name: the person.
+            source: a camera index, or a path/URL OpenCV can open.
+            samples: how many frames to keep.
+            max_frames: give up after this many frames (default ``200 * samples``).
+            min_gap_s: least time between kept frames.
+            on_progress: called as ``(kept, samples)`` after each kept frame.
+
+        Raises:
+            SourceError: the camera cannot be opened or yields no frame.
+        """
+        import cv2
+
+        name = validate_name(name)
+        if samples < 1:
+            raise ConfigError(f"samples must be >= 1, got {samples}")
+        self._check_model()
+        limit = max_frames if max_frames is not None else 200 * samples
+        label = f"camera:{source}" if isinstance(source, int) else str(source)
+        cap = cv2.VideoCapture(source)
+        try:
+            if not cap.isOpened():
+                raise SourceError(f"cannot open camera {source!r} (no such device, busy, or no permission)")
+            added: list[Added] = []
+            skipped: list[Skipped] = []
+            last_kept = -float("inf")
+            frame_no = 0
+            is_file = not isinstance(source, int)
+            while len(added) < samples and frame_no < limit:
+                ok, frame = cap.read()
+                if not ok or frame is None:
+                    if frame_no == 0:
+                        raise SourceError(f"camera {source!r} opened but gave no frame")
+                    break
+                frame_no += 1
+                now = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0 if is_file else time.monotonic()
+                if now - last_kept < min_gap_s:
+                    continue
+                where = f"{label}#frame{frame_no}"
+                faces = self.analyzer.detect(frame)
+                skip = self._check_faces(name, where, frame, faces)
+                if skip is not None:
+                    skipped.append(skip)
+                    continue
+                sha = hashlib.sha256(frame.tobytes()).hexdigest()
+                if self.gallery.has_source(name, sha, self.analyzer.model_id):
+                    skipped.append(Skipped(name, where, SkipReason.DUPLICATE, "identical frame already enrolled"))
+                    continue
+                (sid,) = self.gallery.add_samples(name, [self._sample(frame, faces, sha, label)], create=True)
+                added.append(Added(name, where, sid))
+                last_kept = now
+                if on_progress is not None:
+                    on_progress(len(added), samples)
+        finally:
+            cap.release()
+        if len(added) < samples:
+            logger.warning("kept %d of %d samples from %s after %d frames", len(added), samples, label, frame_no)
+        return EnrollSummary(tuple(added), tuple(skipped))
+
+
+# --- reembedding -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReembedSummary:
+    """The outcome of :func:`reembed`.
+
+    Attributes:
+        reembedded: samples recomputed.
+        dropped: ``(sample id, source path, reason)`` for samples removed (``drop_missing``).
+        model_id: the gallery's model id now.
+    """
+
+    reembedded: int
+    dropped: tuple[tuple[int, str, str], ...] = field(default=())
+    model_id: str = ""
+
+
+def _iou(a: npt.NDArray[np.float32], b: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    bb = np.asarray(b, dtype=np.float64)
+    aa = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    ix = np.clip(np.minimum(aa[:, 2], bb[2]) - np.maximum(aa[:, 0], bb[0]), 0, None)
+    iy = np.clip(np.minimum(aa[:, 3], bb[3]) - np.maximum(aa[:, 1], bb[1]), 0, None)
+    inter = ix * iy
+    area = (aa[:, 2] - aa[:, 0]) * (aa[:, 3] - aa[:, 1]) + (bb[2] - bb[0]) * (bb[3] - bb[1]) - inter
+    return inter / np.maximum(area, 1e-9)
+
+
+def reembed(
+    gallery: GalleryStore,
+    analyzer: FaceAnalyzerLike,
+    *,
+    drop_missing: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ReembedSummary:
+    """Recompute every sample's embedding with ``analyzer`` from its source image.
+
+    Each source must still exist with the same sha256; the face is found again as the
+    detection overlapping the stored box most (IoU >= 0.3). All samples are replaced in
+    one transaction, so a failure leaves the gallery as it was.
+
+    Args:
+        drop_missing: remove samples whose source is gone, changed, or whose face is not
+            found again, instead of failing.
+
+    Raises:
+        EnrollmentError: some sources are unusable and ``drop_missing`` is false.
+    """
+    from facesense.imageio import load_image
+
+    samples = gallery.samples()
+    replacements: dict[int, NewSample] = {}
+    problems: list[tuple[int, str, str]] = []
+    for i, s in enumerate(samples):
+        src = s.source_path or ""
+        path = Path(src)
+        problem = ""
+        if not src or src.startswith("camera:") or not path.is_file():
+            problem = "source file is gone" if src and not src.startswith("camera:") else "no source file (camera frame or import)"
+        else:
+            try:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError as exc:
+                digest = f"unreadable: {exc.strerror or exc}"
+            if digest.startswith("unreadable"):
+                problem = f"source file is {digest}"
+            elif digest != s.source_sha256:
+                problem = "source file has changed since enrollment"
+            else:
+                try:
+                    image = load_image(path)
+                except ImageError as exc:
+                    problem = str(exc)
+                else:
+                    faces = analyzer.detect(image)
+                    overlap = _iou(faces.xyxy, s.xyxy) if len(faces) else np.zeros(0)
+                    if len(faces) == 0 or float(overlap.max()) < 0.3:
+                        problem = "face not found again"
+                    else:
+                        one = faces[[int(np.argmax(overlap))]]
+                        embedded = analyzer.embed(image, one).embeddings
+                        if embedded is None:
+                            raise EnrollmentError(f"{src}: the embedder returned no embedding")
+                        replacements[s.id] = NewSample(
+                            embedding=embedded[0],
+                            model_id=analyzer.model_id,
+                            source_sha256=s.source_sha256,
+                            source_path=src,
+                            xyxy=tuple(float(v) for v in one.xyxy[0]),  # type: ignore[arg-type]
+                            thumbnail_jpeg=thumbnail_jpeg(image, one),
+                        )
+        if problem:
+            problems.append((s.id, src or "-", problem))
+        if on_progress is not None:
+            on_progress(i + 1, len(samples))
+    if problems and not drop_missing:
+        sid, src, why = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise EnrollmentError(
+            f"cannot reembed sample {sid} from {src}: {why}{more}; gallery unchanged "
+            "(restore the files, or pass --drop-missing to remove those samples)"
+        )
+    gallery.replace_samples(replacements)
+    return ReembedSummary(reembedded=len(replacements), dropped=tuple(problems), model_id=analyzer.model_id)

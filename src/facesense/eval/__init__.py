@@ -1,0 +1,1 @@
+"""Evaluation of facesense's stages on public benchmarks (WIDER FACE detection, ...)."""
