@@ -7,12 +7,15 @@ import pytest
 
 from facesense.errors import ConfigError
 from facesense.match import (
+    CALIBRATIONS,
     DEFAULT_THRESHOLD,
     KNNMatcher,
     Matcher,
     MatcherKind,
     MeanMatcher,
+    ScoreNorm,
     SVMMatcher,
+    calibration_for,
     distance_to_confidence,
     make_matcher,
     pairwise_distances,
@@ -258,3 +261,98 @@ def test_knn_no_neighbour_within_threshold_gives_nearest_candidate() -> None:
     gallery = np.stack([at_angle(80), at_angle(90), at_angle(95)])
     r = KNNMatcher(k=3, threshold=0.5).fit(gallery, ["a", "b", "b"]).match(at_angle(0)[None])
     assert r.names == (None,) and r.candidates == ("a",)
+
+
+# --- score normalisation and calibration ------------------------------------------------
+
+FACENET = "facenet-20180408-102900/fixed"
+NORM = CALIBRATIONS[FACENET].norm
+
+
+def test_make_matcher_uses_the_model_calibration() -> None:
+    cal = calibration_for(FACENET)
+    assert cal is not None
+    m = make_matcher("knn", model_id=FACENET)
+    assert m.norm == cal.norm and m.threshold == cal.threshold
+    raw = make_matcher("knn", model_id=FACENET, normalize=False)
+    assert raw.norm is None and raw.threshold == cal.raw_threshold
+    assert make_matcher("mean", model_id=FACENET, threshold=None).threshold is None
+    assert make_matcher("svm", model_id=FACENET, threshold=0.5).threshold == 0.5
+
+
+def test_make_matcher_without_calibration_thresholds_raw_distances() -> None:
+    for model_id in (None, "someone-else/v1"):
+        m = make_matcher("knn", model_id=model_id)
+        assert m.norm is None and m.threshold == DEFAULT_THRESHOLD
+    with pytest.raises(ConfigError):
+        make_matcher("knn", threshold="loose")
+
+
+@pytest.mark.parametrize(
+    "quantiles",
+    [((0.1, 1.0),), ((0.1, 1.0), (0.05, 1.1)), ((0.1, 1.2), (0.5, 1.1))],
+)
+def test_score_norm_validates_quantiles(quantiles) -> None:
+    with pytest.raises(ConfigError):
+        ScoreNorm(impostor_quantiles=quantiles)
+
+
+def test_expected_order_statistics_shrink_with_gallery_size() -> None:
+    values = [NORM.expected_order_mean(n, 2, 5) for n in (6, 20, 100, 1000, 10_000)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+    # The median impostor distance is about what two random people are apart.
+    assert NORM.expected_order_mean(1, 1, 1) == pytest.approx(float(NORM.impostor_distance(0.5)))
+
+
+def _ring(d_match: float, d_others: float, n_others: int, dim: int = 64) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """A gallery where the probe is d_match from 'target' and d_others from everybody else."""
+    rng = np.random.default_rng(3)
+    basis, _ = np.linalg.qr(rng.normal(size=(dim, n_others + 2)))
+    probe = basis[:, 0]
+
+    def at(dist: float, axis: int) -> np.ndarray:
+        c = 1 - dist**2 / 2  # cosine for this chord distance
+        return c * probe + np.sqrt(1 - c**2) * basis[:, axis]
+
+    gallery = np.stack([at(d_match, 1)] + [at(d_others, 2 + i) for i in range(n_others)]).astype(np.float32)
+    labels = ["target"] + [f"other{i}" for i in range(n_others)]
+    return gallery, labels, probe[None].astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("d_others", "named"),
+    [
+        (1.45, True),  # everybody else is as far as random strangers: the match stands out
+        (1.00, False),  # the face is nearly as close to many others: not distinctive enough
+    ],
+)
+def test_normalisation_rejects_faces_close_to_many_people(d_others: float, named: bool) -> None:
+    gallery, labels, probe = _ring(0.88, d_others, 30)
+    raw = KNNMatcher(threshold=0.9).fit(gallery, labels).match(probe)
+    assert raw.names == ("target",)  # raw distance 0.88 passes either way
+    normed = KNNMatcher(threshold=0.9, norm=NORM).fit(gallery, labels).match(probe)
+    assert normed.distances[0] == pytest.approx(0.88, abs=1e-4)  # the distance is still the raw one
+    assert (normed.names == ("target",)) is named
+    assert bool(normed.confidences[0] >= 0.5) is named
+
+
+@pytest.mark.parametrize("kind", list(MatcherKind))
+def test_normalisation_is_a_no_op_for_one_person(kind: MatcherKind) -> None:
+    m = make_matcher(kind, model_id=FACENET).fit(GALLERY[:2], LABELS[:2])
+    r = m.match(unit([1, 0.2, 0]))
+    np.testing.assert_allclose(r.scores, r.distances)
+
+
+@pytest.mark.parametrize("kind", list(MatcherKind))
+def test_named_iff_confidence_at_least_half(kind: MatcherKind) -> None:
+    rng = np.random.default_rng(5)
+    g = rng.normal(size=(40, 32)).astype(np.float32)
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    labels = [f"p{i // 2}" for i in range(40)]
+    spread = np.linspace(0.0, 0.4, 14, dtype=np.float32)[:, None]
+    probes = g[::3] + spread * rng.normal(size=(14, 32)).astype(np.float32)
+    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+    r = make_matcher(kind, model_id=FACENET).fit(g, labels).match(probes)
+    named = np.array([n is not None for n in r.names])
+    assert named.any() and not named.all()
+    np.testing.assert_array_equal(named, r.confidences >= 0.5)

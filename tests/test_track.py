@@ -253,7 +253,7 @@ def test_vote_prefers_unknown_on_a_tie() -> None:
 
 
 def test_tracker_votes_and_labels_names() -> None:
-    tracker = Tracker(TrackerConfig(min_hits=1, reembed_every=3, reembed_quality_gain=0.25))
+    tracker = Tracker(TrackerConfig(min_hits=1, reembed_every=3, warmup_samples=0, reembed_quality_gain=0.25))
     out = tracker.update(faces_at([box(100, 100), box(400, 100)]), quality=[0.5, 0.5])
     tracker.drain_events()
     assert tracker.embed_mask(out).tolist() == [True, True]
@@ -275,6 +275,18 @@ def test_tracker_votes_and_labels_names() -> None:
     out = tracker.update(faces_at([box(101, 100), box(401, 100)]), quality=[0.9, 0.5])
     assert tracker.embed_mask(out).tolist() == [False, True]
     assert tracker.drain_events() == []  # the name did not change: no new event
+
+
+def test_new_tracks_are_embedded_more_often_until_they_have_a_few_samples() -> None:
+    tracker = Tracker(TrackerConfig(min_hits=1, reembed_every=9, warmup_samples=2, reembed_quality_gain=10))
+    due = []
+    for _ in range(30):
+        out = tracker.update(faces_at([box(100, 100)]), quality=[0.5])
+        mask = tracker.embed_mask(out)
+        due.append(bool(mask[0]))
+        if mask[0]:
+            tracker.vote(out.track_ids, ["ann"], [0.9])
+    assert [i for i, d in enumerate(due) if d] == [0, 3, 12, 21]
 
 
 def test_unconfirmed_tracks_are_not_embedded() -> None:

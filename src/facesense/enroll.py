@@ -6,14 +6,17 @@ sample, one transaction) or skipped with a :class:`SkipReason`:
 1. ``unreadable``: not a decodable image (:class:`~facesense.errors.ImageError`).
 2. ``duplicate``: this person already has a sample from a file with the same sha256
    (in the gallery, or earlier in the same run).
-3. ``no_face`` / ``several_faces``: enrolling a person needs exactly one detected face
-   per image, so that a sample can never be somebody in the background.
+3. ``no_face`` / ``several_faces``: enrolling a person needs exactly one face per
+   image, so that a sample can never be somebody else. Detections scoring under
+   ``min_detection_score`` (0.9; MTCNN's false positives on hands and fabric score
+   0.7-0.8) are not counted as faces, nor are background faces whose shorter side is
+   under ``background_ratio`` (40 %) of the largest face's.
 4. ``too_small``: the face's shorter box side is under ``min_face_px``
    (:data:`DEFAULT_MIN_FACE_PX` = 40 px; FaceNet sees 160 px crops, and smaller faces
    are mostly upsampling blur).
 5. ``too_blurry``: the face's sharpness (:func:`sharpness`, the variance of the
    Laplacian of the grey face box resized to 112 x 112) is under ``min_sharpness``
-   (:data:`DEFAULT_MIN_SHARPNESS`; see its docstring for how it was measured).
+   (:data:`DEFAULT_MIN_SHARPNESS` = 20; see its docstring for how it was measured).
 
 Photo enrollment runs in two passes: first every image is read and analysed, then the
 accepted samples are written, one transaction per image. With ``strict=True`` (the
@@ -66,14 +69,24 @@ __all__ = [
 
 DEFAULT_MIN_FACE_PX = 40.0
 
-DEFAULT_MIN_SHARPNESS = 15.0
+DEFAULT_MIN_SHARPNESS = 20.0
 """Minimum :func:`sharpness` of an enrollment face.
 
-Measured with ``python benchmarks/enroll_sharpness.py`` on the LFW images and the
-knn_examples training photos: the 1st percentile of sharpness of real, usable faces
-is about 40, while the same faces blurred with a Gaussian of sigma 2 px (at 112 px
-face size, roughly a face 3 px out of focus at 160 px) fall to about 10. 15 rejects
-clearly smeared faces without rejecting ordinary soft photos.
+Measured with ``python benchmarks/enroll_sharpness.py`` (600 LFW faces, FaceNet):
+
+=====================  ===================  ===========================
+face                   sharpness (median)   embedding moves by (median)
+=====================  ===================  ===========================
+as is                  92 (1st pct: 27)     0
+blur sigma 1 px*       43                   0.14
+blur sigma 2 px*       17                   0.39
+blur sigma 3 px*       9                    0.61
+=====================  ===================  ===========================
+
+(* Gaussian sigma at the 112 px scale of the measurement.) The default threshold,
+0.86-0.91, is only about twice the sigma-2 shift, so 20 keeps nearly every real face
+(LFW's faces are small, soft JPEGs; sharp high-resolution photos score 300-1400) and
+turns away most faces as smeared as sigma 2.
 """
 
 SHARPNESS_SIZE_PX = 112
@@ -110,14 +123,23 @@ class EnrollConfig:
     Attributes:
         min_face_px: smallest acceptable shorter side of the face box, pixels.
         min_sharpness: smallest acceptable :func:`sharpness` (0 turns the check off).
+        min_detection_score: detections scoring less are ignored.
+        background_ratio: other faces smaller than this share of the largest face's
+            shorter side are background and do not make a photo "several faces".
         strict: photo enrollment fails without writing anything when a file is unreadable.
     """
 
     min_face_px: float = DEFAULT_MIN_FACE_PX
     min_sharpness: float = DEFAULT_MIN_SHARPNESS
+    min_detection_score: float = 0.9
+    background_ratio: float = 0.4
     strict: bool = True
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.min_detection_score <= 1.0:
+            raise ConfigError(f"min_detection_score must be in [0, 1], got {self.min_detection_score}")
+        if not 0.0 <= self.background_ratio <= 1.0:
+            raise ConfigError(f"background_ratio must be in [0, 1], got {self.background_ratio}")
         if not self.min_face_px >= 0:
             raise ConfigError(f"min_face_px must be >= 0, got {self.min_face_px}")
         if not self.min_sharpness >= 0:
@@ -252,6 +274,14 @@ class Enroller:
 
     # --- one face ------------------------------------------------------------------
 
+    def _subject(self, faces: Faces) -> Faces:
+        """The faces that count: confident detections not dwarfed by the largest one."""
+        faces = faces[faces.scores >= self.config.min_detection_score]
+        if len(faces) > 1:
+            sizes = faces.size_px
+            faces = faces[sizes >= self.config.background_ratio * float(sizes.max())]
+        return faces
+
     def _check_faces(self, person: str, label: str, image: npt.NDArray[np.uint8], faces: Faces) -> Skipped | None:
         if len(faces) == 0:
             return Skipped(person, label, SkipReason.NO_FACE, "no face found")
@@ -300,7 +330,7 @@ class Enroller:
             image = decode_image(data, name=str(path))
         except ImageError as exc:
             return Skipped(person, label, SkipReason.UNREADABLE, str(exc))
-        faces = self.analyzer.detect(image)
+        faces = self._subject(self.analyzer.detect(image))
         skip = self._check_faces(person, label, image, faces)
         if skip is not None:
             return skip
@@ -469,7 +499,7 @@ class Enroller:
                 if now - last_kept < min_gap_s:
                     continue
                 where = f"{label}#frame{frame_no}"
-                faces = self.analyzer.detect(frame)
+                faces = self._subject(self.analyzer.detect(frame))
                 skip = self._check_faces(name, where, frame, faces)
                 if skip is not None:
                     skipped.append(skip)

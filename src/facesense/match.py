@@ -2,36 +2,52 @@
 
 Every matcher has the same two verbs::
 
-    matcher = KNNMatcher(threshold=DEFAULT_THRESHOLD).fit(gallery_embeddings, labels)
+    matcher = make_matcher("knn", model_id=analyzer.model_id).fit(gallery_embeddings, labels)
     result = matcher.match(probe_embeddings)   # MatchResult: names, distances, confidences
 
-Distances are Euclidean distances between L2-normalised embeddings, in ``[0, 2]``
+**Distances** are Euclidean distances between L2-normalised embeddings, in ``[0, 2]``
 (``d**2 = 2 - 2 * cosine``). Each probe gets a *candidate* identity from the matcher's
-rule and a *distance* to that identity:
+rule and the distance to it:
 
 * :class:`KNNMatcher` (default): the ``k`` nearest gallery samples vote, each with
-  weight ``1 / d`` (``weighting="distance"``) or 1 (``"uniform"``); the distance is
-  the probe's distance to the winner's nearest sample.
+  weight ``1 / d`` (``weighting="distance"``) or 1 (``"uniform"``); the distance is to
+  the winner's nearest sample.
 * :class:`SVMMatcher`: a one-vs-rest linear SVM (scikit-learn ``LinearSVC``) picks the
-  identity; the distance is again to that identity's nearest sample. Fitting is
-  slow for thousands of identities; matching is one matrix product.
+  identity; the distance is again to that identity's nearest sample. Fitting is slow
+  for thousands of people; matching is one matrix product.
 * :class:`MeanMatcher`: nearest class mean (the L2-normalised mean of each person's
   samples); the distance is to that mean.
 
-**Open-set rejection.** A candidate is named only when its distance is at most
+**Open-set rejection.** The candidate is named only when its *score* is at most
 ``threshold``; otherwise the face is unknown (``None``). ``threshold=None`` turns
-rejection off. :data:`DEFAULT_THRESHOLD` was chosen on LFW for a stranger
-false-accept rate of about 2 % with ~750 enrolled people; see
-:mod:`facesense.eval.identify` and ``docs/recognition.md`` for the measurement and how
-to repeat it (``facesense eval identify --images ../shared/data/lfw``).
+rejection off. Without normalisation the score is the distance. With a
+:class:`ScoreNorm` (the default for models facesense has calibrated, see
+:data:`CALIBRATIONS`) the score is the distance corrected for how crowded the
+neighbourhood is::
 
-**Confidence** is a fixed, monotone mapping of the distance to ``[0, 1]``::
+    score = d - b * (probe_next - E_probe) - a * (person_next - E_person)
 
-    confidence = 1 / (1 + exp((distance - threshold) / CONFIDENCE_SCALE))
+``probe_next`` is the mean distance from the face to the next ``probe_k`` nearest
+*other* people, ``person_next`` the mean distance from the candidate to their
+``gallery_k`` nearest other people in the gallery, and ``E_*`` what those means are
+expected to be for a stranger in a gallery of this size (order statistics of the
+model's measured impostor-distance distribution). A face that is only a little closer
+to its best match than to several others, or a candidate who resembles many
+people, needs a smaller distance to be named. For a typical face the corrections
+cancel, so the score stays on the distance scale; in small galleries they are small.
 
-It is 0.5 at the threshold, about 0.88 at ``threshold - 0.1`` and 0.12 at
-``threshold + 0.1``; with rejection off it is centred on :data:`DEFAULT_THRESHOLD`.
-It is a readable score, not a calibrated probability.
+Defaults (:data:`DEFAULT_THRESHOLD` for raw distances, ``Calibration.threshold`` for
+normalised scores) come from ``facesense eval identify`` on LFW, chosen for a stranger
+false-accept rate of 2 % with ~750 people enrolled from one photo each; see
+``docs/recognition.md`` for the numbers, the curve and how to repeat the measurement.
+
+**Confidence** is a fixed, monotone mapping of the score to ``[0, 1]``::
+
+    confidence = 1 / (1 + exp((score - threshold) / CONFIDENCE_SCALE))
+
+It is 0.5 at the threshold (named faces have confidence >= 0.5), about 0.88 at
+``threshold - 0.1`` and 0.12 at ``threshold + 0.1``; with rejection off it is centred
+on the default threshold. It is a readable margin, not a calibrated probability.
 """
 
 from __future__ import annotations
@@ -51,25 +67,29 @@ from facesense.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "CALIBRATIONS",
     "CONFIDENCE_SCALE",
     "DEFAULT_K",
     "DEFAULT_THRESHOLD",
+    "Calibration",
     "KNNMatcher",
     "MatchResult",
     "Matcher",
     "MatcherKind",
     "MeanMatcher",
     "SVMMatcher",
+    "ScoreNorm",
+    "calibration_for",
     "distance_to_confidence",
     "make_matcher",
     "pairwise_distances",
 ]
 
-DEFAULT_THRESHOLD = 1.0
-"""Distance above which a face is unknown (see the module docstring for its origin)."""
+DEFAULT_THRESHOLD = 0.86
+"""Raw-distance threshold used without score normalisation (FaceNet, 2 % stranger FAR on LFW)."""
 
 CONFIDENCE_SCALE = 0.05
-"""Width of the logistic distance-to-confidence mapping, in distance units."""
+"""Width of the logistic score-to-confidence mapping, in distance units."""
 
 DEFAULT_K = 3
 
@@ -84,18 +104,104 @@ class MatcherKind(str, enum.Enum):
     MEAN = "mean"
 
 
-def distance_to_confidence(distances: npt.ArrayLike, threshold: float | None = None) -> FloatArray:
-    """Map distances to ``[0, 1]`` confidences (0.5 at ``threshold``; see the module docstring).
+@dataclass(frozen=True, kw_only=True)
+class ScoreNorm:
+    """Open-set score normalisation (see the module docstring for the formula).
+
+    Attributes:
+        impostor_quantiles: ``(p, d)`` pairs, increasing: a share ``p`` of distances
+            between two different people's embeddings are at most ``d``. Measured per model.
+        probe_weight: ``b``, weight of the face's distance to the next people.
+        probe_k: how many next-nearest people the face is compared with.
+        gallery_weight: ``a``, weight of the candidate's distance to their nearest people.
+        gallery_k: how many of the candidate's nearest people count.
+    """
+
+    impostor_quantiles: tuple[tuple[float, float], ...]
+    probe_weight: float = 0.7
+    probe_k: int = 5
+    gallery_weight: float = 0.5
+    gallery_k: int = 10
+
+    def __post_init__(self) -> None:
+        q = np.asarray(self.impostor_quantiles, dtype=np.float64)
+        if q.ndim != 2 or q.shape[1] != 2 or len(q) < 2:
+            raise ConfigError(f"impostor_quantiles: expected (p, distance) pairs, got shape {q.shape}")
+        if np.any(np.diff(q[:, 0]) <= 0) or np.any(np.diff(q[:, 1]) < 0):
+            raise ConfigError("impostor_quantiles must increase in both p and distance")
+        if self.probe_k < 1 or self.gallery_k < 1:
+            raise ConfigError(f"probe_k and gallery_k must be >= 1, got {self.probe_k}, {self.gallery_k}")
+
+    def impostor_distance(self, p: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """The impostor-distance quantile function (log-interpolated in ``p``)."""
+        q = np.asarray(self.impostor_quantiles, dtype=np.float64)
+        p = np.clip(np.asarray(p, dtype=np.float64), q[0, 0], q[-1, 0])
+        return np.interp(np.log(p), np.log(q[:, 0]), q[:, 1])
+
+    def expected_order_mean(self, n: int, first: int, count: int) -> float:
+        """Expected mean of the ``first``-th to ``first + count - 1``-th smallest of ``n`` impostor distances."""
+        ranks = np.arange(first, first + count, dtype=np.float64)
+        return float(self.impostor_distance(ranks / (n + 1)).mean())
+
+
+@dataclass(frozen=True, kw_only=True)
+class Calibration:
+    """facesense's measured defaults for one embedding model.
+
+    Attributes:
+        model_id: the embedder's model id.
+        threshold: default threshold on normalised scores.
+        raw_threshold: default threshold on raw distances (normalisation off).
+        norm: the normalisation measured for this model.
+        measured: how the numbers were obtained.
+    """
+
+    model_id: str
+    threshold: float
+    raw_threshold: float
+    norm: ScoreNorm
+    measured: str
+
+
+# Quantiles of distances between embeddings of different people, from
+# `facesense eval identify --images ../shared/data/lfw --json` ("impostor_quantiles"):
+# LFW deep-funneled folds 1-5, gallery x gallery and gallery x stranger pairs (~1.3 M).
+_FACENET_IMPOSTOR_QUANTILES = (
+    (1e-06, 0.748), (3e-06, 0.795), (1e-05, 0.846), (3e-05, 0.887), (1e-04, 0.932),
+    (3e-04, 0.972), (1e-03, 1.017), (3e-03, 1.066), (1e-02, 1.124), (3e-02, 1.187),
+    (0.1, 1.262), (0.2, 1.315), (0.3, 1.350), (0.4, 1.379), (0.5, 1.405),
+    (0.6, 1.430), (0.7, 1.456), (0.8, 1.486), (0.9, 1.527), (0.99, 1.611),
+)
+
+CALIBRATIONS: dict[str, Calibration] = {
+    "facenet-20180408-102900/fixed": Calibration(
+        model_id="facenet-20180408-102900/fixed",
+        threshold=0.91,
+        raw_threshold=DEFAULT_THRESHOLD,
+        norm=ScoreNorm(impostor_quantiles=_FACENET_IMPOSTOR_QUANTILES),
+        measured="facesense eval identify --images ../shared/data/lfw (LFW folds 1-5, 2% stranger FAR)",
+    ),
+}
+"""Calibrations by model id (see ``docs/recognition.md``)."""
+
+
+def calibration_for(model_id: str | None) -> Calibration | None:
+    """The calibration of ``model_id``, or ``None`` if facesense has not measured it."""
+    return None if model_id is None else CALIBRATIONS.get(model_id)
+
+
+def distance_to_confidence(scores: npt.ArrayLike, threshold: float | None = None) -> FloatArray:
+    """Map scores (distances) to ``[0, 1]`` confidences, 0.5 at ``threshold``.
 
     Args:
-        distances: any shape of distances.
+        scores: any shape.
         threshold: the centre of the mapping; :data:`DEFAULT_THRESHOLD` when ``None``.
 
     Returns:
         float32 array of the same shape.
     """
     centre = DEFAULT_THRESHOLD if threshold is None else float(threshold)
-    d = np.asarray(distances, dtype=np.float64)
+    d = np.asarray(scores, dtype=np.float64)
     z = np.clip((d - centre) / CONFIDENCE_SCALE, -60.0, 60.0)
     return (1.0 / (1.0 + np.exp(z))).astype(np.float32)
 
@@ -124,12 +230,15 @@ class MatchResult:
         names: the identity of each probe, ``None`` for unknown (rejected or empty gallery).
         candidates: the best identity before rejection (``None`` only for an empty gallery).
         distances: ``(M,)`` float32 distance to the candidate (``inf`` for an empty gallery).
-        confidences: ``(M,)`` float32 in ``[0, 1]`` from :func:`distance_to_confidence`.
+        scores: ``(M,)`` float32 what the threshold is applied to: the distance, or the
+            normalised distance when the matcher has a :class:`ScoreNorm`.
+        confidences: ``(M,)`` float32 in ``[0, 1]`` from :func:`distance_to_confidence` of the scores.
     """
 
     names: tuple[str | None, ...]
     candidates: tuple[str | None, ...]
     distances: FloatArray
+    scores: FloatArray
     confidences: FloatArray
 
     def __len__(self) -> int:
@@ -160,11 +269,15 @@ def _check_threshold(threshold: float | None) -> float | None:
     return None if math.isinf(t) else t
 
 
-class _GalleryMatcher:
-    """Shared plumbing: label encoding, per-class nearest-sample distances, rejection."""
+_CHUNK = 2048  # rows per block when computing gallery x gallery distances
 
-    def __init__(self, *, threshold: float | None) -> None:
+
+class _GalleryMatcher:
+    """Shared plumbing: label encoding, per-class distances, normalisation, rejection."""
+
+    def __init__(self, *, threshold: float | None, norm: ScoreNorm | None) -> None:
         self.threshold = _check_threshold(threshold)
+        self.norm = norm
         self.classes_: tuple[str, ...] = ()
         self._matrix = np.zeros((0, 0), np.float32)
         self._sq = np.zeros((0,), np.float32)
@@ -172,6 +285,11 @@ class _GalleryMatcher:
         # Samples sorted by class, for per-class reductions with reduceat.
         self._order = np.zeros((0,), np.int64)
         self._starts = np.zeros((0,), np.int64)
+        self._means = np.zeros((0, 0), np.float32)
+        self._person_next = np.zeros((0,), np.float32)  # mean distance to the gallery_k nearest others
+
+    def _norm_repr(self) -> str:
+        return "" if self.norm is None else ", normalised"
 
     def _fit_common(self, embeddings: npt.ArrayLike, labels: Sequence[str]) -> None:
         x = np.asarray(embeddings, dtype=np.float32)
@@ -182,16 +300,38 @@ class _GalleryMatcher:
             raise ValueError(f"labels: expected {x.shape[0]} entries to match embeddings, got {len(labels)}")
         if x.shape[0] and not np.all(np.isfinite(x)):
             raise ValueError("embeddings: contains NaN or infinity")
-        classes, y = np.unique(np.asarray(labels, dtype=object).astype(str), return_inverse=True) if labels else (
-            np.zeros((0,), dtype=str),
-            np.zeros((0,), np.int64),
-        )
+        if labels:
+            classes, y = np.unique(np.asarray([str(v) for v in labels], dtype=object).astype(str), return_inverse=True)
+        else:
+            classes, y = np.zeros((0,), dtype=str), np.zeros((0,), np.int64)
         self.classes_ = tuple(str(c) for c in classes)
         self._matrix = np.ascontiguousarray(x)
         self._sq = np.einsum("ij,ij->i", x, x) if x.size else np.zeros((x.shape[0],), np.float32)
         self._y = np.asarray(y, dtype=np.int64).reshape(-1)
         self._order = np.argsort(self._y, kind="stable")
         self._starts = np.searchsorted(self._y[self._order], np.arange(len(self.classes_)))
+        if self.classes_:
+            sums = np.add.reduceat(self._matrix[self._order], self._starts, axis=0)
+            norms = np.linalg.norm(sums, axis=1, keepdims=True)
+            self._means = (sums / np.maximum(norms, 1e-12)).astype(np.float32)
+        else:
+            self._means = np.zeros((0, x.shape[1] if x.ndim == 2 else 0), np.float32)
+        self._person_next = self._fit_person_next()
+
+    def _fit_person_next(self) -> FloatArray:
+        """Mean distance from each person (class mean) to their ``gallery_k`` nearest other people."""
+        c = len(self.classes_)
+        if self.norm is None or c < 2:
+            return np.zeros((c,), np.float32)
+        k = min(self.norm.gallery_k, c - 1)
+        out = np.empty((c,), np.float32)
+        sq = np.einsum("ij,ij->i", self._means, self._means)
+        for start in range(0, c, _CHUNK):
+            block = pairwise_distances(self._means[start : start + _CHUNK], self._means, b_sq=sq)
+            rows = np.arange(block.shape[0])
+            block[rows, start + rows] = np.inf
+            out[start : start + _CHUNK] = np.partition(block, k - 1, axis=1)[:, :k].mean(axis=1)
+        return out
 
     def _probe(self, embeddings: npt.ArrayLike) -> FloatArray:
         q = np.asarray(embeddings, dtype=np.float32)
@@ -203,28 +343,65 @@ class _GalleryMatcher:
             raise ValueError(f"embeddings: expected {self._matrix.shape[1]} columns like the gallery, got {q.shape[1]}")
         return q
 
-    def _class_min_distances(self, q: FloatArray) -> FloatArray:
-        """``(M, C)`` distance from each probe to each class's nearest sample."""
-        d = pairwise_distances(q, self._matrix, b_sq=self._sq)
+    def _class_min(self, d: FloatArray) -> FloatArray:
+        """``(M, C)`` per-class minimum of sample distances ``(M, N)``."""
         return np.minimum.reduceat(d[:, self._order], self._starts, axis=1)
 
-    def _result(self, cls: npt.NDArray[np.int64], dist: npt.NDArray[np.floating]) -> MatchResult:
+    def _scores(self, cls: npt.NDArray[np.int64], dist: FloatArray, class_d: FloatArray | None) -> FloatArray:
+        """Apply the score normalisation (if any) to the candidates' distances."""
+        c = len(self.classes_)
+        if self.norm is None or c < 2 or class_d is None:
+            return dist
+        nrm = self.norm
+        m = len(cls)
+        rows = np.arange(m)
+        kp = min(nrm.probe_k, c - 1)
+        others = class_d.astype(np.float32, copy=True)
+        others[rows, cls] = np.inf
+        probe_next = np.partition(others, kp - 1, axis=1)[:, :kp].mean(axis=1)
+        kg = min(nrm.gallery_k, c - 1)
+        e_probe = nrm.expected_order_mean(c, 2, kp)
+        e_person = nrm.expected_order_mean(c - 1, 1, kg)
+        score = (
+            dist
+            - nrm.probe_weight * (probe_next - e_probe)
+            - nrm.gallery_weight * (self._person_next[cls] - e_person)
+        )
+        return score.astype(np.float32)
+
+    def _result(self, cls: npt.NDArray[np.int64], dist: npt.NDArray[np.floating], class_d: FloatArray | None) -> MatchResult:
         dist = np.asarray(dist, dtype=np.float32)
+        scores = self._scores(cls, dist, class_d)
         candidates = tuple(self.classes_[int(c)] for c in cls)
-        accept = np.ones(dist.shape, bool) if self.threshold is None else dist <= self.threshold
+        accept = np.ones(dist.shape, bool) if self.threshold is None else scores <= self.threshold
         names = tuple(c if ok else None for c, ok in zip(candidates, accept.tolist(), strict=True))
+        centre = self.threshold
+        if centre is None and self.norm is not None:
+            centre = _default_norm_threshold(self.norm)
         return MatchResult(
             names=names,
             candidates=candidates,
             distances=dist,
-            confidences=distance_to_confidence(dist, self.threshold),
+            scores=scores,
+            confidences=distance_to_confidence(scores, centre),
         )
 
     def _empty(self, m: int) -> MatchResult:
         inf = np.full((m,), np.inf, np.float32)
         return MatchResult(
-            names=(None,) * m, candidates=(None,) * m, distances=inf, confidences=np.zeros((m,), np.float32)
+            names=(None,) * m,
+            candidates=(None,) * m,
+            distances=inf,
+            scores=inf.copy(),
+            confidences=np.zeros((m,), np.float32),
         )
+
+
+def _default_norm_threshold(norm: ScoreNorm) -> float:
+    for cal in CALIBRATIONS.values():
+        if cal.norm == norm:
+            return cal.threshold
+    return DEFAULT_THRESHOLD
 
 
 class KNNMatcher(_GalleryMatcher):
@@ -233,7 +410,8 @@ class KNNMatcher(_GalleryMatcher):
     Args:
         k: how many nearest samples vote (capped at the gallery size).
         weighting: ``"distance"`` (weight ``1 / d``) or ``"uniform"``.
-        threshold: reject candidates farther than this; ``None`` turns rejection off.
+        threshold: reject candidates whose score is above this; ``None`` turns rejection off.
+        norm: score normalisation, or ``None`` to threshold raw distances.
 
     Only neighbours within the threshold (:data:`DEFAULT_THRESHOLD` when rejection is
     off) vote: a sample that would itself be rejected as "not this person" should not
@@ -244,8 +422,15 @@ class KNNMatcher(_GalleryMatcher):
     the candidate (and, with rejection on, the face is unknown).
     """
 
-    def __init__(self, *, k: int = DEFAULT_K, weighting: str = "distance", threshold: float | None = DEFAULT_THRESHOLD) -> None:
-        super().__init__(threshold=threshold)
+    def __init__(
+        self,
+        *,
+        k: int = DEFAULT_K,
+        weighting: str = "distance",
+        threshold: float | None = DEFAULT_THRESHOLD,
+        norm: ScoreNorm | None = None,
+    ) -> None:
+        super().__init__(threshold=threshold, norm=norm)
         if int(k) < 1:
             raise ConfigError(f"k must be >= 1, got {k}")
         if weighting not in ("distance", "uniform"):
@@ -254,7 +439,7 @@ class KNNMatcher(_GalleryMatcher):
         self.weighting = weighting
 
     def __repr__(self) -> str:
-        return f"KNNMatcher(k={self.k}, weighting={self.weighting!r}, threshold={self.threshold})"
+        return f"KNNMatcher(k={self.k}, weighting={self.weighting!r}, threshold={self.threshold}{self._norm_repr()})"
 
     def fit(self, embeddings: npt.ArrayLike, labels: Sequence[str]) -> KNNMatcher:
         """Remember the gallery; returns ``self``."""
@@ -287,32 +472,27 @@ class KNNMatcher(_GalleryMatcher):
         # A tiny bonus for nearness: ties (and the no-vote case) go to the nearest neighbour.
         best = np.argmax(votes + 1e-9 * (k - np.arange(k)), axis=1)
         rows = np.arange(m)
-        return self._result(cls[rows, best], nd[rows, best])
+        class_d = self._class_min(d) if self.norm is not None else None
+        return self._result(cls[rows, best], nd[rows, best], class_d)
 
 
 class MeanMatcher(_GalleryMatcher):
     """Nearest class mean: each person is the L2-normalised mean of their samples.
 
     Args:
-        threshold: reject candidates farther than this from the mean; ``None`` turns rejection off.
+        threshold: reject candidates whose score is above this; ``None`` turns rejection off.
+        norm: score normalisation, or ``None`` to threshold raw distances.
     """
 
-    def __init__(self, *, threshold: float | None = DEFAULT_THRESHOLD) -> None:
-        super().__init__(threshold=threshold)
-        self._means = np.zeros((0, 0), np.float32)
+    def __init__(self, *, threshold: float | None = DEFAULT_THRESHOLD, norm: ScoreNorm | None = None) -> None:
+        super().__init__(threshold=threshold, norm=norm)
 
     def __repr__(self) -> str:
-        return f"MeanMatcher(threshold={self.threshold})"
+        return f"MeanMatcher(threshold={self.threshold}{self._norm_repr()})"
 
     def fit(self, embeddings: npt.ArrayLike, labels: Sequence[str]) -> MeanMatcher:
         """Compute the class means; returns ``self``."""
         self._fit_common(embeddings, labels)
-        if not self.classes_:
-            self._means = np.zeros((0, self._matrix.shape[1] if self._matrix.ndim == 2 else 0), np.float32)
-            return self
-        sums = np.add.reduceat(self._matrix[self._order], self._starts, axis=0)
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        self._means = (sums / np.maximum(norms, 1e-12)).astype(np.float32)
         return self
 
     def match(self, embeddings: npt.ArrayLike) -> MatchResult:
@@ -322,7 +502,7 @@ class MeanMatcher(_GalleryMatcher):
             return self._empty(q.shape[0])
         d = pairwise_distances(q, self._means)
         cls = np.argmin(d, axis=1)
-        return self._result(cls, d[np.arange(q.shape[0]), cls])
+        return self._result(cls, d[np.arange(q.shape[0]), cls], d)
 
 
 class SVMMatcher(_GalleryMatcher):
@@ -330,12 +510,13 @@ class SVMMatcher(_GalleryMatcher):
 
     Args:
         c: the SVM's regularisation parameter ``C``.
-        threshold: reject when the probe is farther than this from every sample of the
-            predicted person; ``None`` turns rejection off.
+        threshold: reject when the score of the predicted person (from the probe's
+            distance to their nearest sample) is above this; ``None`` turns rejection off.
+        norm: score normalisation, or ``None`` to threshold raw distances.
     """
 
-    def __init__(self, *, c: float = 1.0, threshold: float | None = DEFAULT_THRESHOLD) -> None:
-        super().__init__(threshold=threshold)
+    def __init__(self, *, c: float = 1.0, threshold: float | None = DEFAULT_THRESHOLD, norm: ScoreNorm | None = None) -> None:
+        super().__init__(threshold=threshold, norm=norm)
         if not c > 0:
             raise ConfigError(f"SVM C must be > 0, got {c}")
         self.c = float(c)
@@ -343,7 +524,7 @@ class SVMMatcher(_GalleryMatcher):
         self._intercept = np.zeros((0,), np.float32)
 
     def __repr__(self) -> str:
-        return f"SVMMatcher(c={self.c}, threshold={self.threshold})"
+        return f"SVMMatcher(c={self.c}, threshold={self.threshold}{self._norm_repr()})"
 
     def fit(self, embeddings: npt.ArrayLike, labels: Sequence[str]) -> SVMMatcher:
         """Train the SVM; returns ``self``."""
@@ -373,19 +554,30 @@ class SVMMatcher(_GalleryMatcher):
             cls = np.zeros((m,), np.int64)
         else:
             cls = np.argmax(q @ self._coef.T + self._intercept, axis=1)
-        dist = self._class_min_distances(q)[np.arange(m), cls]
-        return self._result(cls, dist)
+        class_d = self._class_min(pairwise_distances(q, self._matrix, b_sq=self._sq))
+        return self._result(cls, class_d[np.arange(m), cls], class_d)
 
 
 def make_matcher(
     kind: MatcherKind | str = MatcherKind.KNN,
     *,
-    threshold: float | None = DEFAULT_THRESHOLD,
+    model_id: str | None = None,
+    threshold: float | None | str = "auto",
+    normalize: bool = True,
     k: int = DEFAULT_K,
     weighting: str = "distance",
     c: float = 1.0,
 ) -> KNNMatcher | SVMMatcher | MeanMatcher:
-    """Build a matcher by name (``knn``, ``svm`` or ``mean``).
+    """Build a matcher by name (``knn``, ``svm`` or ``mean``) with facesense's defaults.
+
+    Args:
+        kind: the matching rule.
+        model_id: the embedder's model id; when facesense has a :class:`Calibration`
+            for it, its score normalisation and threshold are the defaults.
+        threshold: ``"auto"`` for the calibrated default, a number, or ``None`` for no rejection.
+        normalize: use the model's score normalisation (if calibrated).
+        k, weighting: KNN parameters.
+        c: SVM parameter.
 
     Raises:
         ConfigError: unknown kind or bad parameter.
@@ -393,9 +585,20 @@ def make_matcher(
     try:
         kind = MatcherKind(kind)
     except ValueError:
-        raise ConfigError(f"unknown matcher {kind!r}; choose one of {', '.join(k.value for k in MatcherKind)}") from None
+        raise ConfigError(f"unknown matcher {kind!r}; choose one of {', '.join(m.value for m in MatcherKind)}") from None
+    cal = calibration_for(model_id)
+    norm = cal.norm if (cal is not None and normalize) else None
+    if isinstance(threshold, str):
+        if threshold != "auto":
+            raise ConfigError(f"threshold must be a number, None or 'auto', got {threshold!r}")
+        if cal is None:
+            if model_id is not None:
+                logger.warning("no calibration for model %r; using the raw threshold %.2f", model_id, DEFAULT_THRESHOLD)
+            threshold = DEFAULT_THRESHOLD
+        else:
+            threshold = cal.threshold if norm is not None else cal.raw_threshold
     if kind is MatcherKind.KNN:
-        return KNNMatcher(k=k, weighting=weighting, threshold=threshold)
+        return KNNMatcher(k=k, weighting=weighting, threshold=threshold, norm=norm)
     if kind is MatcherKind.SVM:
-        return SVMMatcher(c=c, threshold=threshold)
-    return MeanMatcher(threshold=threshold)
+        return SVMMatcher(c=c, threshold=threshold, norm=norm)
+    return MeanMatcher(threshold=threshold, norm=norm)

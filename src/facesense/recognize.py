@@ -5,7 +5,7 @@
     >>> faces = recognizer.recognize(load_image("group.jpg"))
     >>> faces.names, faces.distances
     (('obama', None), array([0.62, 1.31], dtype=float32))
-    >>> recognizer.records(faces)[0]
+    >>> recognizer.identify(load_image("group.jpg")).records()[0]
     {'box': [...], 'score': 0.9999, 'name': 'obama', 'distance': 0.62, 'confidence': 0.9995}
 
 The gallery is read once, when the recognizer is built; build a new one after enrolling.
@@ -14,6 +14,7 @@ The gallery is read once, when the recognizer is built; build a new one after en
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,10 +31,31 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["UNKNOWN", "Recognizer", "draw_faces", "face_records"]
+__all__ = ["UNKNOWN", "Recognition", "Recognizer", "draw_faces", "face_records"]
 
 UNKNOWN = "unknown"
 """The name printed for faces that match nobody."""
+
+
+@dataclass(frozen=True, eq=False)
+class Recognition:
+    """Recognised faces plus the matcher's scores.
+
+    Attributes:
+        faces: with ``names`` (``None`` = unknown) and ``distances`` (to the candidate) filled in.
+        scores: ``(N,)`` float32 what the threshold was applied to (see :mod:`facesense.match`).
+        confidences: ``(N,)`` float32 in ``[0, 1]``; >= 0.5 for named faces.
+        candidates: the best identity of each face before rejection.
+    """
+
+    faces: Faces
+    scores: npt.NDArray[np.float32]
+    confidences: npt.NDArray[np.float32]
+    candidates: tuple[str | None, ...]
+
+    def records(self) -> list[dict[str, Any]]:
+        """JSON-able per-face results (see :func:`face_records`)."""
+        return face_records(self.faces, self.confidences)
 
 
 class Recognizer:
@@ -42,8 +64,8 @@ class Recognizer:
     Args:
         gallery: the store to read people from (read once, here).
         analyzer: detects and embeds; :class:`~facesense.analyzer.FaceAnalyzer` by default.
-        matcher: names embeddings; a :class:`~facesense.match.KNNMatcher` with the default
-            threshold by default. It is fitted here.
+        matcher: names embeddings; by default ``make_matcher("knn", model_id=analyzer.model_id)``
+            (KNN with the model's calibrated score normalisation and threshold). It is fitted here.
 
     Raises:
         GalleryError: the gallery has nobody in it.
@@ -62,9 +84,9 @@ class Recognizer:
 
             analyzer = FaceAnalyzer()
         if matcher is None:
-            from facesense.match import KNNMatcher
+            from facesense.match import make_matcher
 
-            matcher = KNNMatcher()
+            matcher = make_matcher("knn", model_id=analyzer.model_id)
         embeddings = gallery.embeddings(analyzer.model_id)
         if len(embeddings) == 0:
             raise GalleryError(f"{gallery.location}: the gallery has nobody in it; enroll someone first")
@@ -75,30 +97,28 @@ class Recognizer:
 
     def recognize(self, image: npt.NDArray[np.uint8]) -> Faces:
         """Every face in a BGR ``(H, W, 3)`` uint8 image, with ``names`` and ``distances`` filled in."""
+        return self.identify(image).faces
+
+    def identify(self, image: npt.NDArray[np.uint8]) -> Recognition:
+        """Like :meth:`recognize`, with scores and confidences."""
         return self.match(self.analyzer.embed(image, self.analyzer.detect(image)))
 
-    def match(self, faces: Faces) -> Faces:
-        """Name already-embedded faces (``names`` entries are ``None`` for unknown faces)."""
+    def match(self, faces: Faces) -> Recognition:
+        """Name already-embedded faces."""
         if faces.embeddings is None:
             from facesense.errors import ConfigError
 
             raise ConfigError("faces have no embeddings; run the embedder first")
         if len(faces) == 0:
-            return faces.replace(names=(), distances=np.zeros((0,), np.float32))
+            empty = np.zeros((0,), np.float32)
+            return Recognition(faces.replace(names=(), distances=empty), empty, empty.copy(), ())
         result = self.matcher.match(faces.embeddings)
-        return faces.replace(names=result.names, distances=result.distances)
-
-    def confidences(self, faces: Faces) -> npt.NDArray[np.float32]:
-        """``(N,)`` confidences of matched faces (see :func:`facesense.match.distance_to_confidence`)."""
-        from facesense.match import distance_to_confidence
-
-        if faces.distances is None:
-            return np.zeros((len(faces),), np.float32)
-        return distance_to_confidence(faces.distances, self.matcher.threshold)
-
-    def records(self, faces: Faces) -> list[dict[str, Any]]:
-        """JSON-able per-face results (see :func:`face_records`)."""
-        return face_records(faces, self.confidences(faces))
+        return Recognition(
+            faces=faces.replace(names=result.names, distances=result.distances),
+            scores=result.scores,
+            confidences=result.confidences,
+            candidates=result.candidates,
+        )
 
 
 def face_records(faces: Faces, confidences: npt.ArrayLike | None = None) -> list[dict[str, Any]]:

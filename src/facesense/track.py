@@ -125,6 +125,8 @@ class TrackerConfig:
         max_extrapolate: frames the constant-velocity prediction runs before it stops.
         matching: Hungarian or greedy assignment.
         reembed_every: frames between two embeddings of the same track.
+        warmup_samples: a track with fewer recognition samples than this is embedded
+            three times as often, so its name settles quickly.
         reembed_quality_gain: re-embed early when the face quality exceeds the best
             embedded quality by this fraction.
         vote_window: recognition samples a track's vote remembers.
@@ -147,6 +149,7 @@ class TrackerConfig:
     max_extrapolate: int = 15
     matching: Matching = Matching.AUTO
     reembed_every: int = 15
+    warmup_samples: int = 3
     reembed_quality_gain: float = 0.25
     vote_window: int = 16
     switch_ratio: float = 1.5
@@ -156,6 +159,8 @@ class TrackerConfig:
         object.__setattr__(self, "matching", Matching(self.matching))
         if not 0.0 < self.iou_threshold < 1.0:
             raise ConfigError(f"iou_threshold must be in (0, 1), got {self.iou_threshold}")
+        if self.warmup_samples < 0:
+            raise ConfigError(f"warmup_samples must be >= 0, got {self.warmup_samples}")
         for name in ("max_age", "min_hits", "reembed_every", "vote_window"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -630,8 +635,9 @@ class Tracker:
         """Which of the faces :meth:`update` just returned need an embedding now.
 
         A face needs one when its track is confirmed and has never been embedded, was
-        last embedded ``reembed_every`` frames ago or more, or shows a face whose
-        quality beats the best embedded one by ``reembed_quality_gain``.
+        last embedded ``reembed_every`` frames ago or more (a third of that while the
+        track has fewer than ``warmup_samples`` samples), or shows a face whose quality
+        beats the best embedded one by ``reembed_quality_gain``.
 
         Returns:
             ``(N,)`` bool.
@@ -645,9 +651,10 @@ class Tracker:
             t = by_id.get(int(tid))
             if t is None or not t.confirmed or t.since_update != 0:
                 continue
+            period = cfg.reembed_every if t.vote.samples >= cfg.warmup_samples else max(1, cfg.reembed_every // 3)
             mask[i] = (
                 t.last_embed_age is None
-                or t.last_embed_age >= cfg.reembed_every
+                or t.last_embed_age >= period
                 or t.quality > t.best_embedded_quality * (1.0 + cfg.reembed_quality_gain)
             )
         return mask

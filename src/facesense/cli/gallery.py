@@ -120,7 +120,7 @@ def _camera_source(value: str) -> int | str:
 @click.option("--camera", help="Capture from this camera index (or video file/URL) instead of photos; needs --name.")
 @click.option("--samples", type=click.IntRange(1, 1000), default=5, show_default=True, help="Frames to keep with --camera.")
 @click.option("--min-face", "min_face_px", type=click.FloatRange(0), default=None, help="Smallest face side to accept, pixels [default: 40].")
-@click.option("--min-sharpness", type=click.FloatRange(0), default=None, help="Smallest sharpness (variance of Laplacian) to accept, 0 = off [default: 15].")
+@click.option("--min-sharpness", type=click.FloatRange(0), default=None, help="Smallest sharpness (variance of Laplacian) to accept, 0 = off [default: 20].")
 @click.option("--skip-unreadable", is_flag=True, help="Skip files that are not readable images instead of failing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object on stdout.")
 @_db_option
@@ -325,8 +325,9 @@ def _annotate_path(outdir: Path, src: Path, used: set[str]) -> Path:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout.")
 @click.option("--annotate", "outdir", type=click.Path(file_okay=False, path_type=Path), help="Write copies with boxes and names drawn here.")
-@click.option("--threshold", type=click.FloatRange(0), default=None, help="Distance above which a face is unknown [default: measured, see docs/recognition.md].")
+@click.option("--threshold", type=click.FloatRange(0), default=None, help="Score above which a face is unknown [default: calibrated, see docs/recognition.md].")
 @click.option("--no-reject", is_flag=True, help="Always name the closest person (no unknowns).")
+@click.option("--no-normalize", is_flag=True, help="Threshold raw distances instead of normalised scores.")
 @click.option("--matcher", "matcher_kind", type=click.Choice(["knn", "svm", "mean"]), default="knn", show_default=True)
 @click.option("-k", "k", type=click.IntRange(1), default=None, help="Neighbours for knn [default: 3].")
 @_db_option
@@ -336,28 +337,37 @@ def recognize(
     outdir: Path | None,
     threshold: float | None,
     no_reject: bool,
+    no_normalize: bool,
     matcher_kind: str,
     k: int | None,
     db: Path | None,
 ) -> None:
-    """Name every face in the images in PATHS (files or folders)."""
+    """Name every face in the images in PATHS (files or folders).
+
+    Prints one line per image; with --json, one object per line:
+    {"path", "faces": [{"box": [x1, y1, x2, y2], "score", "name", "distance", "confidence"}]}
+    where name is "unknown" for strangers.
+    """
     from facesense.analyzer import FaceAnalyzer
     from facesense.imageio import iter_image_paths, load_image
-    from facesense.match import DEFAULT_K, DEFAULT_THRESHOLD, make_matcher
-    from facesense.recognize import Recognizer, draw_faces, face_records
+    from facesense.match import DEFAULT_K, make_matcher
+    from facesense.recognize import Recognizer, draw_faces
 
     if no_reject and threshold is not None:
         raise ConfigError("--threshold and --no-reject contradict each other")
     files = list(iter_image_paths(paths))
     if not files:
         raise ConfigError(f"no image files in {', '.join(map(str, paths))}")
+    analyzer = FaceAnalyzer()
     matcher = make_matcher(
         matcher_kind,
-        threshold=None if no_reject else (DEFAULT_THRESHOLD if threshold is None else threshold),
+        model_id=analyzer.model_id,
+        threshold=None if no_reject else ("auto" if threshold is None else threshold),
+        normalize=not no_normalize,
         k=DEFAULT_K if k is None else k,
     )
     with _open(db, create=False) as gallery:
-        recognizer = Recognizer(gallery, analyzer=FaceAnalyzer(), matcher=matcher)
+        recognizer = Recognizer(gallery, analyzer=analyzer, matcher=matcher)
     if outdir is not None:
         outdir.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
@@ -366,14 +376,14 @@ def recognize(
         for path in bar:
             try:
                 image = load_image(path)
-                faces = recognizer.recognize(image)
+                result = recognizer.identify(image)
             except FacesenseError as exc:
                 failed.append(exc)
                 click.echo(f"error: {exc}", err=True)
                 if as_json:
                     emit_json({"path": str(path), "faces": [], "error": str(exc)})
                 continue
-            records = face_records(faces, recognizer.confidences(faces))
+            records = result.records()
             if as_json:
                 emit_json({"path": str(path), "faces": records})
             else:
@@ -385,7 +395,7 @@ def recognize(
                 import cv2
 
                 target = _annotate_path(outdir, path, used)
-                if not cv2.imwrite(str(target), draw_faces(image, faces)):
+                if not cv2.imwrite(str(target), draw_faces(image, result.faces)):
                     raise ConfigError(f"{target}: cannot write the annotated image")
     if failed:
         if len(files) > 1:

@@ -52,7 +52,7 @@ def _quiet_native_logs() -> None:
 def _open_matcher(db: Path | None, explicit: bool, threshold: float | None, analyzer: Any) -> EmbeddingMatcher | None:
     """The fitted matcher of the gallery, or ``None`` when there is no gallery to use."""
     from facesense.gallery.sqlite import SQLiteGallery, default_db_path
-    from facesense.match import DEFAULT_THRESHOLD, KNNMatcher
+    from facesense.match import make_matcher
     from facesense.recognize import Recognizer
 
     path = db if db is not None else default_db_path()
@@ -60,11 +60,8 @@ def _open_matcher(db: Path | None, explicit: bool, threshold: float | None, anal
         logger.info("no gallery at %s: every face stays unknown (enroll people, or pass --db)", path)
         return None
     with SQLiteGallery(path, create=False) as gallery:
-        recognizer = Recognizer(
-            gallery,
-            analyzer=analyzer,
-            matcher=KNNMatcher(threshold=DEFAULT_THRESHOLD if threshold is None else threshold),
-        )
+        matcher = make_matcher("knn", model_id=analyzer.model_id, threshold="auto" if threshold is None else threshold)
+        recognizer = Recognizer(gallery, analyzer=analyzer, matcher=matcher)
     logger.info("naming faces from %s (%d people)", path, len(recognizer.people))
     return recognizer.matcher  # type: ignore[return-value]
 
@@ -202,7 +199,7 @@ def _stop_on_sigterm(stop: Any) -> Iterator[None]:
 @click.option("--loop", is_flag=True, help="Play a file or folder again and again.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
 @click.option("--min-face", "min_face_px", type=click.FloatRange(min=12), default=40.0, show_default=True, help="Smallest face to find, pixels.")
-@click.option("--threshold", type=click.FloatRange(min=0), default=None, help="Distance above which a face is unknown [default: the measured one].")
+@click.option("--threshold", type=click.FloatRange(min=0), default=None, help="Score above which a face is unknown [default: calibrated, see docs/recognition.md].")
 @click.option("--fps", "folder_fps", type=click.FloatRange(min=0.1), default=None, help="Frame rate of an image folder [default: 25].")
 def watch(
     source: str,
@@ -304,6 +301,8 @@ def watch(
         finally:
             bar.close()
         elapsed = time.perf_counter() - started
+    if logging.getLogger("facesense").getEffectiveLevel() > logging.WARNING:
+        return  # -q: errors only
     named = ", ".join(f"{name} ({len(ids)} track{'s' if len(ids) > 1 else ''})" for name, ids in sorted(summary.named.items()))
     click.echo(
         f"watched {frames} frame(s) in {elapsed:.1f} s ({frames / elapsed if elapsed > 0 else 0:.1f} fps);"

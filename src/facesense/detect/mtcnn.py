@@ -68,6 +68,7 @@ RNET_MAX_BATCH = 2048
 ONET_MAX_BATCH = 256
 
 MIN_FACE_PX_MIN = PNET_WINDOW_PX
+CROP_SHIFT = (0.0, 0.0, 0.0, 0.0)
 _REMAP_MAX_SIDE = 32767  # cv2.remap's limit on image and map sides
 SCALE_FACTOR_RANGE = (0.1, 0.95)
 
@@ -189,13 +190,12 @@ class MTCNNDetector:
         nets = self._sessions()
         t1, t2, t3 = self.config.thresholds
         levels = _build_pyramid(bgr, scales)
-        sources = [_Level(bgr, 1.0, 1.0), *levels]
 
         boxes, scores = _stage_pnet(nets.pnet, levels, t1)
         if len(boxes) == 0:
             return Faces.empty()
 
-        crops = _crop(sources, boxes, RNET_SIZE_PX)
+        crops = _crop(bgr, boxes, RNET_SIZE_PX)
         reg, prob = _run_batched(nets.rnet, "input_2", crops, RNET_MAX_BATCH, "R-Net")
         keep = prob[:, 1] >= t2
         boxes, scores, reg = boxes[keep], prob[keep, 1], reg[keep]
@@ -204,7 +204,7 @@ class MTCNNDetector:
         pick = geometry.nms(boxes, scores, RNET_IOU)
         boxes = geometry.square_boxes(geometry.regress_boxes(boxes[pick], reg[pick]))
 
-        crops = _crop(sources, boxes, ONET_SIZE_PX)
+        crops = _crop(bgr, boxes, ONET_SIZE_PX)
         reg, marks, prob = _run_batched(nets.onet, "input_3", crops, ONET_MAX_BATCH, "O-Net")
         keep = prob[:, 1] >= t3
         boxes, scores, reg, marks = boxes[keep], prob[keep, 1], reg[keep], marks[keep]
@@ -312,35 +312,22 @@ def _stage_pnet(
     return boxes, scores[pick]
 
 
-def _crop(sources: list[_Level], boxes: np.ndarray, size: int) -> npt.NDArray[np.float32]:
+def _crop(image: npt.NDArray[np.uint8], boxes: np.ndarray, size: int) -> npt.NDArray[np.float32]:
     """Cut ``size`` x ``size`` crops of ``boxes`` as the networks' normalised input.
 
-    Each box is sampled from the smallest source (the image or a pyramid level) on
-    which it still spans at least ``size`` pixels, with bilinear interpolation and
-    zero padding outside the image.
+    Bilinear samples from the full-resolution image, zero outside it.
 
     Returns:
         ``(N, size, size, 3)`` float32 RGB crops, indexed ``[n, x, y, channel]``.
     """
     n = boxes.shape[0]
     out = np.empty((n, size, size, 3), dtype=np.uint8)
-    side = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-    # Source i is usable for a box when side * scale_i >= size; take the last usable one.
-    scales = np.array([s.scale_x for s in sources], dtype=np.float32)
-    usable = side[:, None] * scales[None, :] >= size
-    last = usable.shape[1] - 1 - np.argmax(usable[:, ::-1], axis=1)
-    choice = np.where(usable.any(axis=1), last, 0)
+    region = boxes + np.asarray(CROP_SHIFT, dtype=np.float32)
     steps = (np.arange(size, dtype=np.float32) + np.float32(0.5)) / np.float32(size)
-    for index in np.unique(choice):
-        members = np.flatnonzero(choice == index)
-        src = sources[index]
-        b = boxes[members]
-        # Sample positions of crop column a / row b, in OpenCV's pixel-centre coordinates.
-        xs = (b[:, 0:1] + steps[None, :] * (b[:, 2:3] - b[:, 0:1])) * np.float32(src.scale_x)
-        ys = (b[:, 1:2] + steps[None, :] * (b[:, 3:4] - b[:, 1:2])) * np.float32(src.scale_y)
-        xs -= np.float32(0.5)
-        ys -= np.float32(0.5)
-        _remap_into(out, members, src.image, xs, ys)
+    # Sample positions of crop column a / row b, in OpenCV's pixel-centre coordinates.
+    xs = region[:, 0:1] + steps[None, :] * (region[:, 2:3] - region[:, 0:1]) - np.float32(0.5)
+    ys = region[:, 1:2] + steps[None, :] * (region[:, 3:4] - region[:, 1:2]) - np.float32(0.5)
+    _remap_into(out, np.arange(n), image, xs, ys)
     x = np.subtract(out[..., ::-1], np.float32(PIXEL_MEAN), dtype=np.float32)
     x *= np.float32(PIXEL_SCALE)
     return x

