@@ -8,6 +8,7 @@ person. Rectangles carry a random texture so they look sharp unless blurred.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sqlite3
@@ -27,7 +28,13 @@ from facesense.enroll import (
     reembed,
     sharpness,
 )
-from facesense.errors import ConfigError, EnrollmentError, ImageError, ModelMismatchError, SourceError
+from facesense.errors import (
+    ConfigError,
+    EnrollmentError,
+    ImageError,
+    ModelMismatchError,
+    SourceError,
+)
 from facesense.gallery import SQLiteGallery
 from facesense.types import Faces
 
@@ -49,7 +56,7 @@ class FakeAnalyzer:
 
         self.calls += 1
         mask = (image.max(axis=2) > 20).astype(np.uint8)
-        n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
+        _n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
         boxes = [
             (x, y, x + w, y + h) for x, y, w, h, area in stats[1:] if area >= 16
         ]
@@ -341,7 +348,7 @@ def test_camera_keeps_only_good_frames(gallery: SQLiteGallery, tmp_path: Path) -
     assert reasons[:2] == [SkipReason.NO_FACE, SkipReason.SEVERAL_FACES]
     # Kept frames are at least min_gap_s (1.5 frames at 10 fps) apart.
     kept = [int(a.path.rsplit("frame", 1)[1]) for a in summary.added]
-    assert all(b - a >= 2 for a, b in zip(kept, kept[1:]))
+    assert all(b - a >= 2 for a, b in itertools.pairwise(kept))
 
 
 def test_bad_camera_index(gallery: SQLiteGallery) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -299,7 +301,7 @@ def test_score_norm_validates_quantiles(quantiles) -> None:
 
 def test_expected_order_statistics_shrink_with_gallery_size() -> None:
     values = [NORM.expected_order_mean(n, 2, 5) for n in (6, 20, 100, 1000, 10_000)]
-    assert all(a > b for a, b in zip(values, values[1:]))
+    assert all(a > b for a, b in itertools.pairwise(values))
     # The median impostor distance is about what two random people are apart.
     assert NORM.expected_order_mean(1, 1, 1) == pytest.approx(float(NORM.impostor_distance(0.5)))
 

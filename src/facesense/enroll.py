@@ -84,7 +84,7 @@ blur sigma 3 px*       9                    0.61
 =====================  ===================  ===========================
 
 (* Gaussian sigma at the 112 px scale of the measurement.) The default threshold,
-0.86-0.91, is only about twice the sigma-2 shift, so 20 keeps nearly every real face
+0.85-0.91, is only about twice the sigma-2 shift, so 20 keeps nearly every real face
 (LFW's faces are small, soft JPEGs; sharp high-resolution photos score 300-1400) and
 turns away most faces as smeared as sigma 2.
 """
@@ -396,10 +396,9 @@ class Enroller:
 
         name = validate_name(name)
         paths = list(paths)
-        for raw in paths:
-            if not Path(raw).exists():
-                if self.config.strict:
-                    raise ImageError(f"{raw}: no such file or directory; nothing was enrolled")
+        missing = [raw for raw in paths if not Path(raw).exists()]
+        if missing and self.config.strict:
+            raise ImageError(f"{missing[0]}: no such file or directory; nothing was enrolled")
         files = list(iter_image_paths(paths))
         if not files:
             raise EnrollmentError(f"no image files found in {', '.join(str(p) for p in paths) or 'the arguments'}")

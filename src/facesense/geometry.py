@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NmsMode",
+    "batched_nms",
     "box_area",
     "clip_boxes",
     "iou_matrix",
@@ -71,9 +72,18 @@ def box_area(xyxy: npt.ArrayLike) -> np.ndarray:
 
 
 def _intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    wh = np.minimum(a[:, None, 2:4], b[None, :, 2:4]) - np.maximum(a[:, None, 0:2], b[None, :, 0:2])
-    np.maximum(wh, 0, out=wh)
-    return wh[..., 0] * wh[..., 1]
+    # One coordinate at a time, on contiguous columns: (N, 1) against (1, M) keeps
+    # numpy's inner loops long and vectorised.
+    ac = np.ascontiguousarray(a.T)[:, :, None]  # (4, N, 1)
+    bc = np.ascontiguousarray(b.T)[:, None, :]  # (4, 1, M)
+    w = np.minimum(ac[2], bc[2])
+    w -= np.maximum(ac[0], bc[0])
+    h = np.minimum(ac[3], bc[3])
+    h -= np.maximum(ac[1], bc[1])
+    np.maximum(w, 0, out=w)
+    np.maximum(h, 0, out=h)
+    w *= h
+    return w
 
 
 def overlap_matrix(
@@ -143,24 +153,81 @@ def nms(
     if s.shape[0] != boxes.shape[0]:
         raise ValueError(f"scores: expected {boxes.shape[0]} values to match xyxy, got {s.shape[0]}")
     mode = NmsMode(mode)
-    n = boxes.shape[0]
-    order = np.argsort(-s, kind="stable")
+    order = np.argsort(-s, kind="stable").astype(np.int64)
+    n = order.size
     if n <= 1:
-        return order.astype(np.int64)
+        return order
     ranked = boxes[order]
-    matrix = overlap_matrix(ranked, ranked, mode) if n <= NMS_MATRIX_MAX_BOXES else None
+    if n <= NMS_MATRIX_MAX_BOXES:
+        keep = _greedy_by_iteration(overlap_matrix(ranked, ranked, mode) > iou_threshold)
+        if keep is not None:
+            return order[keep]
+    return order[_greedy_by_picks(ranked, iou_threshold, mode)]
+
+
+def batched_nms(
+    xyxy: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    groups: npt.ArrayLike,
+    iou_threshold: float,
+    mode: NmsMode | str = NmsMode.UNION,
+) -> npt.NDArray[np.int64]:
+    """:func:`nms` within each group independently (boxes of different groups never suppress).
+
+    Args:
+        xyxy: ``(N, 4)`` boxes.
+        scores: ``(N,)`` scores.
+        groups: ``(N,)`` integer group of each box (a class, a pyramid level, an image).
+        iou_threshold: overlap above which the lower-scored box is dropped.
+        mode: ``"union"`` or ``"min"``.
+
+    Returns:
+        ``(K,)`` int64 indices into the input of the kept boxes, best score first.
+    """
+    boxes = _as_boxes(xyxy).astype(np.float64)  # the shifted coordinates get large
+    g = np.asarray(groups).reshape(-1)
+    if g.shape[0] != boxes.shape[0]:
+        raise ValueError(f"groups: expected {boxes.shape[0]} values to match xyxy, got {g.shape[0]}")
+    if boxes.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    # Shift each group to its own region of the plane, so groups cannot overlap.
+    lo = np.minimum(boxes[:, 0:2].min(), 0)
+    span = np.maximum(boxes[:, 2:4].max(), 0) - lo + 1
+    _, dense = np.unique(g, return_inverse=True)
+    return nms(boxes - lo + dense.reshape(-1, 1) * span, scores, iou_threshold, mode)
+
+
+# Greedy NMS as a fixed point: box i (in score order) is kept iff no kept box j < i
+# suppresses it. Iterating that rule from "all kept" settles one more box per round
+# at least, usually all of them in a few rounds; past this many we fall back to the
+# one-pick-at-a-time loop.
+_NMS_MAX_ROUNDS = 32
+
+
+def _greedy_by_iteration(suppresses: np.ndarray) -> npt.NDArray[np.bool_] | None:
+    """Kept mask for an ``(N, N)`` "row suppresses column" matrix in score order."""
+    n = suppresses.shape[0]
+    earlier = np.triu(suppresses, k=1).astype(np.float32)  # [j, i]: j < i and j suppresses i
+    keep = np.ones(n, dtype=bool)
+    for _ in range(_NMS_MAX_ROUNDS):
+        new = (keep.astype(np.float32) @ earlier) == 0
+        if np.array_equal(new, keep):
+            return keep
+        keep = new
+    return None
+
+
+def _greedy_by_picks(ranked: np.ndarray, iou_threshold: float, mode: NmsMode) -> npt.NDArray[np.int64]:
+    """Greedy NMS on score-ordered boxes, one overlap row per kept box."""
     keep: list[int] = []
-    remaining = np.arange(n)
+    remaining = np.arange(ranked.shape[0])
     while remaining.size:  # one iteration per kept box
         i = int(remaining[0])
         keep.append(i)
         rest = remaining[1:]
-        if matrix is not None:
-            over = matrix[i, rest]
-        else:
-            over = overlap_matrix(ranked[i : i + 1], ranked[rest], mode)[0]
+        over = overlap_matrix(ranked[i : i + 1], ranked[rest], mode)[0]
         remaining = rest[over <= iou_threshold]
-    return order[np.asarray(keep, dtype=np.int64)]
+    return np.asarray(keep, dtype=np.int64)
 
 
 def regress_boxes(xyxy: npt.ArrayLike, deltas: npt.ArrayLike) -> np.ndarray:

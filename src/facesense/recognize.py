@@ -153,7 +153,7 @@ def draw_faces(image: npt.NDArray[np.uint8], faces: Faces) -> npt.NDArray[np.uin
     thick = max(1, round(max(h, w) / 500))
     scale = max(0.4, max(h, w) / 1400)
     for face in faces:
-        x1, y1, x2, y2 = (int(round(float(v))) for v in face.xyxy)
+        x1, y1, x2, y2 = (round(float(v)) for v in face.xyxy)
         known = face.name is not None
         colour = (40, 200, 40) if known else (40, 40, 220)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick)

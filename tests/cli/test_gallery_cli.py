@@ -67,7 +67,7 @@ def db(enrolled: tuple[Path, Result], tmp_path: Path) -> Path:
 
 
 def test_enroll_summary(enrolled: tuple[Path, Result]) -> None:
-    db, result = enrolled
+    _db, result = enrolled
     assert result.exit_code == 0, result.stderr
     table = result.stderr.splitlines()
     assert table[0].split()[:3] == ["person", "added", "unreadable"]

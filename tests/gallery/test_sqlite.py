@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facesense.errors import ConfigError, EnrollmentError, GalleryError, ModelMismatchError
+from facesense.errors import (
+    ConfigError,
+    EnrollmentError,
+    GalleryError,
+    ModelMismatchError,
+)
 from facesense.gallery import GalleryStore, NewSample, SQLiteGallery
 from facesense.gallery.sqlite import APPLICATION_ID, FORMAT_VERSION
 
@@ -211,7 +216,7 @@ def test_directory_is_refused(tmp_path: Path) -> None:
 
 
 def test_replace_samples_switches_model_and_drops_missing(gallery: SQLiteGallery) -> None:
-    a1, a2 = gallery.add_samples("alice", [sample(1), sample(2)])
+    a1, _a2 = gallery.add_samples("alice", [sample(1), sample(2)])
     (b1,) = gallery.add_samples("bob", [sample(3)])
     new = {a1: sample(11, model="new/v2", dim=4), b1: sample(13, model="new/v2", dim=4)}
     removed = gallery.replace_samples(new)

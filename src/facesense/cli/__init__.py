@@ -25,6 +25,7 @@ def _register() -> None:
     from facesense.cli.detect import detect, embed
     from facesense.cli.eval import eval_group
     from facesense.cli.gallery import enroll, people, recognize, reembed
+    from facesense.cli.serve import serve
     from facesense.cli.watch import watch
 
     main.add_command(detect)
@@ -34,6 +35,7 @@ def _register() -> None:
     main.add_command(people)
     main.add_command(recognize)
     main.add_command(reembed)
+    main.add_command(serve)
     main.add_command(watch)
 
 

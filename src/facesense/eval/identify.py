@@ -224,13 +224,13 @@ class OpenSetScores:
 
     Attributes:
         correct: ``(P,)`` whether each enrolled probe's candidate is right.
-        probe_scores: ``(P,)`` the candidates' scores.
-        stranger_scores: ``(S,)`` strangers' best scores.
+        probe_scores: ``(P,)`` float64 the candidates' scores.
+        stranger_scores: ``(S,)`` float64 strangers' best scores.
     """
 
     correct: npt.NDArray[np.bool_]
-    probe_scores: npt.NDArray[np.float32]
-    stranger_scores: npt.NDArray[np.float32]
+    probe_scores: npt.NDArray[np.float64]
+    stranger_scores: npt.NDArray[np.float64]
 
     def at(self, threshold: float) -> tuple[float, float]:
         """``(dir, far)`` at a threshold."""
@@ -252,7 +252,8 @@ def _score(matcher: Any, g: npt.NDArray[np.float32], gl: Sequence[str], p: npt.N
     rp = m.match(p)
     rs = m.match(s)
     correct = np.array([c == t for c, t in zip(rp.candidates, pl, strict=True)], bool)
-    return OpenSetScores(correct, rp.scores, rs.scores)
+    # float64, so that thresholds picked between two float32 scores compare exactly.
+    return OpenSetScores(correct, rp.scores.astype(np.float64), rs.scores.astype(np.float64))
 
 
 def replace_threshold(matcher: KNNMatcher | SVMMatcher | MeanMatcher, threshold: float | None) -> Any:
@@ -325,12 +326,12 @@ class IdentifyReport:
     def lines(self) -> list[str]:
         """A human-readable report."""
         out = [
-            f"open-set identification: {self.enrolled} people enrolled from one image each, "
-            f"{self.probes} probes of them, {self.strangers} strangers ({self.no_face} images without a detected face)",
+            (f"open-set identification: {self.enrolled} people enrolled from one image each, "
+            f"{self.probes} probes of them, {self.strangers} strangers ({self.no_face} images without a detected face)"),
             f"model {self.model_id}, matcher {self.matcher}",
             f"  rank-1 with rejection off     {100 * self.rank1:6.2f}%",
-            f"  default threshold {self.default_threshold}: named right {100 * self.default_dir:6.2f}%, "
-            f"strangers accepted {100 * self.default_far:5.2f}%",
+            (f"  default threshold {self.default_threshold}: named right {100 * self.default_dir:6.2f}%, "
+            f"strangers accepted {100 * self.default_far:5.2f}%"),
         ]
         for key, row in self.in_sample.items():
             cv = self.cross_validated[key]

@@ -389,7 +389,7 @@ def read_export(path: str | os.PathLike[str]) -> ExportData:
         for s in samples:
             for key in ("person", "model_id", "source_sha256"):
                 if not isinstance(s.get(key), str):
-                    raise ValueError(f"sample without {key}")
+                    raise TypeError(f"sample without a text {key}")
     except (KeyError, TypeError, ValueError) as exc:
         raise GalleryError(f"{p}: corrupt gallery export header ({exc})") from exc
     n = len(samples)

@@ -29,8 +29,9 @@ import os
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import numpy.typing as npt
@@ -97,7 +98,7 @@ def default_db_path() -> Path:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _blob(embedding: npt.NDArray[np.float32]) -> bytes:
@@ -240,7 +241,7 @@ class SQLiteGallery:
         """Close the connection (idempotent)."""
         self._conn.close()
 
-    def __enter__(self) -> SQLiteGallery:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,0 +1,123 @@
+"""``facesense serve``: the web dashboard and REST API (FastAPI on uvicorn).
+
+A thin adapter over :func:`facesense.web.app.create_app`: it checks the options,
+builds the app and runs uvicorn until Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import click
+
+from facesense.errors import ConfigError
+
+logger = logging.getLogger("facesense.cli")
+
+__all__ = ["serve"]
+
+GRACEFUL_SHUTDOWN_S = 3  # open MJPEG streams are cut after this on shutdown
+
+
+@click.command("serve")
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="FACESENSE_DB",
+    default=None,
+    help="Gallery file [env FACESENSE_DB; default: gallery.db in the user data directory].",
+)
+@click.option("--source", "sources", multiple=True, metavar="SOURCE", help="Watch this camera index, video file, stream URL or image folder (repeatable).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; anything but loopback needs --token.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port.")
+@click.option("--token", envvar="FACESENSE_TOKEN", default=None, help="Shared secret for the API (Bearer) and the pages (login) [env FACESENSE_TOKEN].")
+@click.option("--loop", is_flag=True, help="Play file and folder sources again and again.")
+@click.option("--every", type=click.IntRange(min=1), default=3, show_default=True, help="Detect faces every N frames on the sources; track in between.")
+@click.option("--min-face", "min_face_px", type=click.FloatRange(min=12), default=40.0, show_default=True, help="Smallest face to find on the sources, pixels.")
+@click.option("--threshold", type=click.FloatRange(min=0), default=None, help="Score above which a face is unknown [default: calibrated].")
+@click.option("--events-db", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Events file [default: <gallery>.events.db beside the gallery].")
+@click.option("--keep-events", type=click.IntRange(min=1), default=10_000, show_default=True, help="Keep at most this many events.")
+@click.option("--keep-days", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True, help="Drop events older than this.")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="Largest accepted image upload.")
+def serve(
+    db: Path | None,
+    sources: tuple[str, ...],
+    host: str,
+    port: int,
+    token: str | None,
+    loop: bool,
+    every: int,
+    min_face_px: float,
+    threshold: float | None,
+    events_db: Path | None,
+    keep_events: int,
+    keep_days: float,
+    max_upload_mb: float,
+) -> None:
+    """Serve the dashboard (Live, People, Unknowns & events) and the REST API under /api.
+
+    With --source, each source is watched in the background: its annotated video is
+    on the Live page, its events and unknown faces on the events page.
+    """
+    try:
+        import uvicorn
+
+        from facesense.web.app import create_app
+        from facesense.web.config import ServeConfig
+    except ImportError as exc:
+        raise ConfigError(f"facesense serve needs the web extra: pip install 'facesense[web]' ({exc})") from None
+
+    from facesense.imageio import MAX_PIXELS
+
+    # OpenCV refuses to decode images over this many pixels (decompression bombs).
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+    if logging.getLogger("facesense").getEffectiveLevel() > logging.DEBUG:
+        # Uploads that are not images and streams that drop out make OpenCV and FFmpeg
+        # print to stderr; the API and the logs already say it in one line (-vv shows them).
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    max_upload = int(max_upload_mb * 1024 * 1024)
+    config = ServeConfig(
+        db=db,
+        sources=sources,
+        host=host,
+        port=port,
+        token=token or None,
+        events_db=events_db,
+        loop=loop,
+        every=every,
+        min_face_px=min_face_px,
+        threshold=threshold,
+        max_upload_bytes=max_upload,
+        max_request_bytes=max(5 * max_upload, 50 * 1024 * 1024),
+        keep_events=keep_events,
+        keep_days=keep_days,
+    )
+    for spec in sources:
+        from facesense.capture import parse_source
+
+        parse_source(spec)  # a missing file fails here, with one line, before the server starts
+    app = create_app(config, warm_up=True)
+    level = logging.getLogger("facesense").getEffectiveLevel()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="info" if level <= logging.INFO else "warning",
+            access_log=level <= logging.DEBUG,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            server_header=False,
+        )
+    )
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(
+        f"facesense: serving http://{shown}:{port}/ (gallery {config.gallery_path}"
+        + (f"; {len(sources)} source(s)" if sources else "")
+        + ("; token required" if token else "")
+        + "); Ctrl-C stops",
+        err=True,
+    )
+    server.run()

@@ -1,0 +1,36 @@
+"""The web dashboard and REST API behind ``facesense serve``.
+
+* :func:`facesense.web.app.create_app` builds the FastAPI app from a
+  :class:`~facesense.web.config.ServeConfig`;
+* :mod:`facesense.web.api`: the REST API under ``/api``;
+* :mod:`facesense.web.pages`: the Live, People and Events pages;
+* :mod:`facesense.web.engine`: recognition, uploads and people, without HTTP;
+* :mod:`facesense.web.live`: the watched sources, one thread each;
+* :mod:`facesense.web.events`: the events store (SQLite, beside the gallery);
+* :mod:`facesense.web.security`: token, session cookie, body limit, headers.
+
+Needs the ``web`` extra (``pip install 'facesense[web]'``). Importing this package
+is cheap; FastAPI is imported by the modules that need it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from facesense.web.app import create_app
+    from facesense.web.config import ServeConfig
+
+__all__ = ["ServeConfig", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "create_app":
+        from facesense.web.app import create_app
+
+        return create_app
+    if name == "ServeConfig":
+        from facesense.web.config import ServeConfig
+
+        return ServeConfig
+    raise AttributeError(f"module 'facesense.web' has no attribute {name!r}")

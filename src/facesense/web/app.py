@@ -1,0 +1,241 @@
+"""The FastAPI application behind ``facesense serve``: :func:`create_app`.
+
+Routes:
+
+* ``/api/...``: the REST API (:mod:`facesense.web.api`), schema at ``/api/openapi.json``;
+* ``/live``, ``/people``, ``/events``, ``/api-docs``, ``/login``: server-rendered pages
+  (:mod:`facesense.web.pages`) with a little plain JavaScript;
+* ``/static/<name>``: the pages' CSS, script and icon, served from memory (a fixed
+  list; no request path ever reaches the file system).
+
+Errors are always JSON ``{"error": "..."}``: facesense's exceptions map to statuses
+(:func:`status_for`), anything unexpected is logged with its traceback and answered
+with a bare 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from facesense.errors import (
+    ConfigError,
+    EnrollmentError,
+    FacesenseError,
+    GalleryError,
+    ImageError,
+    ModelError,
+    ModelMismatchError,
+)
+from facesense.web.config import ServeConfig, is_loopback
+from facesense.web.engine import Engine, WebError
+from facesense.web.events import EventStore
+from facesense.web.live import SourceRunner
+from facesense.web.security import BodyLimitMiddleware, HostCheckMiddleware, SecurityHeadersMiddleware
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["WebState", "create_app", "status_for"]
+
+STATIC_FILES = {
+    "style.css": "text/css; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(eq=False)
+class WebState:
+    """Everything the routes share (``app.state.facesense``)."""
+
+    config: ServeConfig
+    engine: Engine
+    events: EventStore
+    runners: list[SourceRunner]
+    templates: Any
+    static: dict[str, tuple[bytes, str]]
+    started: float = field(default_factory=time.monotonic)
+    closing: bool = False
+
+
+def status_for(exc: FacesenseError) -> int:
+    """The HTTP status of a facesense error."""
+    if isinstance(exc, WebError):
+        return exc.status_code
+    if isinstance(exc, ModelMismatchError):
+        return 409
+    if isinstance(exc, ImageError):
+        return 415
+    if isinstance(exc, ConfigError):
+        return 422
+    if isinstance(exc, EnrollmentError):
+        return 409
+    if isinstance(exc, (GalleryError, ModelError)):
+        return 503
+    return 500
+
+
+def _load_static() -> dict[str, tuple[bytes, str]]:
+    base = resources.files("facesense.web") / "static"
+    return {name: ((base / name).read_bytes(), media) for name, media in STATIC_FILES.items()}
+
+
+def _templates() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("facesense.web", "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["short_source"] = short_source
+    return env
+
+
+def short_source(source: str) -> str:
+    """A source id for display: the file or folder name of a path, a URL or camera as is."""
+    if "://" in source or source.startswith("camera:"):
+        return source
+    return source.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or source
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path", "form")]
+        where = ".".join(loc)
+        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
+    return "; ".join(parts) or "invalid request"
+
+
+def create_app(
+    config: ServeConfig,
+    *,
+    engine: Engine | None = None,
+    start_sources: bool = True,
+    warm_up: bool = False,
+) -> FastAPI:
+    """Build the web app.
+
+    Args:
+        config: the server settings.
+        engine: models and gallery access; one built from ``config`` by default.
+        start_sources: start watching ``config.sources`` when the app starts (its lifespan).
+        warm_up: load the models in the background as the app starts.
+
+    Raises:
+        GalleryError: the events file cannot be opened.
+        ConfigError: bad settings.
+    """
+    from facesense import __version__
+
+    events = EventStore(config.events_path, keep_events=config.keep_events, keep_days=config.keep_days)
+    if engine is None:
+        engine = Engine(config, events=events)
+    elif engine.events is None:
+        engine.events = events
+    runners = [
+        SourceRunner(
+            i,
+            spec,
+            engine,
+            events,
+            loop=config.loop,
+            every=config.every,
+            unknown_after_frames=config.unknown_after_frames,
+        )
+        for i, spec in enumerate(config.sources)
+    ]
+    state = WebState(config=config, engine=engine, events=events, runners=runners, templates=_templates(), static=_load_static())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if warm_up:
+            threading.Thread(target=_warm, args=(engine,), name="facesense-warm-up", daemon=True).start()
+        if start_sources:
+            for runner in runners:
+                runner.start()
+        try:
+            yield
+        finally:
+            state.closing = True
+            await run_in_threadpool(_stop_all, runners)
+            events.close()
+
+    app = FastAPI(
+        title="facesense",
+        version=__version__,
+        summary="Face detection and recognition: REST API of facesense serve",
+        lifespan=lifespan,
+        openapi_url="/api/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.facesense = state
+
+    # Outermost last: security headers wrap everything, including the 413s.
+    allowed = None if config.token is not None else frozenset({*LOOPBACK_NAMES, config.host})
+    if config.token is None and not is_loopback(config.host):  # pragma: no cover - ServeConfig refuses it
+        raise ConfigError("a non-loopback host needs a token")
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_request_bytes)
+    app.add_middleware(HostCheckMiddleware, allowed_hosts=allowed)
+    app.add_middleware(SecurityHeadersMiddleware)
+
+    @app.exception_handler(FacesenseError)
+    async def _facesense_error(request: Request, exc: FacesenseError) -> JSONResponse:
+        status = status_for(exc)
+        if status >= 500:
+            logger.error("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"error": str(exc)}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no such page: {request.url.path}"
+        return JSONResponse({"error": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": _validation_message(exc)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"error": "internal server error"}, status_code=500)
+
+    from facesense.web import api, pages
+
+    app.include_router(api.health_router)
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    return app
+
+
+def _warm(engine: Engine) -> None:
+    try:
+        engine.warm_up()
+    except FacesenseError as exc:
+        logger.error("cannot load the models: %s", exc)
+
+
+def _stop_all(runners: list[SourceRunner]) -> None:
+    for runner in runners:
+        runner.request_stop()
+    for runner in runners:
+        runner.stop()

@@ -1,0 +1,442 @@
+"""The events store: what the watched sources saw, kept in an SQLite file of its own.
+
+The file sits beside the gallery (``<gallery stem>.events.db`` by default) and is
+only ever written by ``facesense serve``. Schema (format version 1)::
+
+    meta    (key TEXT PRIMARY KEY, value TEXT)     application, format_version, created
+    events  (id, time, source, type, track_id, name, confidence, x1, y1, x2, y2,
+             frame, media_time, status, message, crop BLOB (JPEG), embedding BLOB
+             (little-endian float32), model_id, sample_id)
+
+``time`` is wall-clock epoch seconds (when the server saw it); ``media_time`` the
+frame's own timestamp. ``type`` is a track event (``appeared``, ``recognized``,
+``left``), a source ``status``, or ``unknown``: the best face of a track that stayed
+unknown, stored with its embedding so that naming it enrolls that face
+(``sample_id`` is then the gallery sample it became).
+
+The store is pruned on open and every :data:`PRUNE_EVERY` inserts: events older than
+``keep_days`` go, and only the newest ``keep_events`` stay. One instance may be
+shared between threads (a lock serialises the connection).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from facesense.errors import ConfigError, GalleryError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EVENT_TYPES", "EventPage", "EventQuery", "EventStore", "NewEvent", "StoredEvent"]
+
+APPLICATION = "facesense-events"
+APPLICATION_ID = 0x46534556  # "FSEV"
+FORMAT_VERSION = 1
+PRUNE_EVERY = 200
+BUSY_TIMEOUT_S = 10.0
+EVENT_TYPES = ("appeared", "recognized", "left", "unknown", "status")
+
+_SCHEMA = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE events (
+    id         INTEGER PRIMARY KEY,
+    time       REAL NOT NULL,
+    source     TEXT NOT NULL,
+    type       TEXT NOT NULL,
+    track_id   INTEGER,
+    name       TEXT,
+    confidence REAL,
+    x1 REAL, y1 REAL, x2 REAL, y2 REAL,
+    frame      INTEGER,
+    media_time REAL,
+    status     TEXT,
+    message    TEXT,
+    crop       BLOB,
+    embedding  BLOB,
+    model_id   TEXT,
+    sample_id  INTEGER
+);
+CREATE INDEX events_time ON events(time);
+CREATE INDEX events_name ON events(name, time);
+CREATE INDEX events_type ON events(type, time);
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewEvent:
+    """An event about to be stored.
+
+    Attributes:
+        time: wall-clock epoch seconds.
+        source: the source id.
+        type: one of :data:`EVENT_TYPES`.
+        track_id, name, confidence, xyxy, frame, media_time: as in
+            :class:`facesense.pipeline.WatchEvent` (``name`` ``None`` = unknown).
+        status, message: for ``status`` events.
+        crop_jpeg: a JPEG of the face, or ``b""``.
+        embedding: ``(D,)`` float32 embedding of that face (``unknown`` events), or ``None``.
+        model_id: the embedder's model id, with ``embedding``.
+    """
+
+    time: float
+    source: str
+    type: str
+    track_id: int | None = None
+    name: str | None = None
+    confidence: float | None = None
+    xyxy: tuple[float, float, float, float] | None = None
+    frame: int | None = None
+    media_time: float | None = None
+    status: str | None = None
+    message: str | None = None
+    crop_jpeg: bytes = b""
+    embedding: npt.NDArray[np.float32] | None = None
+    model_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in EVENT_TYPES:
+            raise ValueError(f"type: expected one of {EVENT_TYPES}, got {self.type!r}")
+        if self.embedding is not None and not self.model_id:
+            raise ValueError("an embedding needs its model_id")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredEvent:
+    """An event read back (without its crop and embedding bytes).
+
+    Attributes:
+        id: the store's id.
+        has_crop: a crop JPEG is stored (:meth:`EventStore.crop`).
+        has_embedding: an embedding is stored, so the face can be named (enrolled).
+        sample_id: the gallery sample this face became when it was named, or ``None``.
+        (the rest as in :class:`NewEvent`)
+    """
+
+    id: int
+    time: float
+    source: str
+    type: str
+    track_id: int | None
+    name: str | None
+    confidence: float | None
+    xyxy: tuple[float, float, float, float] | None
+    frame: int | None
+    media_time: float | None
+    status: str | None
+    message: str | None
+    has_crop: bool
+    has_embedding: bool
+    model_id: str | None
+    sample_id: int | None
+
+    @property
+    def can_name(self) -> bool:
+        """An unknown face that can still be named (enrolled)."""
+        return self.type == "unknown" and self.has_embedding and self.sample_id is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form (``time`` as ISO 8601 UTC, ``timestamp`` as epoch seconds)."""
+        return {
+            "id": self.id,
+            "time": iso_time(self.time),
+            "timestamp": round(self.time, 3),
+            "source": self.source,
+            "type": self.type,
+            "track_id": self.track_id,
+            "name": self.name,
+            "confidence": None if self.confidence is None else round(self.confidence, 4),
+            "box": None if self.xyxy is None else [round(v, 1) for v in self.xyxy],
+            "frame": self.frame,
+            "media_time": None if self.media_time is None else round(self.media_time, 3),
+            "status": self.status,
+            "message": self.message,
+            "has_crop": self.has_crop,
+            "can_name": self.can_name,
+            "sample_id": self.sample_id,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventQuery:
+    """A filter over events; every field is optional.
+
+    Attributes:
+        name: events of this person (``"unknown"``: of faces nobody was named for).
+        type: one of :data:`EVENT_TYPES`.
+        source: the source id.
+        since, until: wall-clock epoch seconds, inclusive.
+    """
+
+    name: str | None = None
+    type: str | None = None
+    source: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.type is not None and self.type not in EVENT_TYPES:
+            raise ConfigError(f"unknown event type {self.type!r}; choose one of {', '.join(EVENT_TYPES)}")
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if self.name is not None:
+            if self.name.lower() == "unknown":
+                clauses.append("name IS NULL AND type != 'status'")
+            else:
+                clauses.append("name = ?")
+                args.append(self.name)
+        if self.type is not None:
+            clauses.append("type = ?")
+            args.append(self.type)
+        if self.source is not None:
+            clauses.append("source = ?")
+            args.append(self.source)
+        if self.since is not None:
+            clauses.append("time >= ?")
+            args.append(float(self.since))
+        if self.until is not None:
+            clauses.append("time <= ?")
+            args.append(float(self.until))
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """One page of events, newest first."""
+
+    events: tuple[StoredEvent, ...]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        """How many pages the filter gives (at least 1)."""
+        return max(1, -(-self.total // self.per_page))
+
+
+def iso_time(epoch_s: float) -> str:
+    """Epoch seconds as ISO 8601 UTC with seconds, e.g. ``2024-06-01T12:00:00+00:00``."""
+    return datetime.fromtimestamp(epoch_s, timezone.utc).isoformat(timespec="seconds")
+
+
+_COLUMNS = (
+    "id, time, source, type, track_id, name, confidence, x1, y1, x2, y2, frame, media_time, "
+    "status, message, crop IS NOT NULL AND length(crop) > 0, embedding IS NOT NULL, model_id, sample_id"
+)
+
+
+def _row(r: tuple[Any, ...]) -> StoredEvent:
+    box = None if r[7] is None else (float(r[7]), float(r[8]), float(r[9]), float(r[10]))
+    return StoredEvent(
+        id=int(r[0]), time=float(r[1]), source=str(r[2]), type=str(r[3]), track_id=r[4], name=r[5],
+        confidence=r[6], xyxy=box, frame=r[11], media_time=r[12], status=r[13], message=r[14],
+        has_crop=bool(r[15]), has_embedding=bool(r[16]), model_id=r[17], sample_id=r[18],
+    )
+
+
+class EventStore:
+    """Events and unknown-face crops in one SQLite file.
+
+    Args:
+        path: the file (created with its folder when missing).
+        keep_events: keep at most this many events (the newest).
+        keep_days: drop events older than this many days.
+
+    Raises:
+        GalleryError: the file cannot be created or opened, or is not an events store.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, keep_events: int = 10_000, keep_days: float = 30.0) -> None:
+        if keep_events < 1 or not keep_days > 0:
+            raise ConfigError("keep_events must be >= 1 and keep_days > 0")
+        self.path = Path(path)
+        self.keep_events = int(keep_events)
+        self.keep_days = float(keep_days)
+        self._lock = threading.Lock()
+        self._inserts = 0
+        if self.path.is_dir():
+            raise GalleryError(f"{self.path}: is a directory, not an events file")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                str(self.path), isolation_level=None, timeout=BUSY_TIMEOUT_S, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise GalleryError(f"{self.path}: cannot open the events file ({exc})") from exc
+        try:
+            self._open()
+        except BaseException:
+            self._conn.close()
+            raise
+        self.prune()
+
+    def _open(self) -> None:
+        conn = self._conn
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(f"{self.path}: not a facesense events file ({exc})") from exc
+        with self._errors():
+            if not tables and app_id == 0:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.executemany(
+                        "INSERT INTO meta (key, value) VALUES (?, ?)",
+                        [
+                            ("application", APPLICATION),
+                            ("format_version", str(FORMAT_VERSION)),
+                            ("created", iso_time(time.time())),
+                        ],
+                    )
+                    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                    conn.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            else:
+                meta: dict[str, str] = {}
+                if app_id == APPLICATION_ID and "meta" in tables:
+                    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+                if meta.get("application") != APPLICATION or "events" not in tables:
+                    raise GalleryError(f"{self.path}: not a facesense events file (some other database)")
+                if int(meta.get("format_version", "0") or 0) > FORMAT_VERSION:
+                    raise GalleryError(f"{self.path}: written by a newer facesense; upgrade facesense")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise GalleryError(f"{self.path}: events database error ({exc})") from exc
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- writes --------------------------------------------------------------------
+
+    def add(self, event: NewEvent) -> int:
+        """Store one event; returns its id."""
+        box = event.xyxy if event.xyxy is not None else (None, None, None, None)
+        emb = None
+        if event.embedding is not None:
+            emb = np.ascontiguousarray(np.asarray(event.embedding, np.float32).reshape(-1), dtype="<f4").tobytes()
+        with self._lock, self._errors():
+            cur = self._conn.execute(
+                "INSERT INTO events (time, source, type, track_id, name, confidence, x1, y1, x2, y2, frame,"
+                " media_time, status, message, crop, embedding, model_id) VALUES"
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event.time, event.source, event.type, event.track_id, event.name, event.confidence, *box,
+                    event.frame, event.media_time, event.status, event.message, event.crop_jpeg or None, emb,
+                    event.model_id,
+                ),
+            )
+            self._inserts += 1
+            due = self._inserts % PRUNE_EVERY == 0
+            event_id = int(cur.lastrowid or 0)
+        if due:
+            self.prune()
+        return event_id
+
+    def prune(self, *, now: float | None = None) -> int:
+        """Drop events past the age and count limits; returns how many went."""
+        cutoff = (time.time() if now is None else now) - self.keep_days * 86400.0
+        with self._lock, self._errors():
+            n = self._conn.execute("DELETE FROM events WHERE time < ?", (cutoff,)).rowcount
+            n += self._conn.execute(
+                "DELETE FROM events WHERE id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (self.keep_events,),
+            ).rowcount
+        if n:
+            logger.debug("pruned %d events from %s", n, self.path)
+        return int(n)
+
+    def mark_named(self, event_id: int, name: str, sample_id: int) -> None:
+        """Record that an unknown face became ``sample_id`` of ``name``."""
+        with self._lock, self._errors():
+            self._conn.execute("UPDATE events SET name = ?, sample_id = ? WHERE id = ?", (name, int(sample_id), int(event_id)))
+
+    def rename(self, old: str, new: str) -> None:
+        """Follow a person's rename in the stored events."""
+        with self._lock, self._errors():
+            self._conn.execute("UPDATE events SET name = ? WHERE name = ?", (new, old))
+
+    # --- reads ---------------------------------------------------------------------
+
+    def get(self, event_id: int) -> StoredEvent | None:
+        """One event, or ``None``."""
+        with self._lock, self._errors():
+            row = self._conn.execute(f"SELECT {_COLUMNS} FROM events WHERE id = ?", (int(event_id),)).fetchone()
+        return None if row is None else _row(row)
+
+    def crop(self, event_id: int) -> bytes | None:
+        """The JPEG crop of an event, or ``None``."""
+        with self._lock, self._errors():
+            row = self._conn.execute("SELECT crop FROM events WHERE id = ?", (int(event_id),)).fetchone()
+        return bytes(row[0]) if row is not None and row[0] else None
+
+    def embedding(self, event_id: int) -> npt.NDArray[np.float32] | None:
+        """The stored embedding of an event, or ``None``."""
+        with self._lock, self._errors():
+            row = self._conn.execute("SELECT embedding FROM events WHERE id = ?", (int(event_id),)).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return np.frombuffer(bytes(row[0]), dtype="<f4").astype(np.float32)
+
+    def query(self, query: EventQuery | None = None, *, page: int = 1, per_page: int = 50) -> EventPage:
+        """Events matching ``query``, newest first, one page of them.
+
+        Raises:
+            ConfigError: ``page`` < 1 or ``per_page`` outside 1-500.
+        """
+        if page < 1:
+            raise ConfigError(f"page must be >= 1, got {page}")
+        if not 1 <= per_page <= 500:
+            raise ConfigError(f"per_page must be in 1-500, got {per_page}")
+        where, args = (query or EventQuery()).where()
+        with self._lock, self._errors():
+            total = int(self._conn.execute(f"SELECT count(*) FROM events{where}", args).fetchone()[0])
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM events{where} ORDER BY time DESC, id DESC LIMIT ? OFFSET ?",
+                [*args, per_page, (page - 1) * per_page],
+            ).fetchall()
+        return EventPage(tuple(_row(r) for r in rows), page, per_page, total)
+
+    def count(self) -> int:
+        """How many events are stored."""
+        with self._lock, self._errors():
+            return int(self._conn.execute("SELECT count(*) FROM events").fetchone()[0])

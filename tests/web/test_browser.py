@@ -1,0 +1,234 @@
+"""The dashboard in headless Chromium, driven by Playwright, against a real ``facesense serve``.
+
+The test starts ``facesense serve`` itself (a tmp gallery, the Hamilton clip on a
+loop, a token, a free 127.0.0.1 port), logs in, enrolls a person by uploading a
+photo, watches the live stream and names an unknown face on the events page.
+Screenshots of each page go to ``artifacts/web/`` (git-ignored;
+``$FACESENSE_ARTIFACTS`` overrides).
+
+Chromium is Debian's (``apt-get install chromium``), never a Playwright download;
+the tests skip when it or the ``playwright`` package is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path(os.environ.get("FACESENSE_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TOKEN = "browser-test-token"
+STARTUP_TIMEOUT_S = 90.0
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+if not CHROMIUM.is_file():
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+pytest.importorskip("fastapi", reason="the web extra is not installed (pip install 'facesense[web]')")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def api(self, path: str) -> Any:
+        request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - our own local server
+            return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def shots() -> Path:
+    folder = Path(os.environ.get("FACESENSE_ARTIFACTS", REPO / "artifacts")) / "web"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, examples_dir: Path) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("serve")
+    port = _free_port()
+    log = tmp / "server.log"
+    command = [
+        sys.executable,
+        "-c",
+        "from facesense.cli import main; main()",
+        "-v",
+        "serve",
+        "--db", str(tmp / "gallery.db"),
+        "--source", str(examples_dir / "short_hamilton_clip.mp4"),
+        "--loop",
+        "--port", str(port),
+        "--token", TOKEN,
+    ]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp)
+    srv = Server(f"http://127.0.0.1:{port}", process, log)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"facesense serve exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                srv.api("/api/health")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"facesense serve did not answer within {STARTUP_TIMEOUT_S:g} s:\n{log.read_text()}")
+                time.sleep(0.25)
+        yield srv
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            pytest.fail(f"facesense serve did not stop on SIGTERM:\n{log.read_text()}")
+    text = log.read_text()
+    # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught.
+    assert code in (0, -signal.SIGTERM), text
+    assert "Application shutdown complete" in text and "Traceback" not in text, text
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def page_errors() -> list[str]:
+    """Script errors and failed loads the pages logged (checked when the module ends)."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, server: Server, page_errors: list[str]) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    errors = page_errors
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    pg.set_default_timeout(30_000)
+    yield pg
+    context.close()
+    assert not errors, errors
+
+
+def test_login_then_enroll_by_upload(page: Any, server: Server, examples_dir: Path, shots: Path, page_errors: list[str]) -> None:
+    page.goto(server.url + "/people")
+    assert "/login" in page.url  # a token is set: pages need a login first
+    page.fill("input[name=token]", "wrong-token!")
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Wrong token.")
+    assert page_errors == ["Failed to load resource: the server responded with a status of 401 (Unauthorized)"]
+    page_errors.clear()
+    page.fill("input[name=token]", TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_url(server.url + "/people")
+    assert page.locator("#no-people").is_visible()
+
+    page.fill("#add-person input[name=name]", "Barack Obama")
+    page.set_input_files("#add-person input[type=file]", [str(examples_dir / "obama.jpg"), str(examples_dir / "two_people.jpg")])
+    page.click("#add-person button[type=submit]")
+    page.wait_for_selector('#add-result [data-outcome="added"]')
+    assert page.locator('#add-result [data-outcome="several_faces"]').inner_text().startswith("several faces")
+    card = page.locator('.person[data-person-name="Barack Obama"]')
+    card.wait_for()
+    thumb = card.locator("img.thumb")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle())
+    assert "1 sample" in card.inner_text()
+    card.locator('button[data-action="samples"]').click()
+    assert card.locator(".samples li").count() == 1
+    page.screenshot(path=str(shots / "people.png"), full_page=True)
+    assert [p["name"] for p in server.api("/api/people")["people"]] == ["Barack Obama"]
+
+
+def test_live_stream_shows_frames(page: Any, server: Server, shots: Path) -> None:
+    page.goto(server.url + "/live")
+    stream = page.locator("img[data-stream]")
+    page.wait_for_function("img => img.naturalWidth > 0", arg=stream.element_handle(), timeout=60_000)
+    assert page.evaluate("img => [img.naturalWidth, img.naturalHeight]", stream.element_handle()) == [640, 360]
+    status = page.locator('[data-field="status"]')
+    page.wait_for_function("el => el.textContent.trim() === 'live'", arg=status.element_handle())
+    page.wait_for_function("el => parseFloat(el.textContent) > 0", arg=page.locator('[data-field="fps"]').element_handle())
+    page.screenshot(path=str(shots / "live.png"), full_page=True)
+
+
+def test_name_an_unknown_face(page: Any, server: Server, shots: Path) -> None:
+    deadline = time.monotonic() + 60
+    while server.api("/api/events?type=unknown&per_page=1")["total"] == 0:
+        assert time.monotonic() < deadline, "no unknown face was stored within 60 s"
+        time.sleep(0.5)
+    page.goto(server.url + "/events?type=unknown")
+    form = page.locator("form.name-face").first
+    form.wait_for()
+    event_id = int(form.get_attribute("data-event-id"))
+    card = page.locator(f'.event[data-event-id="{event_id}"]')
+    crop = card.locator("img")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=crop.element_handle())
+    form.locator("input[name=name]").fill("Hamilton guest")
+    form.locator("button[type=submit]").click()
+    card.locator("text=Enrolled as Hamilton guest").wait_for()
+    page.screenshot(path=str(shots / "events.png"), full_page=True)
+    people = {p["name"]: p for p in server.api("/api/people")["people"]}
+    assert people["Hamilton guest"]["samples"] == 1
+    assert server.api(f"/api/events/{event_id}")["name"] == "Hamilton guest"
+    # The People page shows the new person, with the face as thumbnail.
+    page.goto(server.url + "/people")
+    guest = page.locator('.person[data-person-name="Hamilton guest"] img.thumb')
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=guest.element_handle())
+
+
+def test_rename_and_delete_with_confirmation(page: Any, server: Server, shots: Path) -> None:
+    page.goto(server.url + "/people")
+    card = page.locator('.person[data-person-name="Hamilton guest"]')
+    card.locator('button[data-action="rename"]').click()
+    card.locator("form.rename input[name=name]").fill("Guest")
+    card.locator("form.rename button[type=submit]").click()
+    renamed = page.locator('.person[data-person-name="Guest"]')
+    renamed.wait_for()
+    page.once("dialog", lambda dialog: dialog.dismiss())  # "Cancel" keeps him
+    renamed.locator('button[data-action="delete"]').click()
+    assert renamed.count() == 1
+    page.once("dialog", lambda dialog: dialog.accept())
+    renamed.locator('button[data-action="delete"]').click()
+    renamed.wait_for(state="detached")
+    assert [p["name"] for p in server.api("/api/people")["people"]] == ["Barack Obama"]
+    page.goto(server.url + "/api-docs")
+    page.get_by_text("/api/recognize", exact=True).wait_for()
+    page.screenshot(path=str(shots / "api.png"), full_page=True)
