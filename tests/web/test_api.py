@@ -13,10 +13,10 @@ import pytest
 pytest.importorskip("fastapi", reason="the web extra is not installed (pip install 'facesense[web]')")
 pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
 
-from facesense.web.config import ServeConfig  # noqa: E402
-from facesense.web.events import EventQuery, EventStore, NewEvent  # noqa: E402
+from facesense.web.config import ServeConfig
+from facesense.web.events import EventQuery, EventStore, NewEvent
 
-from .conftest import IMGHDR, MakeClient  # noqa: E402
+from .conftest import IMGHDR, MakeClient
 
 pytestmark = pytest.mark.filterwarnings(IMGHDR)
 
@@ -263,7 +263,7 @@ def test_oversized_and_non_image_uploads(make_client: MakeClient, examples_dir: 
     # A real image under another name and type is fine.
     import cv2
 
-    ok_png, png = cv2.imencode(".png", cv2.resize(cv2.imread(str(big)), (240, 300)))
+    _, png = cv2.imencode(".png", cv2.resize(cv2.imread(str(big)), (240, 300)))
     ok = client.post("/api/detect", files={"file": ("face.bin", png.tobytes(), "application/octet-stream")})
     assert ok.status_code == 200 and ok.json()["faces"][0]["score"] > 0.99
 

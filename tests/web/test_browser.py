@@ -61,7 +61,7 @@ class Server:
 
     def api(self, path: str) -> Any:
         request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {TOKEN}"})
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - our own local server
+        with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
 

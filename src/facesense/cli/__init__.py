@@ -22,12 +22,14 @@ def main(verbose: int, quiet: bool) -> None:
 
 def _register() -> None:
     # Each command group lives in its own module; imports are cheap (no models).
+    from facesense.cli.bench import bench
     from facesense.cli.detect import detect, embed
     from facesense.cli.eval import eval_group
     from facesense.cli.gallery import enroll, people, recognize, reembed
     from facesense.cli.serve import serve
     from facesense.cli.watch import watch
 
+    main.add_command(bench)
     main.add_command(detect)
     main.add_command(embed)
     main.add_command(eval_group)

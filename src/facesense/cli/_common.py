@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -62,3 +64,24 @@ class _Passthrough:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+@contextlib.contextmanager
+def progress_callback(label: str) -> Iterator[Callable[[int, int], None]]:
+    """An ``on_progress(done, total)`` callback driving a progress bar on stderr (terminals only)."""
+    state: dict[str, Any] = {}
+
+    def update(done: int, total: int) -> None:
+        if "bar" not in state:
+            cm = progress(range(total), length=total, label=label)
+            state["cm"], state["bar"] = cm, cm.__enter__()
+        bar = state["bar"]
+        if hasattr(bar, "update"):
+            bar.update(done - state.get("done", 0))
+        state["done"] = done
+
+    try:
+        yield update
+    finally:
+        if "cm" in state:
+            state["cm"].__exit__(None, None, None)

@@ -6,36 +6,41 @@ from pathlib import Path
 
 import click
 
-from facesense.cli._common import emit_json, progress
+from facesense.cli._common import emit_json, progress_callback
+from facesense.cli.gallery import eval_identify
 
 
 @click.group("eval")
 def eval_group() -> None:
-    """Measure accuracy: LFW verification, WIDER FACE detection."""
+    """Measure accuracy: LFW verification, WIDER FACE detection, open-set identification."""
+
+
+eval_group.add_command(eval_identify)
 
 
 @eval_group.command("lfw")
 @click.option("--pairs", "pairs_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True, help="LFW pairs.txt (header: folds n).")
 @click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True, help="Folder of <name>/<name>_NNNN.jpg.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
-@click.option("--subtract-mean/--no-subtract-mean", default=None, help="Remove the training folds' mean embedding (default: the measured best).")
+@click.option("--subtract-mean", is_flag=True, help="Remove the training folds' mean embedding before distances.")
 @click.option("--folds", "limit_folds", type=int, default=None, help="Use only the first N folds (quick check).")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "opencv"]), default="auto", show_default=True, help="Where FaceNet runs.")
-def eval_lfw(pairs_path: Path, images: Path, as_json: bool, subtract_mean: bool | None, limit_folds: int | None, backend: str) -> None:
+def eval_lfw(pairs_path: Path, images: Path, as_json: bool, subtract_mean: bool, limit_folds: int | None, backend: str) -> None:
     """LFW verification: k-fold accuracy, AUC, TAR@FAR=1e-3."""
     from facesense.analyzer import FaceAnalyzer
     from facesense.embed.facenet import FaceNetEmbedder
-    from facesense.eval.lfw import DEFAULT_SUBTRACT_MEAN, evaluate_lfw
+    from facesense.eval.lfw import evaluate_lfw
 
     analyzer = FaceAnalyzer(embedder=FaceNetEmbedder(backend=backend))
-    report = evaluate_lfw(
-        analyzer,
-        pairs_path,
-        images,
-        subtract_mean=DEFAULT_SUBTRACT_MEAN if subtract_mean is None else subtract_mean,
-        limit_folds=limit_folds,
-        progress=lambda it: _bar(it, "LFW images"),
-    )
+    with progress_callback("LFW images") as on_progress:
+        report = evaluate_lfw(
+            analyzer,
+            pairs_path,
+            images,
+            subtract_mean=subtract_mean,
+            limit_folds=limit_folds,
+            progress=on_progress,
+        )
     if as_json:
         emit_json(report.to_dict())
         return
@@ -47,12 +52,6 @@ def eval_lfw(pairs_path: Path, images: Path, as_json: bool, subtract_mean: bool 
     click.echo(f"  no face found   {report.no_face} image(s), {report.no_face_policy}")
     if report.unreadable:
         click.echo(f"  unreadable      {report.unreadable} image(s), counted as non-matching")
-
-
-def _bar(iterable, label: str):  # type: ignore[no-untyped-def]
-    items = list(iterable)
-    with progress(items, length=len(items), label=label) as bar:
-        yield from bar
 
 
 @eval_group.command("detect")
@@ -68,24 +67,19 @@ def eval_detect(annotations: Path, images: Path, min_face_px: float, ignore_belo
     from facesense.eval.detect import evaluate_detection
 
     detector = MTCNNDetector(MTCNNConfig(min_face_px=min_face_px))
-    reports = evaluate_detection(
-        detector,
-        annotations,
-        images,
-        min_face_px=ignore_below,
-        limit=limit,
-        progress=lambda it: _bar(it, "images"),
-    )
+    with progress_callback("images") as on_progress:
+        reports = evaluate_detection(
+            detector, annotations, images, min_face_px=ignore_below, limit=limit, progress=on_progress
+        )
     if as_json:
         emit_json({"detector_min_face_px": min_face_px, "reports": [r.to_dict() for r in reports]})
         return
-    click.echo(f"WIDER FACE, IoU 0.5, detector min face {min_face_px:g} px")
-    click.echo(f"  {'faces >=':>9} {'AP':>6} {'recall':>7} {'precision':>9} {'faces':>6} {'images':>6}")
+    click.echo(f"WIDER FACE, IoU {reports[0].iou_threshold:g}, detector min face {min_face_px:g} px")
+    click.echo(f"  {'faces >=':>9} {'AP':>6} {'recall':>7} {'precision':>9} {'faces':>6} {'ignored':>7} {'images':>6}")
     for r in reports:
-        click.echo(f"  {r.min_face_px:>7g}px {r.ap:6.3f} {r.recall:7.3f} {r.precision:9.3f} {r.num_faces:6d} {r.num_images:6d}")
-
-
-# Open-set identification (gallery + matcher) lives with the gallery commands.
-from facesense.cli.gallery import eval_identify  # noqa: E402
-
-eval_group.add_command(eval_identify)
+        click.echo(
+            f"  {r.min_face_px:>7g}px {r.ap:6.3f} {r.recall:7.3f} {r.precision:9.3f} "
+            f"{r.positives:6d} {r.ignored_faces:7d} {r.images:6d}"
+        )
+    if reports[0].images_failed:
+        click.echo(f"  {reports[0].images_failed} image(s) could not be read")

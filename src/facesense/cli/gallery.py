@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from facesense.cli._common import emit_json, progress
+from facesense.cli._common import emit_json, progress, progress_callback
 from facesense.errors import ConfigError, EnrollmentError, FacesenseError
 
 if TYPE_CHECKING:
@@ -64,27 +64,6 @@ def _new_gallery_guard(db: Path | None) -> Iterator[Callable[[], bool]]:
         if not existed and not keep[0]:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 Path(str(path) + suffix).unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _progress_callback(label: str) -> Iterator[Callable[[int, int], None]]:
-    """An ``on_progress(done, total)`` callback driving a progress bar on stderr (terminals only)."""
-    state: dict[str, Any] = {}
-
-    def update(done: int, total: int) -> None:
-        if "bar" not in state:
-            cm = progress(range(total), length=total, label=label)
-            state["cm"], state["bar"] = cm, cm.__enter__()
-        bar = state["bar"]
-        if hasattr(bar, "update"):
-            bar.update(done - state.get("done", 0))
-        state["done"] = done
-
-    try:
-        yield update
-    finally:
-        if "cm" in state:
-            state["cm"].__exit__(None, None, None)
 
 
 def _print_summary(summary: EnrollSummary) -> None:
@@ -173,7 +152,7 @@ def enroll(
 
     with _new_gallery_guard(db) as keep, _open(db, create=True) as gallery:
         enroller = Enroller(gallery, FaceAnalyzer(), config)
-        with _progress_callback("enrolling") as on_progress:
+        with progress_callback("enrolling") as on_progress:
             if camera is not None and name is not None:
                 summary = enroller.enroll_camera(name, _camera_source(camera), samples=samples, on_progress=on_progress)
             elif name is not None:
@@ -424,7 +403,7 @@ def reembed(drop_missing: bool, db: Path | None) -> None:
     from facesense.analyzer import FaceAnalyzer
     from facesense.enroll import reembed as do_reembed
 
-    with _open(db, create=False) as gallery, _progress_callback("reembedding") as on_progress:
+    with _open(db, create=False) as gallery, progress_callback("reembedding") as on_progress:
         result = do_reembed(gallery, FaceAnalyzer(), drop_missing=drop_missing, on_progress=on_progress)
     for sid, src, why in result.dropped:
         click.echo(f"dropped sample {sid} ({src}): {why}", err=True)
@@ -456,7 +435,7 @@ def eval_identify(images: Path, as_json: bool, cache: Path | None, folds: int, m
 
     analyzer = FaceAnalyzer()
     matcher = make_matcher(matcher_kind, model_id=analyzer.model_id, normalize=not no_normalize)
-    with _progress_callback("LFW images") as on_progress:
+    with progress_callback("LFW images") as on_progress:
         report = evaluate_identify(analyzer, images, matcher=matcher, cache=cache, folds=folds, on_progress=on_progress)
     if as_json:
         emit_json(report.to_dict())

@@ -156,7 +156,7 @@ def embed_lfw_images(
     images: Path,
     keys: Iterable[tuple[str, int]],
     *,
-    progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EmbeddedImages:
     """Detect the central face of each image and embed it.
 
@@ -169,10 +169,11 @@ def embed_lfw_images(
 
     keys = list(keys)
     boxes_rel: list[npt.NDArray[np.float64]] = []
-    it: Iterable[tuple[str, int]] = progress(keys) if progress else keys
     chosen: list[Faces | None] = []
     images_bgr: list[npt.NDArray[np.uint8] | None] = []
-    for key in it:
+    for done, key in enumerate(keys, start=1):
+        if progress is not None:
+            progress(done, len(keys))
         path = lfw_image_path(images, key)
         try:
             img = load_image(path)
@@ -323,7 +324,7 @@ def evaluate_lfw(
     *,
     subtract_mean: bool = False,
     limit_folds: int | None = None,
-    progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> LFWReport:
     """Embed the images of a pairs file and run the verification protocol.
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -257,11 +257,11 @@ def parse_time(value: str | None, what: str) -> float | None:
     except ValueError:
         pass
     try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(value)
     except ValueError:
         raise ConfigError(f"{what}: expected epoch seconds or an ISO 8601 time, got {value!r}") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return when.timestamp()
 
 
@@ -285,7 +285,7 @@ def health(request: Request) -> dict[str, Any]:
 
 
 @router.post("/recognize", response_model=RecognizeResponse, responses=ERRORS, summary="Name every face in an image")
-def recognize(request: Request, file: UploadFile = File(description="An image (JPEG, PNG, ...).")) -> dict[str, Any]:
+def recognize(request: Request, file: Annotated[UploadFile, File(description="An image (JPEG, PNG, ...).")]) -> dict[str, Any]:
     """The same JSON as `facesense recognize --json` (without the path): one record per
     face with its box, detector score, name (`"unknown"` for strangers), distance and
     confidence. Every face is unknown while nobody is enrolled."""
@@ -295,7 +295,7 @@ def recognize(request: Request, file: UploadFile = File(description="An image (J
 
 
 @router.post("/detect", response_model=DetectResponse, responses=ERRORS, summary="Find faces in an image")
-def detect(request: Request, file: UploadFile = File(description="An image (JPEG, PNG, ...).")) -> dict[str, Any]:
+def detect(request: Request, file: Annotated[UploadFile, File(description="An image (JPEG, PNG, ...).")]) -> dict[str, Any]:
     """Boxes, scores and five landmarks per face, as `facesense detect --json`."""
     state = state_of(request)
     image = decode_upload(file, state.config.max_upload_bytes)
@@ -319,8 +319,8 @@ def list_people(request: Request) -> dict[str, Any]:
 )
 def create_person(
     request: Request,
-    name: str = Form(description="The person's name."),
-    files: list[UploadFile] = File(description="One or more photos, each with exactly this person's face."),
+    name: Annotated[str, Form(description="The person's name.")],
+    files: Annotated[list[UploadFile], File(description="One or more photos, each with exactly this person's face.")],
 ) -> Any:
     """Each photo gets an outcome: `added`, or why not (`unreadable`, `duplicate`,
     `no_face`, `several_faces`, `too_small`, `too_blurry`). When no photo is
@@ -374,7 +374,7 @@ def person_thumbnail(request: Request, person_id: int) -> Response:
 def add_faces(
     request: Request,
     person_id: int,
-    files: list[UploadFile] = File(description="One or more photos of this person."),
+    files: Annotated[list[UploadFile], File(description="One or more photos of this person.")],
 ) -> dict[str, Any]:
     """Outcomes as for `POST /api/people`."""
     state = state_of(request)
@@ -412,7 +412,7 @@ def list_events(
     page: int = Query(1, ge=1, description="Page number, from 1."),
     per_page: int = Query(50, ge=1, le=500, description="Events per page."),
     name: str | None = Query(None, description='Only this person ("unknown": faces nobody was named for).'),
-    type: str | None = Query(None, description=f"Only this type: {', '.join(EVENT_TYPES)}."),  # noqa: A002
+    type: str | None = Query(None, description=f"Only this type: {', '.join(EVENT_TYPES)}."),
     source: str | None = Query(None, description="Only this source."),
     since: str | None = Query(None, description="From this time (epoch seconds or ISO 8601)."),
     until: str | None = Query(None, description="Up to this time (epoch seconds or ISO 8601)."),

@@ -43,7 +43,11 @@ from facesense.web.config import ServeConfig, is_loopback
 from facesense.web.engine import Engine, WebError
 from facesense.web.events import EventStore
 from facesense.web.live import SourceRunner
-from facesense.web.security import BodyLimitMiddleware, HostCheckMiddleware, SecurityHeadersMiddleware
+from facesense.web.security import (
+    BodyLimitMiddleware,
+    HostCheckMiddleware,
+    SecurityHeadersMiddleware,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from facesense.enroll import EnrollConfig, Enroller, SkipReason, Skipped
+from facesense.enroll import EnrollConfig, Enroller, Skipped, SkipReason
 from facesense.errors import (
     ConfigError,
     EnrollmentError,
@@ -65,6 +65,7 @@ __all__ = [
 MATCHER_CHECK_S = 1.0  # how often the gallery file is checked for changes
 MAX_CONCURRENT_ANALYSES = 2  # requests analysing images at once (2-core boxes)
 MAX_FILENAME_CHARS = 120
+MAX_UPLOAD_FILES = 50  # photos per request
 THUMBNAIL_PX = 96
 
 
@@ -193,7 +194,7 @@ class GalleryMatcher:
         """Name each row of ``(M, D)`` embeddings (``None`` = unknown)."""
         matcher = self.engine.live_matcher()
         if matcher is None:
-            return _AllUnknown(int(np.asarray(embeddings).reshape(len(embeddings), -1).shape[0]))
+            return _AllUnknown(len(embeddings))
         return matcher.match(embeddings)
 
 
@@ -226,6 +227,7 @@ class Engine:
         self.gallery_path: Path = config.gallery_path
         self._analyses = threading.BoundedSemaphore(MAX_CONCURRENT_ANALYSES)
         self._matcher_lock = threading.Lock()
+        self._detector_lock = threading.Lock()
         self._matcher: Matcher | None = None
         self._signature: tuple[Any, ...] | None = None
         self._checked_at = -float("inf")
@@ -242,11 +244,12 @@ class Engine:
     @property
     def live_detector(self) -> Detector:
         """The detector the sources use (built on first use)."""
-        if self._live_detector is None:
-            from facesense.detect.mtcnn import MTCNNConfig, MTCNNDetector
+        with self._detector_lock:
+            if self._live_detector is None:
+                from facesense.detect.mtcnn import MTCNNConfig, MTCNNDetector
 
-            self._live_detector = MTCNNDetector(MTCNNConfig(min_face_px=self.config.min_face_px))
-        return self._live_detector
+                self._live_detector = MTCNNDetector(MTCNNConfig(min_face_px=self.config.min_face_px))
+            return self._live_detector
 
     def warm_up(self) -> None:
         """Load the models now (a detection and an embedding on a blank image)."""
@@ -373,8 +376,7 @@ class Engine:
             ConfigError: the name is not valid, or no photos.
         """
         clean = validate_name(name)
-        if not uploads:
-            raise ConfigError("add at least one photo")
+        _check_count(uploads)
         if any(p.name == clean for p in self.people()):
             raise Conflict(f"there is already a person named {clean!r}; add photos to them instead")
         outcomes = self._enroll(clean, uploads, create=True)
@@ -384,8 +386,7 @@ class Engine:
     def add_faces(self, person_id: int, uploads: Sequence[Upload]) -> tuple[Person, list[UploadOutcome]]:
         """Add photos to an existing person; returns them (updated) and one outcome per photo."""
         person = self.person(person_id)
-        if not uploads:
-            raise ConfigError("add at least one photo")
+        _check_count(uploads)
         try:
             outcomes = self._enroll(person.name, uploads, create=False)
         except EnrollmentError as exc:  # removed meanwhile
@@ -449,13 +450,16 @@ class Engine:
             self._checked_at = -float("inf")
 
     def _file_signature(self) -> tuple[Any, ...]:
+        # The main file and a non-empty write-ahead log change with every commit; an
+        # empty -wal only means somebody has the gallery open.
         parts: list[Any] = []
         for suffix in ("", "-wal"):
             try:
                 st = Path(str(self.gallery_path) + suffix).stat()
-                parts.append((st.st_mtime_ns, st.st_size))
             except OSError:
                 parts.append(None)
+                continue
+            parts.append((st.st_mtime_ns, st.st_size) if st.st_size or not suffix else None)
         return tuple(parts)
 
     def _build_matcher(self) -> Matcher | None:
@@ -554,6 +558,13 @@ class Engine:
         self.events.mark_named(event_id, clean, sid)
         self.invalidate()
         return person, sid
+
+
+def _check_count(uploads: Sequence[Upload]) -> None:
+    if not uploads:
+        raise ConfigError("add at least one photo")
+    if len(uploads) > MAX_UPLOAD_FILES:
+        raise ConfigError(f"at most {MAX_UPLOAD_FILES} photos at a time, got {len(uploads)}")
 
 
 def _thumbnail(jpeg: bytes) -> bytes:

@@ -29,9 +29,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -234,7 +234,7 @@ class EventPage:
 
 def iso_time(epoch_s: float) -> str:
     """Epoch seconds as ISO 8601 UTC with seconds, e.g. ``2024-06-01T12:00:00+00:00``."""
-    return datetime.fromtimestamp(epoch_s, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds")
 
 
 _COLUMNS = (
@@ -340,7 +340,7 @@ class EventStore:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> EventStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

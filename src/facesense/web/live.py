@@ -100,6 +100,8 @@ class _Candidate:
     quality: float
     image: npt.NDArray[np.uint8]
     face: Faces  # one row, full-frame coordinates
+    frame_index: int
+    media_time: float
     last_seen: int
 
 
@@ -122,13 +124,11 @@ class WebSink:
         self._best: dict[int, _Candidate] = {}
         self._unknown_since: dict[int, int] = {}
         self._stored_unknown: set[int] = set()
-        self._frame_index = 0
 
     # -- sink interface ------------------------------------------------------------
     def write(self, frame: Frame, result: FrameResult) -> None:
         """Publish the frame and store its events."""
         self.runner._publish(result)
-        self._frame_index = frame.index
         self._track_candidates(frame, result)
         for event in result.events:
             self._store(event, frame)
@@ -159,7 +159,7 @@ class WebSink:
                 continue
             best = self._best.get(tid)
             if best is None or q > best.quality:
-                self._best[tid] = _Candidate(q, frame.image, faces[[i]], frame.index)
+                self._best[tid] = _Candidate(q, frame.image, faces[[i]], frame.index, frame.timestamp, frame.index)
             else:
                 best.last_seen = frame.index
 
@@ -236,7 +236,8 @@ class WebSink:
                 track_id=tid,
                 confidence=None,
                 xyxy=tuple(float(v) for v in best.face.xyxy[0]),  # type: ignore[arg-type]
-                frame=best.last_seen,
+                frame=best.frame_index,
+                media_time=best.media_time,
                 crop_jpeg=face_crop_jpeg(best.image, best.face.xyxy[0]),
                 embedding=embedding,
                 model_id=model_id,
@@ -329,7 +330,7 @@ class SourceRunner:
             except FacesenseError as exc:
                 self._set_status("error", str(exc))
                 logger.error("source %s: %s (retrying in %.0f s)", self.source_id, exc, delay)
-            except Exception as exc:  # noqa: BLE001 - keep the server up; the log has the traceback
+            except Exception as exc:
                 self._set_status("error", f"internal error: {type(exc).__name__}")
                 logger.exception("source %s failed (retrying in %.0f s)", self.source_id, delay)
             else:

