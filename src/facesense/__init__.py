@@ -16,9 +16,11 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
+    "CaptureConfig": "facesense.capture",
     "ConfigError": "facesense.errors",
     "CropConfig": "facesense.align",
     "CropMethod": "facesense.align",
+    "Enroller": "facesense.enroll",
     "EnrollmentError": "facesense.errors",
     "Face": "facesense.types",
     "FaceAnalyzer": "facesense.analyzer",
@@ -26,16 +28,27 @@ _EXPORTS = {
     "Faces": "facesense.types",
     "FacesenseError": "facesense.errors",
     "Frame": "facesense.types",
+    "FrameResult": "facesense.pipeline",
     "GalleryError": "facesense.errors",
     "ImageError": "facesense.errors",
     "MTCNNConfig": "facesense.detect.mtcnn",
     "MTCNNDetector": "facesense.detect.mtcnn",
     "ModelError": "facesense.errors",
     "ModelMismatchError": "facesense.errors",
+    "Pipeline": "facesense.pipeline",
+    "PipelineConfig": "facesense.pipeline",
+    "Recognizer": "facesense.recognize",
+    "SQLiteGallery": "facesense.gallery.sqlite",
     "SourceError": "facesense.errors",
+    "Tracker": "facesense.track",
+    "TrackerConfig": "facesense.track",
+    "VideoSource": "facesense.capture",
+    "WatchEvent": "facesense.pipeline",
     "crop_faces": "facesense.align",
     "decode_image": "facesense.imageio",
     "load_image": "facesense.imageio",
+    "make_matcher": "facesense.match",
+    "open_source": "facesense.capture",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -43,21 +56,18 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from facesense.align import CropConfig, CropMethod, crop_faces
     from facesense.analyzer import FaceAnalyzer
+    from facesense.capture import CaptureConfig, VideoSource, open_source
     from facesense.detect.mtcnn import MTCNNConfig, MTCNNDetector
     from facesense.embed.facenet import FaceNetEmbedder
-    from facesense.errors import (
-        ConfigError,
-        EnrollmentError,
-        FacesenseError,
-        GalleryError,
-        ImageError,
-        ModelError,
-        ModelMismatchError,
-        SourceError,
-    )
+    from facesense.enroll import Enroller
+    from facesense.errors import ConfigError, EnrollmentError, FacesenseError, GalleryError, ImageError, ModelError, ModelMismatchError, SourceError
+    from facesense.gallery.sqlite import SQLiteGallery
     from facesense.imageio import decode_image, load_image
+    from facesense.match import make_matcher
+    from facesense.pipeline import FrameResult, Pipeline, PipelineConfig, WatchEvent
+    from facesense.recognize import Recognizer
+    from facesense.track import Tracker, TrackerConfig
     from facesense.types import Face, Faces, Frame
-
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)

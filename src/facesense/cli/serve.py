@@ -67,7 +67,7 @@ def serve(
         from facesense.web.app import create_app
         from facesense.web.config import ServeConfig
     except ImportError as exc:
-        raise ConfigError(f"facesense serve needs the web extra: pip install 'facesense[web]' ({exc})") from None
+        raise ConfigError(f"facesense serve cannot import its web stack, reinstall facesense ({exc})") from None
 
     from facesense.imageio import MAX_PIXELS
 

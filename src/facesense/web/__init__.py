@@ -9,7 +9,7 @@
 * :mod:`facesense.web.events`: the events store (SQLite, beside the gallery);
 * :mod:`facesense.web.security`: token, session cookie, body limit, headers.
 
-Needs the ``web`` extra (``pip install 'facesense[web]'``). Importing this package
+Importing this package
 is cheap; FastAPI is imported by the modules that need it.
 """
 
