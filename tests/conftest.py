@@ -8,9 +8,17 @@ folder is absent.
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+
+from facesense.models import registry
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,3 +53,83 @@ def lfw_dir(data_dir: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} is missing")
     return path
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One model cache directory for the whole run, so FaceNet is converted once (and tested)."""
+    path = tmp_path_factory.getbasetemp() / "facesense-cache"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(registry.CACHE_ENV, str(path))
+        yield path
+
+
+class MjpegServer:
+    """An MJPEG-over-HTTP camera on 127.0.0.1 that can be stopped and restarted.
+
+    Each frame is a flat grey image whose level encodes a counter.
+    """
+
+    def __init__(self, port: int = 0, fps: float = 50.0) -> None:
+        self.port = port
+        self.fps = fps
+        self.sent = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                try:
+                    while not owner._stopping.is_set():
+                        image = np.full((120, 160, 3), (owner.sent * 5) % 250, np.uint8)
+                        jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+                        self.wfile.write(
+                            b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+                            + jpeg
+                            + b"\r\n"
+                        )
+                        owner.sent += 1
+                        time.sleep(1.0 / owner.fps)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self._stopping.clear()
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        server.daemon_threads = True
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="mjpeg-server", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/stream.mjpg"
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+
+
+@pytest.fixture()
+def mjpeg_server() -> Iterator[MjpegServer]:
+    """A started MJPEG camera on 127.0.0.1, stopped after the test."""
+    server = MjpegServer()
+    server.start()
+    yield server
+    server.stop()

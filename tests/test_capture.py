@@ -6,7 +6,6 @@ import logging
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -272,80 +271,10 @@ def test_video_that_ends_early_is_reported_after_its_frames(tmp_path: Path) -> N
 # --------------------------------------------------------------------------- live MJPEG
 
 
-class MjpegServer:
-    """An MJPEG-over-HTTP camera on 127.0.0.1 that can be stopped and restarted.
-
-    Each frame is a flat grey image whose level encodes a counter.
-    """
-
-    def __init__(self, port: int = 0, fps: float = 50.0) -> None:
-        self.port = port
-        self.fps = fps
-        self.sent = 0
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-
-    def start(self) -> None:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                try:
-                    while not owner._stopping.is_set():
-                        image = np.full((120, 160, 3), (owner.sent * 5) % 250, np.uint8)
-                        jpeg = cv2.imencode(".jpg", image)[1].tobytes()
-                        self.wfile.write(
-                            b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
-                            + jpeg
-                            + b"\r\n"
-                        )
-                        owner.sent += 1
-                        time.sleep(1.0 / owner.fps)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        self._stopping.clear()
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        server.daemon_threads = True
-        self.port = server.server_address[1]
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="mjpeg-server", daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/stream.mjpg"
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-
-
-@pytest.fixture()
-def mjpeg_server():
-    server = MjpegServer()
-    server.start()
-    yield server
-    server.stop()
-
-
 LIVE_CONFIG = CaptureConfig(open_timeout_s=3, read_timeout_s=3, reconnect_initial_s=0.1, reconnect_max_s=0.4)
 
 
-def test_live_stream_reconnects_after_the_plug_is_pulled(mjpeg_server: MjpegServer) -> None:
+def test_live_stream_reconnects_after_the_plug_is_pulled(mjpeg_server) -> None:
     statuses: list = []
     frames_before = frames_after = 0
     reconnected = False
@@ -388,7 +317,7 @@ def test_live_stream_reconnects_after_the_plug_is_pulled(mjpeg_server: MjpegServ
     assert source.reconnects == 1
 
 
-def test_live_stream_keeps_only_the_newest_frame(mjpeg_server: MjpegServer) -> None:
+def test_live_stream_keeps_only_the_newest_frame(mjpeg_server) -> None:
     with open_source(mjpeg_server.url, LIVE_CONFIG) as source:
         stamps = []
         for frame in source:
@@ -401,7 +330,7 @@ def test_live_stream_keeps_only_the_newest_frame(mjpeg_server: MjpegServer) -> N
     assert time.time() - stamps[-1] < 1.0
 
 
-def test_status_callback_and_stop_while_disconnected(mjpeg_server: MjpegServer) -> None:
+def test_status_callback_and_stop_while_disconnected(mjpeg_server) -> None:
     seen: list = []
     source = open_source(mjpeg_server.url, LIVE_CONFIG, on_status=seen.append)
     items = source.items(poll_s=0.1)

@@ -71,19 +71,29 @@ def box_area(xyxy: npt.ArrayLike) -> np.ndarray:
     return np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
 
 
-def _intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    # One coordinate at a time, on contiguous columns: (N, 1) against (1, M) keeps
-    # numpy's inner loops long and vectorised.
-    ac = np.ascontiguousarray(a.T)[:, :, None]  # (4, N, 1)
-    bc = np.ascontiguousarray(b.T)[:, None, :]  # (4, 1, M)
-    w = np.minimum(ac[2], bc[2])
-    w -= np.maximum(ac[0], bc[0])
-    h = np.minimum(ac[3], bc[3])
-    h -= np.maximum(ac[1], bc[1])
+def _overlap(a: np.ndarray, b: np.ndarray, mode: NmsMode) -> np.ndarray:
+    """Overlap of validated same-dtype ``(N, 4)`` and ``(M, 4)`` boxes."""
+    ac = np.ascontiguousarray(a.T)  # columns, so the outer products run on contiguous rows
+    bc = np.ascontiguousarray(b.T)
+    w = np.minimum.outer(ac[2], bc[2])
+    w -= np.maximum.outer(ac[0], bc[0])
+    h = np.minimum.outer(ac[3], bc[3])
+    h -= np.maximum.outer(ac[1], bc[1])
     np.maximum(w, 0, out=w)
     np.maximum(h, 0, out=h)
-    w *= h
-    return w
+    inter = w
+    inter *= h
+    area_a = np.maximum(ac[2] - ac[0], 0) * np.maximum(ac[3] - ac[1], 0)
+    area_b = np.maximum(bc[2] - bc[0], 0) * np.maximum(bc[3] - bc[1], 0)
+    if mode is NmsMode.UNION:
+        denom = np.add.outer(area_a, area_b)
+        denom -= inter
+    else:
+        denom = np.minimum.outer(area_a, area_b)
+    positive = denom > 0
+    np.divide(inter, denom, out=inter, where=positive)
+    inter[~positive] = 0
+    return inter
 
 
 def overlap_matrix(
@@ -102,16 +112,7 @@ def overlap_matrix(
     a = _as_boxes(a_xyxy, "a_xyxy")
     b = _as_boxes(b_xyxy, "b_xyxy")
     dtype = np.result_type(a.dtype, b.dtype)
-    a, b = a.astype(dtype, copy=False), b.astype(dtype, copy=False)
-    inter = _intersection(a, b)
-    area_a, area_b = box_area(a), box_area(b)
-    if NmsMode(mode) is NmsMode.UNION:
-        denom = area_a[:, None] + area_b[None, :] - inter
-    else:
-        denom = np.minimum(area_a[:, None], area_b[None, :])
-    out = np.zeros_like(inter)
-    np.divide(inter, denom, out=out, where=denom > 0)
-    return out
+    return _overlap(a.astype(dtype, copy=False), b.astype(dtype, copy=False), NmsMode(mode))
 
 
 def iou_matrix(a_xyxy: npt.ArrayLike, b_xyxy: npt.ArrayLike) -> np.ndarray:
@@ -159,7 +160,7 @@ def nms(
         return order
     ranked = boxes[order]
     if n <= NMS_MATRIX_MAX_BOXES:
-        keep = _greedy_by_iteration(overlap_matrix(ranked, ranked, mode) > iou_threshold)
+        keep = _greedy_by_iteration(_overlap(ranked, ranked, mode) > iou_threshold)
         if keep is not None:
             return order[keep]
     return order[_greedy_by_picks(ranked, iou_threshold, mode)]
@@ -225,7 +226,7 @@ def _greedy_by_picks(ranked: np.ndarray, iou_threshold: float, mode: NmsMode) ->
         i = int(remaining[0])
         keep.append(i)
         rest = remaining[1:]
-        over = overlap_matrix(ranked[i : i + 1], ranked[rest], mode)[0]
+        over = _overlap(ranked[i : i + 1], ranked[rest], mode)[0]
         remaining = rest[over <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -173,61 +171,13 @@ def test_watch_image_folder_and_loop(tmp_path: Path, clip: Path) -> None:
 # --------------------------------------------------------------------------- live stream
 
 
-class MjpegServer:
-    """An MJPEG-over-HTTP camera on 127.0.0.1 that can be unplugged and plugged back in."""
-
-    def __init__(self, fps: float = 40.0) -> None:
-        self.port = 0
-        self.fps = fps
-        self.sent = 0
-        self._server: ThreadingHTTPServer | None = None
-        self._stopping = threading.Event()
-
-    def start(self) -> None:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                try:
-                    while not owner._stopping.is_set():
-                        image = np.full((120, 160, 3), 40 + owner.sent % 100, np.uint8)
-                        jpeg = cv2.imencode(".jpg", image)[1].tobytes()
-                        head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
-                        self.wfile.write(head + jpeg + b"\r\n")
-                        owner.sent += 1
-                        time.sleep(1.0 / owner.fps)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        self._stopping.clear()
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        server.daemon_threads = True
-        self.port = server.server_address[1]
-        self._server = server
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._stopping.set()
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-
-def test_watch_reconnects_when_a_live_stream_drops(tmp_path: Path) -> None:
-    server = MjpegServer()
-    server.start()
+def test_watch_reconnects_when_a_live_stream_drops(tmp_path: Path, mjpeg_server) -> None:
+    server = mjpeg_server
     events_path = tmp_path / "events.jsonl"
     out = {}
 
     def run() -> None:
-        url = f"http://127.0.0.1:{server.port}/cam.mjpg"
+        url = server.url
         args = ["watch", url, "--no-display", "--max-frames", "60", "--events", str(events_path)]
         out["result"] = CliRunner().invoke(main, args)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +21,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:.imghdr. is deprecated:Deprecati
 # People whose first two LFW images are clearly the same face in a plain centre crop.
 SAME_PEOPLE = ["Andre_Agassi", "Bill_Gates", "Ben_Affleck", "Adrien_Brody", "Amelia_Vega"]
 CENTRE = slice(45, 205)  # a 160 px square from the middle of a 250x250 LFW image
-
-
-@pytest.fixture(scope="session")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One cache directory for the whole run, so FaceNet is converted once."""
-    path = tmp_path_factory.getbasetemp() / "facesense-cache"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(registry.CACHE_ENV, str(path))
-        yield path
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,15 +40,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:.imghdr. is deprecated:Deprecati
 
 
 # -- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One cache directory for the whole run, so FaceNet is converted once."""
-    path = tmp_path_factory.getbasetemp() / "facesense-cache"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(registry.CACHE_ENV, str(path))
-        yield path
 
 
 @pytest.fixture(scope="session")
