@@ -173,7 +173,7 @@ def test_threads_do_not_change_results(examples_dir: Path) -> None:
     ("size_wh", "min_face_px", "expected"),
     [
         ((640, 360), 20, [0.6 * 0.709**k for k in range(9)]),
-        ((640, 360), 60, [0.2 * 0.709**k for k in range(5)]),
+        ((640, 360), 60, [0.2 * 0.709**k for k in range(6)]),
         ((100, 20), 20, [0.6]),
         ((100, 19), 20, []),
         ((12, 12), 12, [1.0]),

@@ -23,11 +23,10 @@ Pipeline for one image:
    voting: each kept face is the score-weighted mean of the O-Net boxes and landmarks
    overlapping it (IoU 0.5), which localises faces better than the single best box.
 
-Crops are sampled bilinearly from the full-resolution image with zero padding past
-its border, as the networks were trained. They are taken half a pixel up and left
-of the box: the reference implementation truncates box coordinates to integers
-before cropping, and on WIDER FACE the networks reject fewer false positives without
-that offset.
+Crops are sampled bilinearly from the full-resolution image (one ``cv2.remap`` for
+all boxes) with zero padding past its border, as the networks were trained. Boxes
+stay in continuous pixel coordinates throughout; the reference implementation's
+MATLAB-style integer rounding is not reproduced.
 """
 
 from __future__ import annotations
@@ -36,8 +35,9 @@ import logging
 import math
 import threading
 import weakref
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import queue
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -69,9 +69,6 @@ PNET_CROSS_LEVEL_IOU = 0.7  # NMS over the candidates of all levels
 RNET_IOU = 0.7
 ONET_MIN_OVERLAP = 0.7  # final NMS, intersection over the smaller box
 VOTE_IOU = 0.5  # final boxes are averaged over O-Net outputs overlapping this much
-
-# Where crops are cut relative to a box (x1, y1, x2, y2 offsets in image pixels).
-CROP_OFFSET_PX = (-0.5, -0.5, -0.5, -0.5)
 
 # P-Net runs on strips of this many input rows (consecutive strips share 10 rows so
 # that every 12-row window lies wholly in one strip); the activations of a strip stay
@@ -156,13 +153,20 @@ class _Runtime:
             else None
         )
 
-    def map_split(self, work: Callable[[Sequence[_T]], _R], parts: Sequence[Sequence[_T]]) -> list[_R]:
-        """``[work(p) for p in parts]``, the parts run on the worker threads in parallel."""
-        if self.pool is None or len(parts) <= 1:
-            return [work(p) for p in parts]
-        futures = [self.pool.submit(work, p) for p in parts[1:]]
-        first = work(parts[0])  # the calling thread takes a share too
+    def map(self, work: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
+        """``[work(x) for x in items]``, run on the worker threads in parallel."""
+        items = list(items)
+        if self.pool is None or len(items) <= 1:
+            return [work(x) for x in items]
+        futures = [self.pool.submit(work, x) for x in items[1:]]
+        first = work(items[0])  # the calling thread takes a share too
         return [first, *(f.result() for f in futures)]
+
+    def submit_all(self, work: Callable[[], _R]) -> list[Future[_R]]:
+        """Start ``work`` on every worker thread (none when single-threaded)."""
+        if self.pool is None:
+            return []
+        return [self.pool.submit(work) for _ in range(self.threads - 1)]
 
 
 class MTCNNDetector:
@@ -221,11 +225,11 @@ class MTCNNDetector:
         rt = self._load()
         t1, t2, t3 = self.config.thresholds
 
-        boxes = _stage_pnet(rt, _build_pyramid(bgr, scales), t1)
+        boxes = _stage_pnet(rt, bgr, scales, t1)
         if len(boxes) == 0:
             return Faces.empty()
 
-        reg, prob = _run_crops(rt, rt.rnet, _crop(bgr, boxes, RNET_SIZE_PX), RNET_BATCH, "R-Net")
+        reg, prob = _run_crops(rt, rt.rnet, bgr, boxes, RNET_SIZE_PX, RNET_BATCH, "R-Net")
         keep = prob[:, 1] >= t2
         boxes, scores, reg = boxes[keep], prob[keep, 1], reg[keep]
         if len(boxes) == 0:
@@ -233,7 +237,7 @@ class MTCNNDetector:
         pick = geometry.nms(boxes, scores, RNET_IOU)
         boxes = geometry.square_boxes(geometry.regress_boxes(boxes[pick], reg[pick]))
 
-        reg, marks, prob = _run_crops(rt, rt.onet, _crop(bgr, boxes, ONET_SIZE_PX), ONET_BATCH, "O-Net")
+        reg, marks, prob = _run_crops(rt, rt.onet, bgr, boxes, ONET_SIZE_PX, ONET_BATCH, "O-Net")
         keep = prob[:, 1] >= t3
         boxes, scores, reg, marks = boxes[keep], prob[keep, 1], reg[keep], marks[keep]
         if len(boxes) == 0:
@@ -288,19 +292,16 @@ def _pyramid_scales(width: int, height: int, min_face_px: float, factor: float) 
     return scales
 
 
-def _build_pyramid(image: npt.NDArray[np.uint8], scales: list[float]) -> list[_Level]:
-    """Resize the image to each scale, each level from the previous one (cheap)."""
+def _pyramid(image: npt.NDArray[np.uint8], scales: list[float]) -> Iterator[_Level]:
+    """Resize the image to each scale in turn, each level from the previous one (cheap)."""
     import cv2
 
     height, width = image.shape[:2]
-    levels = []
     source = image
     for scale in scales:
         size_wh = (math.ceil(width * scale), math.ceil(height * scale))
-        resized = cv2.resize(source, size_wh, interpolation=cv2.INTER_AREA)
-        levels.append(_Level(resized, size_wh[0] / width, size_wh[1] / height))
-        source = resized
-    return levels
+        source = cv2.resize(source, size_wh, interpolation=cv2.INTER_AREA)
+        yield _Level(source, size_wh[0] / width, size_wh[1] / height)
 
 
 # ----------------------------------------------------------------------------- P-Net
@@ -313,49 +314,54 @@ class _Strip:
     rows: int
 
 
-def _strips(levels: list[_Level]) -> list[_Strip]:
-    """Cut every level into strips of about ``PNET_STRIP_ROWS`` rows."""
+def _strips(index: int, level: _Level) -> list[_Strip]:
+    """Cut a level into strips of about ``PNET_STRIP_ROWS`` rows."""
     overlap = PNET_WINDOW_PX - PNET_STRIDE_PX
+    height = level.image.shape[0]
     out = []
-    for index, level in enumerate(levels):
-        height = level.image.shape[0]
-        row = 0
-        while height - row > PNET_STRIP_ROWS * 3 // 2:
-            out.append(_Strip(index, row, PNET_STRIP_ROWS))
-            row += PNET_STRIP_ROWS - overlap
-        out.append(_Strip(index, row, height - row))
+    row = 0
+    while height - row > PNET_STRIP_ROWS * 3 // 2:
+        out.append(_Strip(index, row, PNET_STRIP_ROWS))
+        row += PNET_STRIP_ROWS - overlap
+    out.append(_Strip(index, row, height - row))
     return out
 
 
-def _balance(costs: Sequence[float], parts: int) -> list[list[int]]:
-    """Split item indices into ``parts`` groups of similar total cost (largest first)."""
-    groups: list[list[int]] = [[] for _ in range(parts)]
-    loads = [0.0] * parts
-    for i in sorted(range(len(costs)), key=lambda i: -costs[i]):
-        j = loads.index(min(loads))
-        groups[j].append(i)
-        loads[j] += costs[i]
-    return [g for g in groups if g]
+_Found = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # level, rows, cols, scores, reg
 
 
-def _stage_pnet(rt: _Runtime, levels: list[_Level], threshold: float) -> np.ndarray:
-    """Candidate boxes ``(N, 4)`` (regressed and squared, in image pixels)."""
-    strips = _strips(levels)
+def _stage_pnet(rt: _Runtime, image: npt.NDArray[np.uint8], scales: list[float], threshold: float) -> np.ndarray:
+    """Candidate boxes ``(N, 4)`` (regressed and squared, in image pixels).
 
-    def work(indices: Sequence[int]) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    The calling thread builds the pyramid while the workers already run P-Net on the
+    strips of the levels built so far (largest first); then it runs strips too.
+    """
+    levels: list[_Level] = []
+    tasks: queue.SimpleQueue[_Strip | None] = queue.SimpleQueue()
+
+    def consume() -> list[_Found]:
         found = []
-        for i in indices:
-            s = strips[i]
-            image = levels[s.level].image[s.row : s.row + s.rows]
-            reg, prob = _run(rt.pnet, {"image": image[None]}, "P-Net")
+        while (strip := tasks.get()) is not None:
+            rows_px = levels[strip.level].image[strip.row : strip.row + strip.rows]
+            reg, prob = _run(rt.pnet, {"image": rows_px[None]}, "P-Net")
             rows, cols = np.nonzero(prob[0, :, :, 1] >= threshold)
             if rows.size:
-                found.append((s.level, rows + s.row // PNET_STRIDE_PX, cols, prob[0, rows, cols, 1], reg[0, rows, cols]))
+                rows_in_level = rows + strip.row // PNET_STRIDE_PX
+                found.append((strip.level, rows_in_level, cols, prob[0, rows, cols, 1], reg[0, rows, cols]))
         return found
 
-    costs = [s.rows * levels[s.level].image.shape[1] for s in strips]
-    parts = rt.map_split(work, _balance(costs, rt.threads))
-    found = [f for part in parts for f in part]
+    workers = rt.submit_all(consume)
+    try:
+        for level in _pyramid(image, scales):
+            levels.append(level)
+            for strip in _strips(len(levels) - 1, level):
+                tasks.put(strip)
+    finally:
+        for _ in range(len(workers) + 1):  # one stop sign per consumer, after every task
+            tasks.put(None)
+    found = consume()
+    for worker in workers:
+        found.extend(worker.result())
     if not found:
         return np.zeros((0, 4), np.float32)
     level_of = np.concatenate([np.full(f[1].size, f[0]) for f in found])
@@ -387,7 +393,7 @@ def _nms_per_level(boxes: np.ndarray, scores: np.ndarray, level_of: np.ndarray) 
 
 
 def _crop(image: npt.NDArray[np.uint8], boxes: np.ndarray, size: int) -> npt.NDArray[np.uint8]:
-    """Cut ``size`` x ``size`` crops of ``boxes`` (offset by ``CROP_OFFSET_PX``).
+    """Cut ``size`` x ``size`` crops of ``boxes``.
 
     Bilinear samples from the full-resolution image, zero outside it.
 
@@ -396,7 +402,7 @@ def _crop(image: npt.NDArray[np.uint8], boxes: np.ndarray, size: int) -> npt.NDA
     """
     n = boxes.shape[0]
     out = np.empty((n, size, size, 3), dtype=np.uint8)
-    region = boxes + np.asarray(CROP_OFFSET_PX, dtype=np.float32)
+    region = boxes.astype(np.float32, copy=False)
     steps = (np.arange(size, dtype=np.float32) + np.float32(0.5)) / np.float32(size)
     # Sample positions of crop column a / row b, in OpenCV's pixel-centre coordinates.
     xs = region[:, 0:1] + steps[None, :] * (region[:, 2:3] - region[:, 0:1]) - np.float32(0.5)
@@ -444,21 +450,25 @@ def _remap_into(
 
 
 def _run_crops(
-    rt: _Runtime, session: onnxruntime.InferenceSession, crops: np.ndarray, batch: int, name: str
+    rt: _Runtime,
+    session: onnxruntime.InferenceSession,
+    image: npt.NDArray[np.uint8],
+    boxes: np.ndarray,
+    size: int,
+    batch: int,
+    name: str,
 ) -> list[np.ndarray]:
-    """Run R-Net or O-Net over ``crops`` in small batches spread over the workers."""
-    n = crops.shape[0]
+    """Crop ``boxes`` and run R-Net or O-Net on them, in small batches spread over the
+    workers (each crops its own share)."""
+    n = boxes.shape[0]
     per_part = math.ceil(n / rt.threads)
-    bounds = [(i, min(i + per_part, n)) for i in range(0, n, per_part)]
 
-    def work(part: Sequence[tuple[int, int]]) -> list[list[np.ndarray]]:
-        return [
-            _run(session, {"image": crops[i : min(i + batch, hi)]}, name)
-            for lo, hi in part
-            for i in range(lo, hi, batch)
-        ]
+    def work(lo: int) -> list[list[np.ndarray]]:
+        hi = min(lo + per_part, n)
+        crops = _crop(image, boxes[lo:hi], size)
+        return [_run(session, {"image": crops[i : i + batch]}, name) for i in range(0, hi - lo, batch)]
 
-    results = [r for part in rt.map_split(work, [[b] for b in bounds]) for r in part]
+    results = [r for part in rt.map(work, range(0, n, per_part)) for r in part]
     return [np.concatenate(outs, axis=0) for outs in zip(*results, strict=True)]
 
 
