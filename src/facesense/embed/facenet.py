@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from facesense.align import CropConfig
     from facesense.types import Faces
 
-__all__ = ["Backend", "FaceNetEmbedder", "Standardization", "preprocess_crops"]
+__all__ = ["Backend", "FaceNetEmbedder", "Precision", "Standardization", "preprocess_crops"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,19 @@ class Backend(str, enum.Enum):
     AUTO = "auto"
     ONNXRUNTIME = "onnxruntime"
     OPENCV = "opencv"
+
+
+class Precision(str, enum.Enum):
+    """Numeric precision of the ONNX Runtime model.
+
+    ``INT8`` (the default) is the FP32 conversion statically quantised with activation
+    ranges measured on real faces (:mod:`facesense.models.facenet_int8`): same LFW
+    accuracy (98.60% both), embeddings within cosine 0.997 of FP32, about twice as fast.
+    OpenCV DNN always runs FP32.
+    """
+
+    INT8 = "int8"
+    FP32 = "fp32"
 
 
 class Standardization(str, enum.Enum):
@@ -164,6 +177,7 @@ class FaceNetEmbedder:
         threads: intra-op threads; ``None`` means the runtime default. For OpenCV this
             calls ``cv2.setNumThreads``, which applies to the whole process.
         batch_size: crops per ONNX Runtime call (OpenCV always runs one at a time).
+        precision: ``"int8"`` (default) or ``"fp32"`` for ONNX Runtime; see :class:`Precision`.
         crop: how :meth:`embed` cuts faces out of the image; ``size_px`` must be 160.
 
     Raises:
@@ -185,8 +199,10 @@ class FaceNetEmbedder:
         threads: int | None = None,
         batch_size: int = 16,
         crop: CropConfig | None = None,
+        precision: Precision | str = Precision.INT8,
     ) -> None:
         self.backend = _parse_choice(Backend, backend, "backend")
+        self.precision = _parse_choice(Precision, precision, "precision")
         self.standardization = _parse_choice(Standardization, standardization, "standardization")
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ConfigError(f"threads must be a positive integer or None, got {threads!r}")
@@ -205,7 +221,8 @@ class FaceNetEmbedder:
     def __repr__(self) -> str:
         return (
             f"FaceNetEmbedder(backend={self.backend.value!r}, "
-            f"standardization={self.standardization.value!r}, threads={self.threads}, "
+            f"standardization={self.standardization.value!r}, precision={self.precision.value!r}, "
+            f"threads={self.threads}, "
             f"batch_size={self.batch_size})"
         )
 
@@ -262,7 +279,9 @@ class FaceNetEmbedder:
             runner.backend.value,
             (time.perf_counter() - start) * 1e3,
         )
-        return out
+        # The graph ends in an L2 normalisation, but INT8 quantises it: normalise again.
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return (out / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
     def embed(self, image: npt.NDArray[np.uint8], faces: Faces) -> Faces:
         """``faces`` with ``embeddings`` ``(N, 512)`` filled in.
@@ -326,6 +345,13 @@ class FaceNetEmbedder:
         from facesense.models.runtime import create_session
 
         path = facenet_onnx_path()
+        if self.precision is Precision.INT8:
+            from facesense.models.facenet_int8 import facenet_int8_path
+
+            try:
+                path = facenet_int8_path(path)
+            except ModelError as exc:
+                logger.warning("INT8 FaceNet is unavailable (%s); using FP32", exc)
         session = create_session(path, threads=self.threads, name=MODEL_NAME)
         return _OrtRunner(session, self.batch_size)
 
