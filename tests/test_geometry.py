@@ -34,7 +34,9 @@ UNIT = [0, 0, 10, 10]
         pytest.param(UNIT, [0, 0, 5, 5], 25 / 100, id="nested-quarter"),
         pytest.param(UNIT, [-5, -5, 5, 5], 25 / 175, id="negative-coordinates"),
         pytest.param(UNIT, [3, 3, 3, 8], 0.0, id="zero-area"),
-        pytest.param([0.5, 0.5, 2.5, 1.5], [1.5, 0.5, 3.5, 1.5], 1 / 3, id="fractional"),
+        pytest.param(
+            [0.5, 0.5, 2.5, 1.5], [1.5, 0.5, 3.5, 1.5], 1 / 3, id="fractional"
+        ),
     ],
 )
 def test_iou_pairs(a: list[float], b: list[float], expected: float) -> None:
@@ -103,20 +105,52 @@ def test_bad_box_shapes_raise(bad: np.ndarray) -> None:
             id="overlapping-pair-and-loner",
         ),
         pytest.param(
-            [UNIT, [1, 1, 11, 11]], [0.2, 0.8], 0.5, "union", [1], id="best-score-wins-not-first"
+            [UNIT, [1, 1, 11, 11]],
+            [0.2, 0.8],
+            0.5,
+            "union",
+            [1],
+            id="best-score-wins-not-first",
         ),
         pytest.param(
-            [UNIT, [5, 0, 15, 10]], [0.9, 0.8], 50 / 150, "union", [0, 1], id="iou-equal-threshold-kept"
+            [UNIT, [5, 0, 15, 10]],
+            [0.9, 0.8],
+            50 / 150,
+            "union",
+            [0, 1],
+            id="iou-equal-threshold-kept",
         ),
         pytest.param(
-            [UNIT, [5, 0, 15, 10]], [0.9, 0.8], 0.3, "union", [0], id="iou-above-threshold-dropped"
+            [UNIT, [5, 0, 15, 10]],
+            [0.9, 0.8],
+            0.3,
+            "union",
+            [0],
+            id="iou-above-threshold-dropped",
         ),
         pytest.param(
-            [UNIT, [0, 0, 5, 5]], [0.9, 0.8], 0.5, "union", [0, 1], id="nested-survives-union"
+            [UNIT, [0, 0, 5, 5]],
+            [0.9, 0.8],
+            0.5,
+            "union",
+            [0, 1],
+            id="nested-survives-union",
         ),
-        pytest.param([UNIT, [0, 0, 5, 5]], [0.9, 0.8], 0.5, "min", [0], id="nested-dropped-by-min"),
         pytest.param(
-            [UNIT, UNIT, UNIT], [0.5, 0.5, 0.5], 0.5, "union", [0], id="ties-keep-input-order"
+            [UNIT, [0, 0, 5, 5]],
+            [0.9, 0.8],
+            0.5,
+            "min",
+            [0],
+            id="nested-dropped-by-min",
+        ),
+        pytest.param(
+            [UNIT, UNIT, UNIT],
+            [0.5, 0.5, 0.5],
+            0.5,
+            "union",
+            [0],
+            id="ties-keep-input-order",
         ),
         pytest.param(
             # a chain: 0 suppresses 1, so 2 (overlapping 1 only) survives
@@ -130,14 +164,25 @@ def test_bad_box_shapes_raise(bad: np.ndarray) -> None:
     ],
 )
 def test_nms_table(
-    boxes: list[list[float]], scores: list[float], threshold: float, mode: str, expected: list[int]
+    boxes: list[list[float]],
+    scores: list[float],
+    threshold: float,
+    mode: str,
+    expected: list[int],
 ) -> None:
-    keep = nms(np.array(boxes, dtype=np.float32).reshape(-1, 4), np.array(scores), threshold, mode)
+    keep = nms(
+        np.array(boxes, dtype=np.float32).reshape(-1, 4),
+        np.array(scores),
+        threshold,
+        mode,
+    )
     assert keep.dtype == np.int64
     assert keep.tolist() == expected
 
 
-def _brute_force_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str) -> list[int]:
+def _brute_force_nms(
+    boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str
+) -> list[int]:
     overlaps = overlap_matrix(boxes, boxes, mode)
     keep: list[int] = []
     for i in np.argsort(-scores, kind="stable"):
@@ -146,7 +191,9 @@ def _brute_force_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mo
     return keep
 
 
-def _random_boxes(rng: np.random.Generator, n: int, extent: float = 200.0) -> np.ndarray:
+def _random_boxes(
+    rng: np.random.Generator, n: int, extent: float = 200.0
+) -> np.ndarray:
     xy = rng.uniform(0, extent, (n, 2))
     wh = rng.uniform(5, 60, (n, 2))
     return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
@@ -170,20 +217,32 @@ def test_nms_long_chain_falls_back_and_stays_exact() -> None:
     # fixed-point iteration allows, so the one-pick-at-a-time loop takes over.
     n = 3 * geometry._NMS_MAX_ROUNDS
     x = np.arange(n, dtype=np.float32) * 2
-    boxes = np.stack([x, np.zeros(n), x + 12, np.full(n, 12)], axis=1).astype(np.float32)
+    boxes = np.stack([x, np.zeros(n), x + 12, np.full(n, 12)], axis=1).astype(
+        np.float32
+    )
     scores = np.linspace(1, 0, n)
     keep = nms(boxes, scores, 0.5)
     assert keep.tolist() == _brute_force_nms(boxes, scores, 0.5, "union")
     assert keep.tolist() == list(range(0, n, 2))
 
 
-def test_nms_without_full_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
-    rng = np.random.default_rng(7)
-    boxes = _random_boxes(rng, 120)
-    scores = rng.uniform(0, 1, 120)
-    expected = nms(boxes, scores, 0.5)
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("mode", ["union", "min"])
+def test_nms_without_full_matrix(
+    seed: int, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past NMS_MATRIX_MAX_BOXES, overlapping pairs come from a sweep over x, in chunks."""
+    rng = np.random.default_rng(seed)
+    boxes = _random_boxes(rng, 250)
+    boxes[:20, 0] = boxes[20:40, 0]  # equal left edges
+    boxes[40:45, 2] = boxes[40:45, 0]  # zero-width boxes
+    scores = np.round(rng.uniform(0, 1, 250), 1)
     monkeypatch.setattr(geometry, "NMS_MATRIX_MAX_BOXES", 10)
-    assert nms(boxes, scores, 0.5).tolist() == expected.tolist()
+    monkeypatch.setattr(geometry, "_NMS_PAIR_CHUNK", 100)
+    for threshold in (0.3, 0.6):
+        assert nms(boxes, scores, threshold, mode).tolist() == _brute_force_nms(
+            boxes, scores, threshold, mode
+        )
 
 
 def test_nms_rejects_mismatched_scores() -> None:
@@ -223,11 +282,20 @@ def test_batched_nms_equals_nms_per_group(seed: int) -> None:
     ("box", "deltas", "expected"),
     [
         pytest.param(UNIT, [0, 0, 0, 0], UNIT, id="zero"),
-        pytest.param(UNIT, [0.1, 0.2, -0.1, 0.5], [1, 2, 9, 15], id="edges-move-by-size"),
-        pytest.param([10, 20, 30, 60], [-0.5, 0.25, 0.5, -0.25], [0, 30, 40, 50], id="width-and-height"),
+        pytest.param(
+            UNIT, [0.1, 0.2, -0.1, 0.5], [1, 2, 9, 15], id="edges-move-by-size"
+        ),
+        pytest.param(
+            [10, 20, 30, 60],
+            [-0.5, 0.25, 0.5, -0.25],
+            [0, 30, 40, 50],
+            id="width-and-height",
+        ),
     ],
 )
-def test_regress_boxes(box: list[float], deltas: list[float], expected: list[float]) -> None:
+def test_regress_boxes(
+    box: list[float], deltas: list[float], expected: list[float]
+) -> None:
     assert regress_boxes([box], [deltas])[0].tolist() == pytest.approx(expected)
 
 
@@ -253,11 +321,15 @@ def test_square_boxes(box: list[float], expected: list[float]) -> None:
     ("box", "size_wh", "expected"),
     [
         pytest.param([-5, -5, 5, 5], (100, 50), [0, 0, 5, 5], id="top-left"),
-        pytest.param([90, 40, 120, 70], (100, 50), [90, 40, 100, 50], id="bottom-right"),
+        pytest.param(
+            [90, 40, 120, 70], (100, 50), [90, 40, 100, 50], id="bottom-right"
+        ),
         pytest.param([10, 10, 20, 20], (100, 50), [10, 10, 20, 20], id="inside"),
     ],
 )
-def test_clip_boxes(box: list[float], size_wh: tuple[int, int], expected: list[float]) -> None:
+def test_clip_boxes(
+    box: list[float], size_wh: tuple[int, int], expected: list[float]
+) -> None:
     assert clip_boxes([box], size_wh)[0].tolist() == expected
 
 

@@ -31,8 +31,8 @@ __all__ = [
     "xyxy_to_xywh",
 ]
 
-# Greedy NMS precomputes the full (N, N) overlap matrix up to this many boxes (16 MB
-# as float32) and computes one row per kept box beyond it, so memory stays bounded.
+# Greedy NMS computes the full (N, N) overlap matrix up to this many boxes (16 MB as
+# float32); beyond, only the pairs that can overlap, so memory stays bounded.
 NMS_MATRIX_MAX_BOXES = 2048
 
 
@@ -73,7 +73,8 @@ def box_area(xyxy: npt.ArrayLike) -> np.ndarray:
 
 def _overlap(a: np.ndarray, b: np.ndarray, mode: NmsMode) -> np.ndarray:
     """Overlap of validated same-dtype ``(N, 4)`` and ``(M, 4)`` boxes."""
-    ac = np.ascontiguousarray(a.T)  # columns, so the outer products run on contiguous rows
+    # columns, so the outer products run on contiguous rows
+    ac = np.ascontiguousarray(a.T)
     bc = np.ascontiguousarray(b.T)
     w = np.minimum.outer(ac[2], bc[2])
     w -= np.maximum.outer(ac[0], bc[0])
@@ -112,7 +113,9 @@ def overlap_matrix(
     a = _as_boxes(a_xyxy, "a_xyxy")
     b = _as_boxes(b_xyxy, "b_xyxy")
     dtype = np.result_type(a.dtype, b.dtype)
-    return _overlap(a.astype(dtype, copy=False), b.astype(dtype, copy=False), NmsMode(mode))
+    return _overlap(
+        a.astype(dtype, copy=False), b.astype(dtype, copy=False), NmsMode(mode)
+    )
 
 
 def iou_matrix(a_xyxy: npt.ArrayLike, b_xyxy: npt.ArrayLike) -> np.ndarray:
@@ -152,7 +155,9 @@ def nms(
     boxes = _as_boxes(xyxy)
     s = np.asarray(scores).reshape(-1)
     if s.shape[0] != boxes.shape[0]:
-        raise ValueError(f"scores: expected {boxes.shape[0]} values to match xyxy, got {s.shape[0]}")
+        raise ValueError(
+            f"scores: expected {boxes.shape[0]} values to match xyxy, got {s.shape[0]}"
+        )
     mode = NmsMode(mode)
     order = np.argsort(-s, kind="stable").astype(np.int64)
     n = order.size
@@ -160,10 +165,12 @@ def nms(
         return order
     ranked = boxes[order]
     if n <= NMS_MATRIX_MAX_BOXES:
-        keep = _greedy_by_iteration(_overlap(ranked, ranked, mode) > iou_threshold)
-        if keep is not None:
-            return order[keep]
-    return order[_greedy_by_picks(ranked, iou_threshold, mode)]
+        earlier, later = np.nonzero(
+            np.triu(_overlap(ranked, ranked, mode) > iou_threshold, k=1)
+        )
+    else:
+        earlier, later = _suppression_pairs(ranked, iou_threshold, mode)
+    return order[_greedy(n, earlier, later)]
 
 
 def batched_nms(
@@ -185,50 +192,111 @@ def batched_nms(
     Returns:
         ``(K,)`` int64 indices into the input of the kept boxes, best score first.
     """
-    boxes = _as_boxes(xyxy).astype(np.float64)  # the shifted coordinates get large
+    boxes = _as_boxes(xyxy)
+    s = np.asarray(scores).reshape(-1)
     g = np.asarray(groups).reshape(-1)
     if g.shape[0] != boxes.shape[0]:
-        raise ValueError(f"groups: expected {boxes.shape[0]} values to match xyxy, got {g.shape[0]}")
+        raise ValueError(
+            f"groups: expected {boxes.shape[0]} values to match xyxy, got {g.shape[0]}"
+        )
+    if s.shape[0] != boxes.shape[0]:
+        raise ValueError(
+            f"scores: expected {boxes.shape[0]} values to match xyxy, got {s.shape[0]}"
+        )
     if boxes.shape[0] == 0:
         return np.zeros(0, dtype=np.int64)
-    # Shift each group to its own region of the plane, so groups cannot overlap.
-    lo = np.minimum(boxes[:, 0:2].min(), 0)
-    span = np.maximum(boxes[:, 2:4].max(), 0) - lo + 1
-    _, dense = np.unique(g, return_inverse=True)
-    return nms(boxes - lo + dense.reshape(-1, 1) * span, scores, iou_threshold, mode)
+    # One call per group rather than one shifted problem: coordinates stay exact, so
+    # overlaps that equal the threshold are judged the same as by nms() on the group.
+    keep = []
+    for group in np.unique(g):
+        members = np.flatnonzero(g == group)
+        keep.append(members[nms(boxes[members], s[members], iou_threshold, mode)])
+    kept = np.concatenate(keep)
+    return kept[np.argsort(-s[kept], kind="stable")]
 
 
 # Greedy NMS as a fixed point: box i (in score order) is kept iff no kept box j < i
-# suppresses it. Iterating that rule from "all kept" settles one more box per round
-# at least, usually all of them in a few rounds; past this many we fall back to the
-# one-pick-at-a-time loop.
+# suppresses it. Iterating that rule from "all kept" settles at least one more box per
+# round, usually all of them in a few rounds; past this many rounds (long chains of
+# boxes each suppressing the next) we finish one kept box at a time.
 _NMS_MAX_ROUNDS = 32
+# Above NMS_MATRIX_MAX_BOXES, overlapping pairs are found by a sweep over x, this many
+# candidate pairs at a time.
+_NMS_PAIR_CHUNK = 1 << 21
 
 
-def _greedy_by_iteration(suppresses: np.ndarray) -> npt.NDArray[np.bool_] | None:
-    """Kept mask for an ``(N, N)`` "row suppresses column" matrix in score order."""
-    n = suppresses.shape[0]
-    earlier = np.triu(suppresses, k=1).astype(np.float32)  # [j, i]: j < i and j suppresses i
+def _greedy(n: int, earlier: np.ndarray, later: np.ndarray) -> npt.NDArray[np.int64]:
+    """Indices kept by greedy NMS, given every pair where box ``earlier[k]`` (better
+    score) suppresses box ``later[k]``."""
     keep = np.ones(n, dtype=bool)
     for _ in range(_NMS_MAX_ROUNDS):
-        new = (keep.astype(np.float32) @ earlier) == 0
-        if np.array_equal(new, keep):
-            return keep
-        keep = new
-    return None
+        suppressed = np.zeros(n, dtype=bool)
+        suppressed[later[keep[earlier]]] = True
+        if np.array_equal(~suppressed, keep):
+            return np.flatnonzero(keep)
+        keep = ~suppressed
+    by_source = np.argsort(earlier, kind="stable")
+    targets = later[by_source]
+    bounds = np.searchsorted(earlier[by_source], np.arange(n + 1))
+    alive = np.ones(n, dtype=bool)
+    kept = []
+    i = 0
+    while i < n and alive[i:].any():  # one iteration per kept box
+        i += int(np.argmax(alive[i:]))
+        kept.append(i)
+        alive[targets[bounds[i] : bounds[i + 1]]] = False
+        i += 1
+    return np.asarray(kept, dtype=np.int64)
 
 
-def _greedy_by_picks(ranked: np.ndarray, iou_threshold: float, mode: NmsMode) -> npt.NDArray[np.int64]:
-    """Greedy NMS on score-ordered boxes, one overlap row per kept box."""
-    keep: list[int] = []
-    remaining = np.arange(ranked.shape[0])
-    while remaining.size:  # one iteration per kept box
-        i = int(remaining[0])
-        keep.append(i)
-        rest = remaining[1:]
-        over = _overlap(ranked[i : i + 1], ranked[rest], mode)[0]
-        remaining = rest[over <= iou_threshold]
-    return np.asarray(keep, dtype=np.int64)
+def _suppression_pairs(
+    ranked: np.ndarray, iou_threshold: float, mode: NmsMode
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``(earlier, later)`` of score-ordered boxes overlapping more than the
+    threshold, without an ``(N, N)`` matrix: after sorting by ``x1``, a box can only
+    overlap the boxes that start before its right edge."""
+    n = ranked.shape[0]
+    by_x = np.argsort(ranked[:, 0], kind="stable")
+    starts = ranked[by_x, 0]
+    ends = np.searchsorted(starts, ranked[by_x, 2], side="left")
+    # number of partners after each box in x order
+    counts = np.maximum(ends - np.arange(n) - 1, 0)
+    cumulative = np.cumsum(counts)
+    earlier_parts, later_parts = [], []
+    first = 0
+    while first < n:
+        budget = (cumulative[first - 1] if first else 0) + _NMS_PAIR_CHUNK
+        last = max(int(np.searchsorted(cumulative, budget, side="right")), first + 1)
+        span = np.arange(first, min(last, n))
+        own = np.repeat(span, counts[span])
+        if own.size:
+            offsets = np.arange(own.size) - np.repeat(
+                np.cumsum(counts[span]) - counts[span], counts[span]
+            )
+            a, b = by_x[own], by_x[own + 1 + offsets]
+            hit = _pair_overlap(ranked[a], ranked[b], mode) > iou_threshold
+            a, b = a[hit], b[hit]
+            earlier_parts.append(np.minimum(a, b))
+            later_parts.append(np.maximum(a, b))
+        first = int(span[-1]) + 1
+    if not earlier_parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(earlier_parts), np.concatenate(later_parts)
+
+
+def _pair_overlap(a: np.ndarray, b: np.ndarray, mode: NmsMode) -> np.ndarray:
+    """Overlap of ``a[k]`` with ``b[k]`` for two ``(K, 4)`` box arrays."""
+    w = np.maximum(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0)
+    h = np.maximum(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0)
+    inter = w * h
+    area_a = np.maximum(a[:, 2] - a[:, 0], 0) * np.maximum(a[:, 3] - a[:, 1], 0)
+    area_b = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
+    denom = (
+        area_a + area_b - inter if mode is NmsMode.UNION else np.minimum(area_a, area_b)
+    )
+    out = np.zeros_like(inter)
+    np.divide(inter, denom, out=out, where=denom > 0)
+    return out
 
 
 def regress_boxes(xyxy: npt.ArrayLike, deltas: npt.ArrayLike) -> np.ndarray:

