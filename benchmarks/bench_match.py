@@ -1,6 +1,6 @@
 """Matching speed against a large synthetic gallery.
 
-    python benchmarks/match_bench.py [--people 10000] [--samples 3] [--dim 512]
+    python benchmarks/bench_match.py [--people 10000] [--samples 3] [--dim 512]
 
 Builds a gallery of random identities (``--samples`` noisy copies of a random unit
 vector each), fits each matcher, and reports fit time and milliseconds per face for

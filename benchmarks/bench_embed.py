@@ -6,7 +6,7 @@ single-threaded and with the default thread count. ``--explore`` adds ONNX Runti
 graph-optimisation levels, and the model without its residual scales folded into the
 convolutions.
 
-    python scripts/bench_embed.py [--repeats 15] [--batches 1,8,16,32] [--explore]
+    python benchmarks/bench_embed.py [--repeats 15] [--batches 1,8,16,32] [--explore]
 
 Timings use ``time.perf_counter`` and report medians; close other CPU-heavy programs
 first (the load average is printed so noisy runs can be recognised).

@@ -6,9 +6,9 @@ after the other in turn so that both see the same machine load.
 
 Usage::
 
-    python scripts/bench_detect.py                       # everything
-    python scripts/bench_detect.py --skip-wider --frames 100 --min-face 20 40 60
-    python scripts/bench_detect.py --json results.json
+    python benchmarks/bench_detect.py                       # everything
+    python benchmarks/bench_detect.py --skip-wider --frames 100 --min-face 20 40 60
+    python benchmarks/bench_detect.py --json results.json
 
 The data folder is ``$FACESENSE_DATA`` or ``../shared/data`` beside the repository.
 """

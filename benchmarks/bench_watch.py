@@ -12,7 +12,7 @@ and the events file.
    frames. A flat line means no leak; the first pass allocates the pools that later
    passes reuse, so growth is measured from the end of the first pass.
 
-    python scripts/bench_watch.py [--every 1,5] [--loop-frames 20000] [--json]
+    python benchmarks/bench_watch.py [--every 1,5] [--loop-frames 20000] [--json]
 
 The load average is printed so noisy runs can be recognised.
 """
