@@ -312,8 +312,6 @@ class Enroller:
         )
 
     def _prepare(self, person: str, path: Path, seen: set[tuple[str, str]]) -> _Prepared | Skipped:
-        from facesense.imageio import decode_image
-
         label = str(path.resolve())
         try:
             data = path.read_bytes()
@@ -323,11 +321,36 @@ class Enroller:
             return Skipped(person, label, SkipReason.UNREADABLE, f"{path}: is a directory")
         except OSError as exc:
             return Skipped(person, label, SkipReason.UNREADABLE, f"{path}: cannot read ({exc.strerror or exc})")
+        item = self.prepare_bytes(person, data, name=str(path), label=label, seen=seen)
+        return item if isinstance(item, Skipped) else _Prepared(person, label, item)
+
+    def prepare_bytes(
+        self,
+        person: str,
+        data: bytes,
+        *,
+        name: str,
+        label: str | None = None,
+        seen: set[tuple[str, str]] | None = None,
+    ) -> NewSample | Skipped:
+        """Check one encoded photo and turn it into a sample, or say why it is skipped.
+
+        Args:
+            person: who the photo is of.
+            data: the encoded image (JPEG, PNG, ...).
+            name: how to call the photo in messages.
+            label: the sample's stored source; ``upload:<sha256>`` when ``None``.
+            seen: ``(person, sha256)`` pairs already taken in this batch (updated).
+        """
+        from facesense.imageio import decode_image
+
+        seen = set() if seen is None else seen
         sha = hashlib.sha256(data).hexdigest()
+        label = label or f"upload:{sha}"
         if (person, sha) in seen or self.gallery.has_source(person, sha, self.analyzer.model_id):
             return Skipped(person, label, SkipReason.DUPLICATE, f"{person} already has this image (sha256 {sha[:12]})")
         try:
-            image = decode_image(data, name=str(path))
+            image = decode_image(data, name=name)
         except ImageError as exc:
             return Skipped(person, label, SkipReason.UNREADABLE, str(exc))
         faces = self._subject(self.analyzer.detect(image))
@@ -335,7 +358,7 @@ class Enroller:
         if skip is not None:
             return skip
         seen.add((person, sha))
-        return _Prepared(person, label, self._sample(image, faces, sha, label))
+        return self._sample(image, faces, sha, label)
 
     # --- photos --------------------------------------------------------------------
 

@@ -26,13 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from facesense.enroll import EnrollConfig, Enroller, Skipped, SkipReason
+from facesense.enroll import EnrollConfig, Enroller, Skipped
 from facesense.errors import (
     ConfigError,
     EnrollmentError,
     FacesenseError,
     GalleryError,
-    ImageError,
     ModelMismatchError,
 )
 from facesense.gallery.base import NewSample, validate_name
@@ -153,23 +152,7 @@ class _UploadEnroller(Enroller):
         return outcomes
 
     def _prepare_upload(self, person: str, upload: Upload, seen: set[tuple[str, str]]) -> NewSample | Skipped:
-        from facesense.imageio import decode_image
-
-        name = clean_filename(upload.filename)
-        sha = hashlib.sha256(upload.data).hexdigest()
-        label = f"upload:{sha}"
-        if (person, sha) in seen or self.gallery.has_source(person, sha, self.analyzer.model_id):
-            return Skipped(person, label, SkipReason.DUPLICATE, f"{person} already has this photo")
-        try:
-            image = decode_image(upload.data, name=name)
-        except ImageError as exc:
-            return Skipped(person, label, SkipReason.UNREADABLE, str(exc))
-        faces = self._subject(self.analyzer.detect(image))
-        skip = self._check_faces(person, label, image, faces)
-        if skip is not None:
-            return skip
-        seen.add((person, sha))
-        return self._sample(image, faces, sha, label)
+        return self.prepare_bytes(person, upload.data, name=clean_filename(upload.filename), seen=seen)
 
 
 class _AllUnknown:
