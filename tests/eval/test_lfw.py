@@ -124,3 +124,41 @@ def test_select_central_face_prefers_big_central_faces() -> None:
     )
     assert select_central_face(faces, (250, 250)) == 1
     assert select_central_face(Faces.empty(), (250, 250)) is None
+
+
+class _FakeAnalyzer:
+    """Finds a fixed central face except in images it is told to miss; embeds box centres."""
+
+    class embedder:  # noqa: N801 - mimics the analyzer's attribute
+        dim = 4
+
+    def __init__(self, miss: set[int]) -> None:
+        self.miss = miss
+        self.calls = 0
+
+    def detect(self, image: np.ndarray) -> Faces:
+        self.calls += 1
+        if self.calls in self.miss:
+            return Faces.empty()
+        return Faces(xyxy=[[60, 70, 180, 200]], scores=[1.0], landmarks=np.zeros((1, 5, 2)))
+
+    def embed(self, image: np.ndarray, faces: Faces) -> Faces:
+        x1, y1, x2, y2 = faces.xyxy[0]
+        return faces.replace(embeddings=[[x1, y1, x2, y2]])
+
+
+def test_faceless_images_use_the_median_box_and_unreadable_ones_are_counted(lfw_dir: Path, tmp_path: Path) -> None:
+    from facesense.eval.lfw import embed_lfw_images
+
+    names = sorted(p.name for p in lfw_dir.iterdir() if p.is_dir())[:3]
+    keys = [(n, 1) for n in names]
+    broken = tmp_path / "Broken_Person"
+    broken.mkdir()
+    (broken / "Broken_Person_0001.jpg").write_bytes(b"not a jpeg")
+    for n in names:
+        (tmp_path / n).symlink_to(lfw_dir / n)
+    out = embed_lfw_images(_FakeAnalyzer(miss={2}), tmp_path, [*keys, ("Broken_Person", 1)])
+    assert out.no_face == (keys[1],)
+    assert out.unreadable == (("Broken_Person", 1),)
+    np.testing.assert_allclose(out.embeddings[1], [60, 70, 180, 200])  # the median of the found boxes
+    assert not out.embeddings[3].any()

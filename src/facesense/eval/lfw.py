@@ -168,49 +168,39 @@ def embed_lfw_images(
     from facesense.types import Faces
 
     keys = list(keys)
+    dim = getattr(analyzer.embedder, "dim", 512)
+    out = np.zeros((len(keys), dim), dtype=np.float32)
     boxes_rel: list[npt.NDArray[np.float64]] = []
-    chosen: list[Faces | None] = []
-    images_bgr: list[npt.NDArray[np.uint8] | None] = []
-    for done, key in enumerate(keys, start=1):
+    no_face_idx: list[int] = []
+    unreadable: list[tuple[str, int]] = []
+    # One pass embeds every image with a face; only faceless images are read again,
+    # once the median box is known, so memory stays at one image at a time.
+    for i, key in enumerate(keys):
         if progress is not None:
-            progress(done, len(keys))
-        path = lfw_image_path(images, key)
+            progress(i + 1, len(keys))
         try:
-            img = load_image(path)
+            img = load_image(lfw_image_path(images, key))
         except ImageError as exc:
             logger.warning("%s", exc)
-            images_bgr.append(None)
-            chosen.append(None)
+            unreadable.append(key)
             continue
         faces = analyzer.detect(img)
         idx = select_central_face(faces, (img.shape[1], img.shape[0]))
-        images_bgr.append(img)
         if idx is None:
-            chosen.append(None)
-        else:
-            face = faces[[idx]]
-            chosen.append(face)
-            boxes_rel.append(face.xyxy[0] / np.array([img.shape[1], img.shape[0]] * 2))
+            no_face_idx.append(i)
+            continue
+        face = faces[[idx]]
+        boxes_rel.append(face.xyxy[0] / np.array([img.shape[1], img.shape[0]] * 2))
+        out[i] = analyzer.embed(img, face).embeddings[0]  # type: ignore[index]
     median_rel = (
         np.median(np.stack(boxes_rel), axis=0) if boxes_rel else np.array([0.25, 0.25, 0.75, 0.75])
     )
-    dim = getattr(analyzer.embedder, "dim", 512)
-    out = np.zeros((len(keys), dim), dtype=np.float32)
-    no_face: list[tuple[str, int]] = []
-    unreadable: list[tuple[str, int]] = []
-    for i, (key, img, face) in enumerate(zip(keys, images_bgr, chosen, strict=True)):
-        if img is None:
-            unreadable.append(key)
-            continue
-        if face is None:
-            no_face.append(key)
-            wh = np.array([img.shape[1], img.shape[0]] * 2)
-            face = Faces(
-                xyxy=(median_rel * wh)[None],
-                scores=np.zeros(1),
-                landmarks=np.zeros((1, 5, 2)),
-            )
+    for i in no_face_idx:
+        img = load_image(lfw_image_path(images, keys[i]))
+        wh = np.array([img.shape[1], img.shape[0]] * 2)
+        face = Faces(xyxy=(median_rel * wh)[None], scores=np.zeros(1), landmarks=np.zeros((1, 5, 2)))
         out[i] = analyzer.embed(img, face).embeddings[0]  # type: ignore[index]
+    no_face = [keys[i] for i in no_face_idx]
     return EmbeddedImages(tuple(keys), out, tuple(no_face), tuple(unreadable))
 
 
