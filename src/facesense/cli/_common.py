@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -85,3 +86,13 @@ def progress_callback(label: str) -> Iterator[Callable[[int, int], None]]:
     finally:
         if "cm" in state:
             state["cm"].__exit__(None, None, None)
+
+
+DB_HELP = "Gallery file [env FACESENSE_DB; default: gallery.db in the user data directory]."
+
+
+def db_option(help: str = DB_HELP) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The ``--db`` option every gallery-using command shares (``$FACESENSE_DB`` too)."""
+    return click.option(
+        "--db", "db", type=click.Path(dir_okay=False, path_type=Path), envvar="FACESENSE_DB", default=None, help=help
+    )

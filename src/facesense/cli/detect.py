@@ -70,8 +70,8 @@ def run_on_images(
             else:
                 click.echo(f"{path}: {len(faces)} face(s)")
             if annotate is not None:
-                from facesense.sinks.draw import annotate_faces
                 from facesense.imageio import save_image
+                from facesense.sinks.draw import annotate_faces
 
                 out = annotate / (path.stem + ".jpg")
                 save_image(out, annotate_faces(image, faces))

@@ -11,11 +11,11 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from facesense.cli._common import emit_json, progress, progress_callback
+from facesense.cli._common import db_option, emit_json, progress, progress_callback
 from facesense.errors import ConfigError, EnrollmentError, FacesenseError
 
 if TYPE_CHECKING:
@@ -23,17 +23,6 @@ if TYPE_CHECKING:
     from facesense.gallery.sqlite import SQLiteGallery
 
 __all__ = ["enroll", "eval_identify", "people", "recognize", "reembed"]
-
-
-def _db_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--db",
-        "db",
-        type=click.Path(dir_okay=False, path_type=Path),
-        envvar="FACESENSE_DB",
-        default=None,
-        help="Gallery file [env FACESENSE_DB; default: gallery.db in the user data directory].",
-    )(func)
 
 
 def _open(db: Path | None, *, create: bool) -> SQLiteGallery:
@@ -102,7 +91,7 @@ def _camera_source(value: str) -> int | str:
 @click.option("--min-sharpness", type=click.FloatRange(0), default=None, help="Smallest sharpness (variance of Laplacian) to accept, 0 = off [default: 20].")
 @click.option("--skip-unreadable", is_flag=True, help="Skip files that are not readable images instead of failing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object on stdout.")
-@_db_option
+@db_option()
 def enroll(
     paths: tuple[Path, ...],
     name: str | None,
@@ -178,7 +167,7 @@ def people() -> None:
 
 @people.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per person.")
-@_db_option
+@db_option()
 def people_list(as_json: bool, db: Path | None) -> None:
     """Every enrolled person with their sample count."""
     with _open(db, create=False) as gallery:
@@ -202,7 +191,7 @@ def people_list(as_json: bool, db: Path | None) -> None:
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @click.option("--thumbnails", "thumb_dir", type=click.Path(file_okay=False, path_type=Path), help="Write each sample's face thumbnail here.")
-@_db_option
+@db_option()
 def people_show(name: str, as_json: bool, thumb_dir: Path | None, db: Path | None) -> None:
     """One person's samples: source file, face box, when added."""
     with _open(db, create=False) as gallery:
@@ -240,7 +229,7 @@ def people_show(name: str, as_json: bool, thumb_dir: Path | None, db: Path | Non
 @people.command("rename")
 @click.argument("old")
 @click.argument("new")
-@_db_option
+@db_option()
 def people_rename(old: str, new: str, db: Path | None) -> None:
     """Rename OLD to NEW."""
     with _open(db, create=False) as gallery:
@@ -251,7 +240,7 @@ def people_rename(old: str, new: str, db: Path | None) -> None:
 @people.command("remove")
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@_db_option
+@db_option()
 def people_remove(name: str, yes: bool, db: Path | None) -> None:
     """Remove NAME and all their samples."""
     with _open(db, create=False) as gallery:
@@ -264,7 +253,7 @@ def people_remove(name: str, yes: bool, db: Path | None) -> None:
 
 @people.command("export")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@_db_option
+@db_option()
 def people_export(file: Path, db: Path | None) -> None:
     """Write every person and sample to FILE (portable .npz: embeddings, metadata, thumbnails)."""
     with _open(db, create=False) as gallery:
@@ -275,7 +264,7 @@ def people_export(file: Path, db: Path | None) -> None:
 
 @people.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@_db_option
+@db_option()
 def people_import(file: Path, db: Path | None) -> None:
     """Merge an export FILE into the gallery (existing people gain its samples; duplicates are skipped)."""
     from facesense.gallery.base import read_export
@@ -314,7 +303,7 @@ def _annotate_path(outdir: Path, src: Path, used: set[str]) -> Path:
 @click.option("--no-normalize", is_flag=True, help="Threshold raw distances instead of normalised scores.")
 @click.option("--matcher", "matcher_kind", type=click.Choice(["knn", "svm", "mean"]), default="knn", show_default=True)
 @click.option("-k", "k", type=click.IntRange(1), default=None, help="Neighbours for knn [default: 3].")
-@_db_option
+@db_option()
 def recognize(
     paths: tuple[Path, ...],
     as_json: bool,
@@ -392,7 +381,7 @@ def recognize(
 
 @click.command("reembed")
 @click.option("--drop-missing", is_flag=True, help="Remove samples whose source photo is gone or changed instead of failing.")
-@_db_option
+@db_option()
 def reembed(drop_missing: bool, db: Path | None) -> None:
     """Recompute every embedding with the current model from the original photos.
 

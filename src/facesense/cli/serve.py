@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from facesense.cli._common import db_option
 from facesense.errors import ConfigError
 
 logger = logging.getLogger("facesense.cli")
@@ -22,13 +23,7 @@ GRACEFUL_SHUTDOWN_S = 3  # open MJPEG streams are cut after this on shutdown
 
 
 @click.command("serve")
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="FACESENSE_DB",
-    default=None,
-    help="Gallery file [env FACESENSE_DB; default: gallery.db in the user data directory].",
-)
+@db_option()
 @click.option("--source", "sources", multiple=True, metavar="SOURCE", help="Watch this camera index, video file, stream URL or image folder (repeatable).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; anything but loopback needs --token.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port.")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from facesense.cli._common import db_option
 from facesense.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -180,12 +181,8 @@ def _stop_on_sigterm(stop: Any) -> Iterator[None]:
 
 @click.command("watch")
 @click.argument("source")
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="FACESENSE_DB",
-    default=None,
-    help="Gallery to name faces from [env FACESENSE_DB; default: gallery.db in the user data directory, if it exists].",
+@db_option(
+    "Gallery to name faces from [env FACESENSE_DB; default: gallery.db in the user data directory, if it exists]."
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the annotated video here (.mp4, .avi, ...).")
 @click.option("--events", "events_path", metavar="PATH", help="Write events as JSON Lines here ('-' for stdout).")
@@ -222,7 +219,12 @@ def watch(
     frame and reconnect when they drop out.
     """
     from facesense.capture import CaptureConfig, VideoSource
-    from facesense.pipeline import Pipeline, PipelineConfig, default_tracker, fps_or_default
+    from facesense.pipeline import (
+        Pipeline,
+        PipelineConfig,
+        default_tracker,
+        fps_or_default,
+    )
 
     _quiet_native_logs()
     explicit_db = db is not None or bool(os.environ.get("FACESENSE_DB"))
