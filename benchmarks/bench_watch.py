@@ -49,11 +49,11 @@ def rss_mib() -> float:
 def build(clip: Path, min_face_px: float):
     from facesense.capture import open_source
     from facesense.detect.mtcnn import MTCNNConfig, MTCNNDetector
-    from facesense.embed.facenet import FaceNetEmbedder
+    from facesense.embed.fusion import make_embedder
     from facesense.match import KNNMatcher
 
     detector = MTCNNDetector(MTCNNConfig(min_face_px=min_face_px))
-    embedder = FaceNetEmbedder()
+    embedder = make_embedder()
     with open_source(clip) as source:
         frame = next(f for f in source if f.index == ENROLL_FRAME)
     faces = detector.detect(frame.image)

@@ -20,6 +20,7 @@ _EXPORTS = {
     "ConfigError": "facesense.errors",
     "CropConfig": "facesense.align",
     "CropMethod": "facesense.align",
+    "DlibResNetEmbedder": "facesense.embed.dlib",
     "Enroller": "facesense.enroll",
     "EnrollmentError": "facesense.errors",
     "Face": "facesense.types",
@@ -29,6 +30,7 @@ _EXPORTS = {
     "FacesenseError": "facesense.errors",
     "Frame": "facesense.types",
     "FrameResult": "facesense.pipeline",
+    "FusedEmbedder": "facesense.embed.fusion",
     "GalleryError": "facesense.errors",
     "ImageError": "facesense.errors",
     "MTCNNConfig": "facesense.detect.mtcnn",
@@ -47,6 +49,7 @@ _EXPORTS = {
     "crop_faces": "facesense.align",
     "decode_image": "facesense.imageio",
     "load_image": "facesense.imageio",
+    "make_embedder": "facesense.embed.fusion",
     "make_matcher": "facesense.match",
     "open_source": "facesense.capture",
 }
@@ -58,9 +61,20 @@ if TYPE_CHECKING:
     from facesense.analyzer import FaceAnalyzer
     from facesense.capture import CaptureConfig, VideoSource, open_source
     from facesense.detect.mtcnn import MTCNNConfig, MTCNNDetector
+    from facesense.embed.dlib import DlibResNetEmbedder
     from facesense.embed.facenet import FaceNetEmbedder
+    from facesense.embed.fusion import FusedEmbedder, make_embedder
     from facesense.enroll import Enroller
-    from facesense.errors import ConfigError, EnrollmentError, FacesenseError, GalleryError, ImageError, ModelError, ModelMismatchError, SourceError
+    from facesense.errors import (
+        ConfigError,
+        EnrollmentError,
+        FacesenseError,
+        GalleryError,
+        ImageError,
+        ModelError,
+        ModelMismatchError,
+        SourceError,
+    )
     from facesense.gallery.sqlite import SQLiteGallery
     from facesense.imageio import decode_image, load_image
     from facesense.match import make_matcher

@@ -25,14 +25,15 @@ class FaceAnalyzer:
 
     Args:
         detector: any :class:`~facesense.detect.base.Detector`; MTCNN by default.
-        embedder: any :class:`~facesense.embed.base.Embedder`; FaceNet by default.
+        embedder: any :class:`~facesense.embed.base.Embedder`; by default
+            :func:`~facesense.embed.fusion.make_embedder` (FaceNet + dlib ResNet fusion).
         min_face_px: minimum face size for the default detector.
 
     Example:
         >>> analyzer = FaceAnalyzer()
         >>> faces = analyzer.analyze(facesense.load_image("group.jpg"))
         >>> faces.xyxy.shape, faces.embeddings.shape
-        ((2, 4), (2, 512))
+        ((2, 4), (2, 640))
     """
 
     def __init__(
@@ -47,9 +48,9 @@ class FaceAnalyzer:
 
             detector = MTCNNDetector(MTCNNConfig(min_face_px=min_face_px))
         if embedder is None:
-            from facesense.embed.facenet import FaceNetEmbedder
+            from facesense.embed.fusion import make_embedder
 
-            embedder = FaceNetEmbedder()
+            embedder = make_embedder()
         self.detector = detector
         self.embedder = embedder
 

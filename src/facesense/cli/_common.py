@@ -91,6 +91,18 @@ def progress_callback(label: str) -> Iterator[Callable[[int, int], None]]:
 DB_HELP = "Gallery file [env FACESENSE_DB; default: gallery.db in the user data directory]."
 
 
+def embedder_option() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--embedder fusion|facenet|dlib`` for the evaluation commands."""
+    return click.option(
+        "--embedder",
+        "embedder_kind",
+        type=click.Choice(["fusion", "facenet", "dlib"]),
+        default="fusion",
+        show_default=True,
+        help="Embedding model: FaceNet + dlib ResNet fusion (the default), or one of them alone.",
+    )
+
+
 def db_option(help: str = DB_HELP) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The ``--db`` option every gallery-using command shares (``$FACESENSE_DB`` too)."""
     return click.option(

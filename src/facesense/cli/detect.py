@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from facesense.cli._common import emit_json, progress
+from facesense.cli._common import embedder_option, emit_json, progress
 from facesense.errors import FacesenseError
 
 if TYPE_CHECKING:
@@ -97,8 +97,11 @@ def detect(paths: tuple[str, ...], as_json: bool, annotate: Path | None, min_fac
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line, with embeddings.")
 @click.option("--min-face", "min_face_px", type=float, default=20.0, show_default=True, help="Smallest face to find, pixels.")
-def embed(paths: tuple[str, ...], as_json: bool, min_face_px: float) -> None:
-    """Detect faces and print a 512-d FaceNet embedding for each."""
+@embedder_option()
+def embed(paths: tuple[str, ...], as_json: bool, min_face_px: float, embedder_kind: str) -> None:
+    """Detect faces and print an embedding for each (640-d fusion; 512-d with --embedder facenet)."""
     from facesense.analyzer import FaceAnalyzer
+    from facesense.embed.fusion import make_embedder
 
-    run_on_images(paths, FaceAnalyzer(min_face_px=min_face_px), embed=True, as_json=as_json, annotate=None)
+    analyzer = FaceAnalyzer(min_face_px=min_face_px, embedder=make_embedder(embedder_kind))
+    run_on_images(paths, analyzer, embed=True, as_json=as_json, annotate=None)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from facesense.cli._common import emit_json, progress_callback
+from facesense.cli._common import embedder_option, emit_json, progress_callback
 from facesense.cli.gallery import eval_identify
 
 
@@ -25,13 +25,14 @@ eval_group.add_command(eval_identify)
 @click.option("--subtract-mean", is_flag=True, help="Remove the training folds' mean embedding before distances.")
 @click.option("--folds", "limit_folds", type=int, default=None, help="Use only the first N folds (quick check).")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "opencv"]), default="auto", show_default=True, help="Where FaceNet runs.")
-def eval_lfw(pairs_path: Path, images: Path, as_json: bool, subtract_mean: bool, limit_folds: int | None, backend: str) -> None:
+@embedder_option()
+def eval_lfw(pairs_path: Path, images: Path, as_json: bool, subtract_mean: bool, limit_folds: int | None, backend: str, embedder_kind: str) -> None:
     """LFW verification: k-fold accuracy, AUC, TAR@FAR=1e-3."""
     from facesense.analyzer import FaceAnalyzer
-    from facesense.embed.facenet import FaceNetEmbedder
+    from facesense.embed.fusion import make_embedder
     from facesense.eval.lfw import evaluate_lfw
 
-    analyzer = FaceAnalyzer(embedder=FaceNetEmbedder(backend=backend))
+    analyzer = FaceAnalyzer(embedder=make_embedder(embedder_kind, backend=backend))
     with progress_callback("LFW images") as on_progress:
         report = evaluate_lfw(
             analyzer,

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from facesense.cli._common import db_option, emit_json, progress, progress_callback
+from facesense.cli._common import (
+    db_option,
+    embedder_option,
+    emit_json,
+    progress,
+    progress_callback,
+)
 from facesense.errors import ConfigError, EnrollmentError, FacesenseError
 
 if TYPE_CHECKING:
@@ -409,7 +415,8 @@ def reembed(drop_missing: bool, db: Path | None) -> None:
 @click.option("--folds", type=click.IntRange(2), default=5, show_default=True, help="Cross-validation folds (by person) for the threshold.")
 @click.option("--matcher", "matcher_kind", type=click.Choice(["knn", "svm", "mean"]), default="knn", show_default=True)
 @click.option("--no-normalize", is_flag=True, help="Threshold raw distances (no score normalisation).")
-def eval_identify(images: Path, as_json: bool, cache: Path | None, folds: int, matcher_kind: str, no_normalize: bool) -> None:
+@embedder_option()
+def eval_identify(images: Path, as_json: bool, cache: Path | None, folds: int, matcher_kind: str, no_normalize: bool, embedder_kind: str) -> None:
     """Open-set identification on LFW: one photo enrolled per person, strangers must be unknown.
 
     People with two or more images are enrolled from their first image and probed with
@@ -419,10 +426,11 @@ def eval_identify(images: Path, as_json: bool, cache: Path | None, folds: int, m
     threshold's numbers by gallery size.
     """
     from facesense.analyzer import FaceAnalyzer
+    from facesense.embed.fusion import make_embedder
     from facesense.eval.identify import evaluate_identify
     from facesense.match import make_matcher
 
-    analyzer = FaceAnalyzer()
+    analyzer = FaceAnalyzer(embedder=make_embedder(embedder_kind))
     matcher = make_matcher(matcher_kind, model_id=analyzer.model_id, normalize=not no_normalize)
     with progress_callback("LFW images") as on_progress:
         report = evaluate_identify(analyzer, images, matcher=matcher, cache=cache, folds=folds, on_progress=on_progress)

@@ -1,10 +1,31 @@
-"""Embedders: turn face crops into L2-normalised vectors.
+"""Embedders: turn faces into L2-normalised vectors.
 
-``facenet`` is the only model so far; :class:`~facesense.embed.base.Embedder` is the
-interface every embedder follows.
+* :class:`FaceNetEmbedder`: FaceNet 20180408-102900, 512-d, on box crops.
+* :class:`DlibResNetEmbedder`: dlib's face-recognition ResNet, 128-d, on landmark-warped chips.
+* :class:`FusedEmbedder`: both, each scaled by its impostor distance and concatenated:
+  the default (:func:`make_embedder`).
+
+:class:`~facesense.embed.base.Embedder` is the interface every embedder follows.
 """
 
 from facesense.embed.base import Embedder
-from facesense.embed.facenet import Backend, FaceNetEmbedder, Standardization, preprocess_crops
+from facesense.embed.dlib import DlibResNetEmbedder
+from facesense.embed.facenet import (
+    Backend,
+    FaceNetEmbedder,
+    Standardization,
+    preprocess_crops,
+)
+from facesense.embed.fusion import EmbedderKind, FusedEmbedder, make_embedder
 
-__all__ = ["Backend", "Embedder", "FaceNetEmbedder", "Standardization", "preprocess_crops"]
+__all__ = [
+    "Backend",
+    "DlibResNetEmbedder",
+    "Embedder",
+    "EmbedderKind",
+    "FaceNetEmbedder",
+    "FusedEmbedder",
+    "Standardization",
+    "make_embedder",
+    "preprocess_crops",
+]

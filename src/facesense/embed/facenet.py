@@ -33,6 +33,8 @@ from facesense.models.facenet_onnx import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy.typing as npt
 
     from facesense.align import CropConfig
@@ -279,9 +281,7 @@ class FaceNetEmbedder:
             runner.backend.value,
             (time.perf_counter() - start) * 1e3,
         )
-        # The graph ends in an L2 normalisation, but INT8 quantises it: normalise again.
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return (out / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+        return self.finish(out)
 
     def embed(self, image: npt.NDArray[np.uint8], faces: Faces) -> Faces:
         """``faces`` with ``embeddings`` ``(N, 512)`` filled in.
@@ -340,9 +340,17 @@ class FaceNetEmbedder:
         )
         return runner
 
-    def _load_onnxruntime(self) -> _OrtRunner:
+    # -- as one part of a merged ONNX Runtime graph (see facesense.embed.fusion) -----------
+
+    def onnx_path(self) -> Path | None:
+        """The ONNX file this embedder runs (INT8 or FP32), or ``None`` for ``backend="opencv"``.
+
+        Raises:
+            ModelError: the model cannot be converted.
+        """
+        if self.backend is Backend.OPENCV:
+            return None
         from facesense.models.facenet_onnx import facenet_onnx_path
-        from facesense.models.runtime import create_session
 
         path = facenet_onnx_path()
         if self.precision is Precision.INT8:
@@ -352,6 +360,26 @@ class FaceNetEmbedder:
                 path = facenet_int8_path(path)
             except ModelError as exc:
                 logger.warning("INT8 FaceNet is unavailable (%s); using FP32", exc)
+        return path
+
+    def prepare(self, image: npt.NDArray[np.uint8], faces: Faces) -> npt.NDArray[np.float32]:
+        """The ``(N, 3, 160, 160)`` input blob for ``faces`` (crop + standardisation)."""
+        from facesense.align import crop_faces
+
+        return preprocess_crops(crop_faces(image, faces, self.crop), self.standardization)
+
+    @staticmethod
+    def finish(out: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """The model's raw output, L2-normalised again (INT8 quantises the graph's own)."""
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return (out / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+    def _load_onnxruntime(self) -> _OrtRunner:
+        from facesense.models.runtime import create_session
+
+        path = self.onnx_path()
+        if path is None:  # pragma: no cover - only called for the ONNX Runtime backends
+            raise ModelError("FaceNet on ONNX Runtime was not requested")
         session = create_session(path, threads=self.threads, name=MODEL_NAME)
         return _OrtRunner(session, self.batch_size)
 

@@ -68,7 +68,9 @@ QUANTILE_PS = (
     1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2,
     0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99,
 )
-CURVE_THRESHOLDS = tuple(round(float(t), 3) for t in np.arange(0.70, 1.101, 0.02))
+CURVE_FARS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0)
+"""Stranger false-accept rates at which the curve is read (the thresholds follow from them,
+so the curve suits any model's distance scale)."""
 GALLERY_SIZES = (5, 20, 100, 300)
 
 
@@ -395,7 +397,7 @@ def evaluate_open_set(
     gl, pl, sl = list(protocol.gallery_labels), list(protocol.probe_labels), list(protocol.stranger_labels)
     scores = _score(matcher, g, gl, p, pl, s)
     rank1 = float(scores.correct.mean())
-    curve = tuple((t, *scores.at(t)) for t in CURVE_THRESHOLDS)
+    curve = tuple((t, *scores.at(t)) for t in sorted({scores.threshold_for_far(f) for f in CURVE_FARS}))
     in_sample = {}
     for far in FAR_TARGETS:
         t = scores.threshold_for_far(far)

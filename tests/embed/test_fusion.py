@@ -1,0 +1,173 @@
+"""dlib's ResNet on MTCNN landmarks, and the FaceNet + dlib fusion that is the default embedder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facesense.align import DLIB_CHIP_TEMPLATE_150, warp_to_template
+from facesense.embed.dlib import DlibResNetEmbedder
+from facesense.embed.facenet import FaceNetEmbedder
+from facesense.embed.fusion import IMPOSTOR_MEDIANS, FusedEmbedder, make_embedder
+from facesense.errors import ConfigError
+from facesense.imageio import load_image
+from facesense.match import CALIBRATIONS, calibration_for
+from facesense.types import Faces
+
+
+@pytest.fixture(scope="module")
+def people(examples_dir: Path, shared_cache: Path) -> dict[str, tuple[np.ndarray, Faces]]:
+    from facesense.detect.mtcnn import MTCNNDetector
+
+    train = examples_dir / "knn_examples" / "train"
+    det = MTCNNDetector()
+    out = {}
+    for key, path in {
+        "obama": train / "obama" / "obama.jpg",
+        "obama2": train / "obama" / "obama2.jpg",
+        "biden": train / "biden" / "biden.jpg",
+        "kit": train / "kit_harington" / "john1.jpeg",
+    }.items():
+        image = load_image(path)
+        faces = det.detect(image)
+        assert len(faces) >= 1, path
+        out[key] = (image, faces[faces.scores == faces.scores.max()])
+    return out
+
+
+def _emb(embedder, people, key) -> np.ndarray:
+    image, faces = people[key]
+    return embedder.embed(image, faces).embeddings[0]
+
+
+def test_dlib_embedder_separates_people(people) -> None:
+    e = DlibResNetEmbedder()
+    obama, obama2, biden, kit = (_emb(e, people, k) for k in ("obama", "obama2", "biden", "kit"))
+    assert obama.shape == (128,) and np.linalg.norm(obama) == pytest.approx(1.0, abs=1e-5)
+    same = np.linalg.norm(obama - obama2)
+    assert same < 0.40 < min(np.linalg.norm(obama - biden), np.linalg.norm(obama - kit))
+
+
+def test_template_chips_agree_with_dlibs_own_chips(people) -> None:
+    """Our landmark warp puts the face where dlib's shape predictor would."""
+    dlib = pytest.importorskip("dlib", reason="dlib-bin is needed to compare with dlib")
+    import face_recognition_models
+
+    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
+    e = DlibResNetEmbedder()
+    for key in ("obama", "biden", "kit"):
+        image, faces = people[key]
+        rgb = np.ascontiguousarray(image[:, :, ::-1])
+        x1, y1, x2, y2 = (int(v) for v in faces.xyxy[0])
+        own = dlib.get_face_chip(rgb, predictor(rgb, dlib.rectangle(x1, y1, x2, y2)), 150, 0.25)
+        ours = e.chips(image, faces)[0][:, :, ::-1]
+        a, b = e.embed_chips(own[None, :, :, ::-1].copy())[0], e.embed_chips(ours[None, :, :, ::-1].copy())[0]
+        assert np.linalg.norm(a - b) < 0.2, key  # same person ~0.3, different people ~0.55
+
+
+def test_fusion_is_the_default_and_calibrated(people) -> None:
+    e = make_embedder()
+    assert isinstance(e, FusedEmbedder) and e.dim == 640
+    assert e.model_id in CALIBRATIONS and calibration_for(e.model_id) is not None
+    raw = CALIBRATIONS[e.model_id].raw_threshold
+    obama, obama2, biden, kit = (_emb(e, people, k) for k in ("obama", "obama2", "biden", "kit"))
+    assert np.linalg.norm(obama) == pytest.approx(1.0, abs=1e-5)
+    assert np.linalg.norm(obama - obama2) < raw < min(np.linalg.norm(obama - biden), np.linalg.norm(biden - kit))
+
+
+def test_fused_distance_weighs_each_model_by_its_impostor_scale() -> None:
+    rng = np.random.default_rng(0)
+
+    def unit(n: int, d: int) -> np.ndarray:
+        x = rng.normal(size=(n, d))
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    class Part:
+        def __init__(self, model_id: str, dim: int) -> None:
+            self.model_id, self.dim = model_id, dim
+
+    fused = FusedEmbedder([Part("a", 4), Part("b", 3)], scales=[2.0, 0.5])
+    assert fused.weights == pytest.approx((0.2, 0.8))
+    assert fused.model_id == "fusion(a@0.200+b@0.800)"
+    a, b = unit(2, 4), unit(2, 3)
+    f = fused.fuse([a, b])
+    assert np.allclose(np.linalg.norm(f, axis=1), 1.0)
+    expected = (np.sum((a[0] - a[1]) ** 2) / 4.0 + np.sum((b[0] - b[1]) ** 2) / 0.25) / (1 / 4.0 + 1 / 0.25)
+    assert np.sum((f[0] - f[1]) ** 2) == pytest.approx(expected)
+
+
+def test_default_weights_come_from_the_measured_medians() -> None:
+    e = make_embedder()
+    assert e.scales == (IMPOSTOR_MEDIANS[e.parts[0].model_id], IMPOSTOR_MEDIANS[e.parts[1].model_id])
+    assert isinstance(e.parts[0], FaceNetEmbedder) and isinstance(e.parts[1], DlibResNetEmbedder)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: make_embedder("arcface"), "unknown embedder 'arcface'"),
+        (lambda: FusedEmbedder([FaceNetEmbedder()]), "at least two"),
+        (lambda: FusedEmbedder([FaceNetEmbedder(), FaceNetEmbedder()], scales=[1.0]), "expected 2 positive scales"),
+        (lambda: DlibResNetEmbedder(batch_size=0), "batch_size"),
+        (lambda: DlibResNetEmbedder().embed_chips(np.zeros((1, 160, 160, 3), np.uint8)), r"\(N, 150, 150, 3\)"),
+    ],
+)
+def test_bad_configuration_is_a_clear_error(call, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        call()
+
+
+def test_no_faces_gives_empty_embeddings() -> None:
+    image = np.zeros((50, 50, 3), np.uint8)
+    assert make_embedder().embed(image, Faces.empty()).embeddings.shape == (0, 640)
+    assert DlibResNetEmbedder().embed(image, Faces.empty()).embeddings.shape == (0, 128)
+
+
+def test_warp_to_template_puts_landmarks_on_the_template() -> None:
+    """A face drawn at a known similarity of the template is warped back onto it."""
+    import cv2
+
+    size = 150
+    theta, scale, shift = np.deg2rad(20), 1.7, np.array([60.0, 35.0])
+    rot = scale * np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    pts = DLIB_CHIP_TEMPLATE_150 @ rot.T + shift
+    image = np.zeros((400, 400, 3), np.uint8)
+    for x, y in pts:
+        cv2.circle(image, (round(x), round(y)), 4, (255, 255, 255), -1)
+    chip = warp_to_template(image, pts[None], DLIB_CHIP_TEMPLATE_150, size)[0]
+    assert chip.shape == (size, size, 3)
+    for x, y in DLIB_CHIP_TEMPLATE_150:
+        assert chip[round(y), round(x)].min() > 200  # each dot landed on its template point
+    assert chip[5, 5].max() == 0
+
+
+def test_merged_session_gives_the_parts_embeddings(people) -> None:
+    """One merged ONNX Runtime graph (the fast path) = the parts run one by one."""
+    merged = make_embedder()
+    separate = FusedEmbedder(list(make_embedder().parts), merge=False)
+    image, faces = people["obama"]
+    both = faces[np.array([True])]
+    a = merged.embed(image, both).embeddings
+    b = separate.embed(image, both).embeddings
+    assert merged.merged is True and separate.merged is False
+    assert np.abs(a - b).max() < 1e-5
+
+
+def test_opencv_facenet_is_fused_without_merging(people) -> None:
+    fused = make_embedder(backend="opencv")
+    image, faces = people["biden"]
+    out = fused.embed(image, faces).embeddings
+    assert fused.merged is False and out.shape == (1, 640)
+    assert np.linalg.norm(out - make_embedder().embed(image, faces).embeddings) < 0.05  # INT8 vs FP32 FaceNet
+
+
+def test_merge_models_refuses_clashing_prefixes(tmp_path: Path) -> None:
+    from facesense.errors import ModelError
+    from facesense.models.runtime import merge_models
+
+    with pytest.raises(ModelError, match="prefixes must differ"):
+        merge_models([("a", tmp_path / "x.onnx"), ("a", tmp_path / "y.onnx")])
+    with pytest.raises(ModelError, match="cannot read"):
+        merge_models([("a", tmp_path / "missing.onnx"), ("b", tmp_path / "y.onnx")])
