@@ -1,6 +1,6 @@
 """Matching speed against a large synthetic gallery.
 
-    python benchmarks/bench_match.py [--people 10000] [--samples 3] [--dim 512]
+    python benchmarks/bench_match.py [--people 10000] [--samples 3] [--dim 640]
 
 Builds a gallery of random identities (``--samples`` noisy copies of a random unit
 vector each), fits each matcher, and reports fit time and milliseconds per face for
@@ -15,14 +15,14 @@ import time
 
 import numpy as np
 
-from facesense.match import make_matcher
+from facesense.match import CALIBRATIONS, FUSION_MODEL_ID, make_matcher
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--people", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=3)
-    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--dim", type=int, default=640, help="640: the default fused embedder; 512: FaceNet alone")
     parser.add_argument("--probes", type=int, default=200)
     parser.add_argument("--svm-people", type=int, default=500, help="SVM gallery size (fitting is slow); 0 skips")
     args = parser.parse_args()
@@ -30,7 +30,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(args.people, args.dim)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    noise = 0.6 / np.sqrt(args.dim)
+    model = FUSION_MODEL_ID if args.dim == 640 else "facenet-20180408-102900/fixed"
+    # genuine faces land at ~0.7x the model's raw threshold from their centre (0.6 for FaceNet)
+    noise = 0.7 * CALIBRATIONS[model].raw_threshold / np.sqrt(args.dim)
     gallery = np.repeat(centres, args.samples, axis=0) + noise * rng.normal(size=(args.people * args.samples, args.dim)).astype(np.float32)
     gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
     labels = [f"person{i:05d}" for i in range(args.people) for _ in range(args.samples)]
@@ -38,14 +40,13 @@ def main() -> None:
     probes = np.concatenate([centres[pick] + noise * rng.normal(size=(len(pick), args.dim)), rng.normal(size=(args.probes - len(pick), args.dim))]).astype(np.float32)
     probes /= np.linalg.norm(probes, axis=1, keepdims=True)
 
-    facenet = "facenet-20180408-102900/fixed"
     candidates = [
-        ("knn (default: normalised)", make_matcher("knn", model_id=facenet), args.people),
-        ("knn (raw distance)", make_matcher("knn", model_id=facenet, normalize=False), args.people),
-        ("mean (normalised)", make_matcher("mean", model_id=facenet), args.people),
+        ("knn (default: normalised)", make_matcher("knn", model_id=model), args.people),
+        ("knn (raw distance)", make_matcher("knn", model_id=model, normalize=False), args.people),
+        ("mean (normalised)", make_matcher("mean", model_id=model), args.people),
     ]
     if args.svm_people:
-        candidates.append(("svm (normalised)", make_matcher("svm", model_id=facenet), args.svm_people))
+        candidates.append(("svm (normalised)", make_matcher("svm", model_id=model), args.svm_people))
     print(f"gallery: {args.people} people x {args.samples} samples, {args.dim}-d; {args.probes} probes (half strangers)")
     print(f"{'matcher':28s} {'people':>7s} {'fit s':>7s} {'1 face ms':>10s} {'16 faces ms/face':>17s} {'right':>6s}")
     for name, matcher, people in candidates:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -332,10 +333,28 @@ def test_normalisation_rejects_faces_close_to_many_people(d_others: float, named
     gallery, labels, probe = _ring(0.88, d_others, 30)
     raw = KNNMatcher(threshold=0.9).fit(gallery, labels).match(probe)
     assert raw.names == ("target",)  # raw distance 0.88 passes either way
-    normed = KNNMatcher(threshold=0.9, norm=NORM).fit(gallery, labels).match(probe)
+    full = dataclasses.replace(NORM, full_at_people=0)  # the correction in full, even for 31 people
+    normed = KNNMatcher(threshold=0.9, norm=full).fit(gallery, labels).match(probe)
     assert normed.distances[0] == pytest.approx(0.88, abs=1e-4)  # the distance is still the raw one
     assert (normed.names == ("target",)) is named
     assert bool(normed.confidences[0] >= 0.5) is named
+
+
+def test_normalisation_phases_in_with_gallery_size() -> None:
+    """31 people: a tenth of the correction with the default ramp to 300 people, all of it with 30."""
+    gallery, labels, probe = _ring(0.88, 1.00, 30)
+
+    def score(norm: ScoreNorm | None) -> float:
+        return float(KNNMatcher(threshold=None, norm=norm).fit(gallery, labels).match(probe).scores[0])
+
+    raw = score(None)
+    full = score(dataclasses.replace(NORM, full_at_people=0))
+    assert abs(full - raw) > 0.05
+    assert NORM.full_at_people == 300
+    assert score(NORM) - raw == pytest.approx(30 / 300 * (full - raw), rel=1e-3)
+    assert score(dataclasses.replace(NORM, full_at_people=30)) == pytest.approx(full, abs=1e-6)
+    with pytest.raises(ConfigError, match="full_at_people"):
+        dataclasses.replace(NORM, full_at_people=-1)
 
 
 @pytest.mark.parametrize("kind", list(MatcherKind))

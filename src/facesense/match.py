@@ -25,7 +25,7 @@ rejection off. Without normalisation the score is the distance. With a
 :data:`CALIBRATIONS`) the score is the distance corrected for how crowded the
 neighbourhood is::
 
-    score = d - b * (probe_next - E_probe) - a * (person_next - E_person)
+    score = d - r * (b * (probe_next - E_probe) + a * (person_next - E_person))
 
 ``probe_next`` is the mean distance from the face to the next ``probe_k`` nearest
 *other* people, ``person_next`` the mean distance from the candidate to their
@@ -34,7 +34,12 @@ expected to be for a stranger in a gallery of this size (order statistics of the
 model's measured impostor-distance distribution). A face that is only a little closer
 to its best match than to several others, or a candidate who resembles many
 people, needs a smaller distance to be named. For a typical face the corrections
-cancel, so the score stays on the distance scale; in small galleries they are small.
+cancel, so the score stays on the distance scale. ``r = min(1, (people - 1) / 300)``
+(``ScoreNorm.full_at_people``) phases the correction in with the gallery's size: with
+few people the neighbour means are noisy and crowding is no problem, so a small
+gallery is scored close to raw distances (``facesense eval identify``, 5 of the LFW
+people: 85.2 % named right at 0.01 % stranger FAR, against 74.5 % at 0.03 % with the
+full correction; unchanged from 300 people up).
 
 Defaults (:data:`DEFAULT_THRESHOLD` for raw distances, ``Calibration.threshold`` for
 normalised scores) come from ``facesense eval identify`` on LFW, chosen for a stranger
@@ -115,6 +120,9 @@ class ScoreNorm:
         probe_k: how many next-nearest people the face is compared with.
         gallery_weight: ``a``, weight of the candidate's distance to their nearest people.
         gallery_k: how many of the candidate's nearest people count.
+        full_at_people: the corrections are scaled by ``min(1, (people - 1) / full_at_people)``:
+            in small galleries the neighbour means are noisy and crowding is no problem,
+            so the score stays close to the raw distance (``0`` applies them in full).
     """
 
     impostor_quantiles: tuple[tuple[float, float], ...]
@@ -122,6 +130,7 @@ class ScoreNorm:
     probe_k: int = 5
     gallery_weight: float = 0.5
     gallery_k: int = 10
+    full_at_people: int = 300
 
     def __post_init__(self) -> None:
         q = np.asarray(self.impostor_quantiles, dtype=np.float64)
@@ -131,6 +140,8 @@ class ScoreNorm:
             raise ConfigError("impostor_quantiles must increase in both p and distance")
         if self.probe_k < 1 or self.gallery_k < 1:
             raise ConfigError(f"probe_k and gallery_k must be >= 1, got {self.probe_k}, {self.gallery_k}")
+        if self.full_at_people < 0:
+            raise ConfigError(f"full_at_people must be >= 0, got {self.full_at_people}")
 
     def impostor_distance(self, p: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """The impostor-distance quantile function (log-interpolated in ``p``)."""
@@ -379,10 +390,9 @@ class _GalleryMatcher:
         kg = min(nrm.gallery_k, c - 1)
         e_probe = nrm.expected_order_mean(c, 2, kp)
         e_person = nrm.expected_order_mean(c - 1, 1, kg)
-        score = (
-            dist
-            - nrm.probe_weight * (probe_next - e_probe)
-            - nrm.gallery_weight * (self._person_next[cls] - e_person)
+        ramp = min(1.0, (c - 1) / nrm.full_at_people) if nrm.full_at_people > 0 else 1.0
+        score = dist - ramp * (
+            nrm.probe_weight * (probe_next - e_probe) + nrm.gallery_weight * (self._person_next[cls] - e_person)
         )
         return score.astype(np.float32)
 

@@ -388,8 +388,6 @@ def evaluate_open_set(
         gallery_sizes: enrolled-people counts for the gallery-size table.
         repeats: random subsets per gallery size.
     """
-    from facesense.match import ScoreNorm
-
     ng, npr = len(protocol.gallery), len(protocol.probes)
     g = embeddings[:ng]
     p = embeddings[ng : ng + npr]
@@ -415,13 +413,7 @@ def evaluate_open_set(
         norm = matcher.norm
         if norm is not None:
             train = fold_all != k
-            norm = ScoreNorm(
-                impostor_quantiles=impostor_quantiles(embeddings[train], labels_all[train]),
-                probe_weight=norm.probe_weight,
-                probe_k=norm.probe_k,
-                gallery_weight=norm.gallery_weight,
-                gallery_k=norm.gallery_k,
-            )
+            norm = replace(norm, impostor_quantiles=impostor_quantiles(embeddings[train], labels_all[train]))
         fold_scores = _score(_with_norm(matcher, norm), g, gl, p, pl, s) if norm is not None else scores
         train_scores = OpenSetScores(
             fold_scores.correct[pf != k], fold_scores.probe_scores[pf != k], fold_scores.stranger_scores[sf != k]
