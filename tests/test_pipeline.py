@@ -279,7 +279,31 @@ def test_breaking_out_closes_source_and_sinks(tmp_path: Path) -> None:
     assert not [t for t in threading.enumerate() if t.name.startswith("facesense-capture")]
 
 
+def test_free_memory_is_handed_back_every_n_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    import facesense.pipeline as pipeline_module
+
+    calls: list[int] = []
+    pipeline = colour_pipeline(square_frames(), config=PipelineConfig(scene_cuts=False, trim_every=15))
+    monkeypatch.setattr(pipeline_module, "release_free_memory", lambda: calls.append(pipeline.frames_processed))
+    assert len(list(pipeline)) == 40
+    assert calls == [15, 30]
+    never = colour_pipeline(square_frames(), config=PipelineConfig(scene_cuts=False, trim_every=0))
+    calls.clear()
+    list(never)
+    assert calls == []
+
+
+def test_release_free_memory_on_this_platform() -> None:
+    import sys
+
+    from facesense.memory import release_free_memory
+
+    assert release_free_memory() is sys.platform.startswith("linux")
+
+
 def test_bad_configuration() -> None:
+    with pytest.raises(ConfigError, match="trim_every"):
+        PipelineConfig(trim_every=-1)
     with pytest.raises(ConfigError, match="needs an embedder"):
         Pipeline([], detector=SquareDetector(), matcher=NearestColour({"red": np.ones(3)}))
     with pytest.raises(ConfigError, match="every"):

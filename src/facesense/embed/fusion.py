@@ -100,6 +100,8 @@ class FusedEmbedder:
         self.threads = threads
         self.batch_size = batch_size
         self._session: Any = None
+        self._inputs: list[str] = []
+        self._outputs: list[str] = []
         self._merged: bool | None = None  # decided on first use
         self._lock = threading.Lock()
 

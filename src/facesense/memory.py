@@ -1,0 +1,53 @@
+"""Hand the allocator's free pages back to the operating system now and then.
+
+A watch loop allocates and frees frame-sized buffers from several threads (capture,
+writer, MTCNN workers, ONNX Runtime's pool); glibc keeps much of what is freed mapped.
+On a 30,250-frame file (detection every 5 frames, the fused embedder) resident memory
+went 353 -> 357 MiB without trimming and 329 -> 332 MiB (sampled just before each
+trim) with ``malloc_trim(0)`` every 1,000 frames, about 2 ms a call: ~25 MiB less, and
+a slower creep. The Python heap does not grow (``tracemalloc``); the remaining creep
+(~0.1 MiB per 1,000 frames) is native and not yet explained.
+:class:`facesense.pipeline.Pipeline` calls :func:`release_free_memory` every
+``PipelineConfig.trim_every`` frames.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import logging
+import sys
+from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["release_free_memory"]
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # musl and others have no malloc_trim
+        return None
+    if trim is not None:
+        trim.argtypes = [ctypes.c_size_t]
+        trim.restype = ctypes.c_int
+    return trim
+
+
+def release_free_memory() -> bool:
+    """Return the allocator's free pages to the operating system (glibc ``malloc_trim(0)``).
+
+    Returns:
+        Whether anything could be done (``False`` off glibc).
+    """
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
