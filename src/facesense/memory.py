@@ -2,13 +2,14 @@
 
 A watch loop allocates and frees frame-sized buffers from several threads (capture,
 writer, MTCNN workers, ONNX Runtime's pool); glibc keeps much of what is freed mapped.
-On a 30,250-frame file (detection every 5 frames, the fused embedder) resident memory
-went 353 -> 357 MiB without trimming and 329 -> 332 MiB (sampled just before each
-trim) with ``malloc_trim(0)`` every 1,000 frames, about 2 ms a call: ~25 MiB less, and
-a slower creep. The Python heap does not grow (``tracemalloc``); the remaining creep
-(~0.1 MiB per 1,000 frames) is native and not yet explained.
-:class:`facesense.pipeline.Pipeline` calls :func:`release_free_memory` every
-``PipelineConfig.trim_every`` frames.
+``malloc_trim(0)`` every 1,000 frames (about 2 ms a call) keeps ~25 MiB less resident
+on a 30,250-frame run. :class:`facesense.pipeline.Pipeline` calls
+:func:`release_free_memory` every ``PipelineConfig.trim_every`` frames.
+
+(The slow growth long runs show, ~0.1 MiB per 1,000 frames, is not fixed by this.
+Measured on a 30,250-frame file: flat with no sinks or only the JSONL event sink, +4
+MiB with the video file sink, +2.9 MiB when that file is cut into 3,000-frame
+segments. It lives in OpenCV's video writer path, natively; not yet explained.)
 """
 
 from __future__ import annotations

@@ -164,6 +164,15 @@ def test_watch_image_folder_and_loop(tmp_path: Path, clip: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert _probe(out) == (10, pytest.approx(5.0), (640, 360))
+    # --segment-minutes cuts the same run into files of 0.02 min x 5 fps = 6 frames
+    result = CliRunner().invoke(
+        main,
+        ["watch", str(folder), "--loop", "--max-frames", "10", "--fps", "5", "--no-display",
+         "-o", str(tmp_path / "seg.avi"), "--segment-minutes", "0.02"],
+    )
+    assert result.exit_code == 0, result.output
+    assert [_probe(tmp_path / f"seg-000{i}.avi")[0] for i in (0, 1)] == [6, 4]
+    assert not (tmp_path / "seg.avi").exists()
 
 
 # --------------------------------------------------------------------------- live stream

@@ -64,9 +64,24 @@ def test_raw_frames_without_annotation(tmp_path: Path, make_result) -> None:
     assert ok and image.max() < 16  # MJPEG noise only: no box, no text
 
 
+def test_segments_split_the_output_without_losing_frames(tmp_path: Path, make_result) -> None:
+    """For days-long runs: each segment is finished (its frame index freed) before the next."""
+    sink = VideoFileSink(tmp_path / "watch.mp4", fps=10, size_wh=(160, 120), segment_frames=10)
+    for i in range(25):
+        result = make_result(i, size_wh=(160, 120))
+        sink.write(result.frame, result)
+    sink.close()
+    names = ["watch-0000.mp4", "watch-0001.mp4", "watch-0002.mp4"]
+    assert [p.name for p in sink.segments] == names
+    assert sorted(p.name for p in tmp_path.iterdir()) == names  # no unsegmented watch.mp4
+    assert [_probe(tmp_path / n)[0] for n in names] == [10, 10, 5]
+    assert sink.frames_written == 25
+
+
 @pytest.mark.parametrize(
     ("name", "kwargs", "match"),
     [
+        ("out.mp4", {"segment_frames": 0}, "segment_frames"),
         ("out.gif", {}, "unsupported video suffix"),
         ("out", {}, "unsupported video suffix"),
         ("missing/out.mp4", {}, "does not exist"),

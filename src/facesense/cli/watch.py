@@ -185,6 +185,12 @@ def _stop_on_sigterm(stop: Any) -> Iterator[None]:
     "Gallery to name faces from [env FACESENSE_DB; default: gallery.db in the user data directory, if it exists]."
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the annotated video here (.mp4, .avi, ...).")
+@click.option(
+    "--segment-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Cut --output into finished files of this many minutes of video (OUT-0000.mp4, ...); for runs of hours or days.",
+)
 @click.option("--events", "events_path", metavar="PATH", help="Write events as JSON Lines here ('-' for stdout).")
 @click.option(
     "--display/--no-display",
@@ -202,6 +208,7 @@ def watch(
     source: str,
     db: Path | None,
     output: Path | None,
+    segment_minutes: float | None,
     events_path: str | None,
     display: bool | None,
     every: int,
@@ -259,7 +266,9 @@ def watch(
         if output is not None:
             from facesense.sinks.video import VideoFileSink
 
-            add(VideoFileSink(output, fps=fps_or_default(video_source.fps), size_wh=video_source.size_wh))
+            out_fps = fps_or_default(video_source.fps)
+            segment = None if segment_minutes is None else max(1, round(segment_minutes * 60 * out_fps))
+            add(VideoFileSink(output, fps=out_fps, size_wh=video_source.size_wh, segment_frames=segment))
         if events_path is not None:
             from facesense.sinks.events import JsonlEventSink
 

@@ -38,6 +38,10 @@ class VideoFileSink:
     bounded. Frames of another size (a folder of mixed images) are resized to the
     first frame's size.
 
+    A sink that runs for hours or days can cut its output into segments
+    (``segment_frames``): each file is finished (playable, its index written and
+    freed) before the next one starts, so a crash loses at most one segment.
+
     Args:
         path: output file; the suffix picks the codec (``.mp4``/``.m4v``/``.mov``:
             MPEG-4 Part 2, ``.avi``/``.mkv``: MJPEG).
@@ -46,6 +50,8 @@ class VideoFileSink:
         annotate_frames: draw boxes, names, track ids and FPS (else the raw frames).
         queue_frames: frames buffered between the pipeline and the encoder.
         fourcc: override the codec (four characters).
+        segment_frames: start a new file every this many frames, named
+            ``<stem>-0000<suffix>``, ``<stem>-0001<suffix>``, ...; ``None``: one file, ``path``.
 
     Raises:
         ConfigError: unknown suffix, bad fps, or the file cannot be created.
@@ -60,8 +66,13 @@ class VideoFileSink:
         annotate_frames: bool = True,
         queue_frames: int = 16,
         fourcc: str | None = None,
+        segment_frames: int | None = None,
     ) -> None:
         self.path = Path(path)
+        if segment_frames is not None and (not isinstance(segment_frames, int) or segment_frames < 1):
+            raise ConfigError(f"segment_frames must be a positive integer or None, got {segment_frames!r}")
+        self.segment_frames = segment_frames
+        self.segments: list[Path] = []
         suffix = self.path.suffix.lower()
         if fourcc is None:
             if suffix not in FOURCC_BY_SUFFIX:
@@ -89,21 +100,32 @@ class VideoFileSink:
         if size_wh is not None:
             self._open(size_wh)
 
-    def _open(self, size_wh: tuple[int, int]) -> None:
+    def _segment_path(self) -> Path:
+        if self.segment_frames is None:
+            return self.path
+        return self.path.with_name(f"{self.path.stem}-{len(self.segments):04d}{self.path.suffix}")
+
+    def _new_writer(self) -> Any:
         import cv2
 
+        w, h = self._size_wh or (0, 0)
+        path = self._segment_path()
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h))
+        if not writer.isOpened():
+            writer.release()
+            raise ConfigError(f"{path}: cannot create video file ({self.fourcc} at {w}x{h})")
+        self.segments.append(path)
+        logger.info("writing %s (%dx%d, %g fps, %s)", path, w, h, self.fps, self.fourcc)
+        return writer
+
+    def _open(self, size_wh: tuple[int, int]) -> None:
         w, h = int(size_wh[0]), int(size_wh[1])
         if w <= 0 or h <= 0:
             raise ConfigError(f"video size must be positive, got {w}x{h}")
-        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h))
-        if not writer.isOpened():
-            writer.release()
-            raise ConfigError(f"{self.path}: cannot create video file ({self.fourcc} at {w}x{h})")
-        self._writer = writer
         self._size_wh = (w, h)
+        self._writer = self._new_writer()
         self._thread = threading.Thread(target=self._run, name="facesense-video-writer", daemon=True)
         self._thread.start()
-        logger.info("writing %s (%dx%d, %g fps, %s)", self.path, w, h, self.fps, self.fourcc)
 
     def write(self, frame: Frame, result: FrameResult) -> None:
         """Queue one frame for drawing and encoding (blocks while the queue is full).
@@ -140,6 +162,9 @@ class VideoFileSink:
                 image: npt.NDArray[np.uint8] = annotate(item) if self.annotate_frames else item.frame.image
                 if (image.shape[1], image.shape[0]) != self._size_wh:
                     image = cv2.resize(image, self._size_wh, interpolation=cv2.INTER_AREA)
+                if self.segment_frames and self.frames_written and self.frames_written % self.segment_frames == 0:
+                    self._writer.release()  # finish this segment before the next
+                    self._writer = self._new_writer()
                 self._writer.write(image)
                 self.frames_written += 1
         except BaseException as exc:  # reported on the next write / close
@@ -167,5 +192,6 @@ class VideoFileSink:
             self._thread.join()
         if self._writer is not None:
             self._writer.release()
-            logger.info("wrote %d frames to %s", self.frames_written, self.path)
+            where = self.path if self.segment_frames is None else f"{len(self.segments)} segment(s) {self.segments[0].name} ..."
+            logger.info("wrote %d frames to %s", self.frames_written, where)
         self._raise_pending()
