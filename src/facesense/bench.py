@@ -354,8 +354,8 @@ class _TimedEmbedder:
 
         if len(faces) == 0:
             return self.inner.embed(image, faces)
-        fused = isinstance(self.inner, FusedEmbedder)
-        parts = self.inner.parts if isinstance(self.inner, FusedEmbedder) else (self.inner,)
+        fused = self.inner if isinstance(self.inner, FusedEmbedder) else None
+        parts = fused.parts if fused is not None else (self.inner,)
         crop_ms = embed_ms = 0.0
         outputs = []
         for part in parts:
@@ -374,7 +374,7 @@ class _TimedEmbedder:
             t2 = time.perf_counter()
             crop_ms += (t1 - t0) * 1e3
             embed_ms += (t2 - t1) * 1e3
-        embeddings = self.inner.fuse(outputs) if fused else outputs[0]  # type: ignore[union-attr]
+        embeddings = fused.fuse(outputs) if fused is not None else outputs[0]
         self.crop_ms.append(crop_ms)
         self.embed_ms.append(embed_ms)
         self.per_face_ms.append(embed_ms / len(faces))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+import numpy as np
+
 if TYPE_CHECKING:
-    import numpy as np
     import numpy.typing as npt
 
     from facesense.types import Faces
@@ -28,3 +29,9 @@ class Embedder(Protocol):
     def embed(self, image: npt.NDArray[np.uint8], faces: Faces) -> Faces:
         """Return ``faces`` with ``embeddings`` ``(N, dim)`` float32 filled in."""
         ...
+
+
+def l2_normalize(x: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """Rows scaled to unit length (all-zero rows stay zero), as float32."""
+    a = np.asarray(x, dtype=np.float32)
+    return (a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)).astype(np.float32, copy=False)

@@ -100,7 +100,9 @@ class DlibResNetEmbedder:
     @staticmethod
     def finish(out: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """The model's output, L2-normalised (it already is, to float precision)."""
-        return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32, copy=False)
+        from facesense.embed.base import l2_normalize
+
+        return l2_normalize(out)
 
     def embed_chips(self, chips: npt.ArrayLike) -> npt.NDArray[np.float32]:
         """Embed ``(N, 150, 150, 3)`` uint8 BGR chips into ``(N, 128)`` unit vectors.

@@ -371,8 +371,9 @@ class FaceNetEmbedder:
     @staticmethod
     def finish(out: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """The model's raw output, L2-normalised again (INT8 quantises the graph's own)."""
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return (out / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+        from facesense.embed.base import l2_normalize
+
+        return l2_normalize(out)
 
     def _load_onnxruntime(self) -> _OrtRunner:
         from facesense.models.runtime import create_session

@@ -189,9 +189,10 @@ class FusedEmbedder:
 
     def fuse(self, embeddings: Sequence[npt.ArrayLike]) -> npt.NDArray[np.float32]:
         """Combine the parts' ``(N, d_i)`` unit embeddings into ``(N, dim)`` unit vectors."""
+        from facesense.embed.base import l2_normalize
+
         cols = [np.asarray(e, np.float32) / s for e, s in zip(embeddings, self.scales, strict=True)]
-        out = np.concatenate(cols, axis=1)
-        return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        return l2_normalize(np.concatenate(cols, axis=1))
 
     def embed(self, image: npt.NDArray[np.uint8], faces: Faces) -> Faces:
         """``faces`` with the fused ``(N, dim)`` embeddings filled in."""
