@@ -9,7 +9,9 @@ on a 30,250-frame run. :class:`facesense.pipeline.Pipeline` calls
 (The slow growth long runs show, ~0.1 MiB per 1,000 frames, is not fixed by this.
 Measured on a 30,250-frame file: flat with no sinks or only the JSONL event sink, +4
 MiB with the video file sink, +2.9 MiB when that file is cut into 3,000-frame
-segments. It lives in OpenCV's video writer path, natively; not yet explained.)
+segments. Part of it is the MP4 muxer's per-frame index, which segments bound (see
+:class:`facesense.sinks.video.VideoFileSink`); the rest lives in the drawing/encoding
+path and is not yet explained.)
 """
 
 from __future__ import annotations
