@@ -37,7 +37,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facesense.errors import ModelError
-from facesense.models.registry import cached_conversion, check_onnx, packaged_file
+from facesense.models.registry import (
+    cached_conversion,
+    check_onnx,
+    check_onnx_signature,
+    packaged_file,
+)
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -366,6 +371,15 @@ def _verify_onnx(path: Path) -> None:
         raise ModelError(f"{path} gives embeddings that are not unit-norm")
 
 
+def _check_signature(path: Path) -> None:
+    """Cheap structural check of a cached model (no session, no inference)."""
+    check_onnx_signature(
+        path,
+        inputs=[(INPUT_NAME, ["N", 3, INPUT_SIZE_PX, INPUT_SIZE_PX])],
+        outputs=[(OUTPUT_NAME, ["N", EMBEDDING_DIM])],
+    )
+
+
 def dlib_resnet_onnx_path(dat_path: Path | None = None) -> Path:
     """The cached ONNX file of dlib's ResNet, converting the ``.dat`` on first use.
 
@@ -379,7 +393,7 @@ def dlib_resnet_onnx_path(dat_path: Path | None = None) -> Path:
         what="dlib's face-recognition ResNet",
         convert=convert_dlib_resnet,
         verify=_verify_onnx,
-        check=_verify_onnx,  # one run of a small model: cheap enough to check every load
+        check=_check_signature,
         log=logger,
         seconds_estimate=1,
     )

@@ -39,7 +39,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facesense.errors import ModelError
-from facesense.models.registry import cached_conversion, check_onnx, packaged_file
+from facesense.models.registry import (
+    cached_conversion,
+    check_onnx,
+    check_onnx_signature,
+    packaged_file,
+)
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -912,29 +917,11 @@ def _verify_onnx(path: Path) -> None:
 
 def _check_signature(path: Path) -> None:
     """Cheap structural check of a cached model: it parses, and its I/O are ours."""
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError, OSError, ...
-        raise ModelError(f"{path} cannot be parsed as ONNX: {exc}") from exc
-    inputs = [
-        (i.name, [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim])
-        for i in model.graph.input
-    ]
-    outputs = [
-        (o.name, [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim])
-        for o in model.graph.output
-    ]
-    expected_in = [(INPUT_NAME, ["N", 3, INPUT_SIZE_PX, INPUT_SIZE_PX])]
-    expected_out = [(OUTPUT_NAME, ["N", EMBEDDING_DIM])]
-    if inputs != expected_in or outputs != expected_out:
-        raise ModelError(
-            f"{path} has inputs {inputs} / outputs {outputs}, "
-            f"expected {expected_in} / {expected_out}"
-        )
-    if not model.graph.node or not model.opset_import:
-        raise ModelError(f"{path} is incomplete (no nodes or no opset)")
+    check_onnx_signature(
+        path,
+        inputs=[(INPUT_NAME, ["N", 3, INPUT_SIZE_PX, INPUT_SIZE_PX])],
+        outputs=[(OUTPUT_NAME, ["N", EMBEDDING_DIM])],
+    )
 
 
 def cached_onnx_name(digest: str) -> str:

@@ -210,3 +210,29 @@ def check_onnx(model: object, source: Path) -> None:
         onnx.checker.check_model(model)  # type: ignore[arg-type]
     except onnx.checker.ValidationError as exc:
         raise ModelError(f"the ONNX model converted from {source} is invalid: {exc}") from exc
+
+
+def check_onnx_signature(path: Path, *, inputs: list[tuple[str, list[object]]], outputs: list[tuple[str, list[object]]]) -> None:
+    """Cheap structural check of a cached model: it parses, has nodes, and its I/O are these.
+
+    Args:
+        inputs, outputs: ``(name, dims)`` with symbolic dims as strings (``"N"``).
+
+    Raises:
+        ModelError: the file does not parse or has other inputs/outputs.
+    """
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError, OSError, ...
+        raise ModelError(f"{path} cannot be parsed as ONNX: {exc}") from exc
+
+    def io(values: object) -> list[tuple[str, list[object]]]:
+        return [(v.name, [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]) for v in values]  # type: ignore[attr-defined]
+
+    found_in, found_out = io(model.graph.input), io(model.graph.output)
+    if found_in != inputs or found_out != outputs:
+        raise ModelError(f"{path} has inputs {found_in} / outputs {found_out}, expected {inputs} / {outputs}")
+    if not model.graph.node or not model.opset_import:
+        raise ModelError(f"{path} is incomplete (no nodes or no opset)")
