@@ -48,6 +48,7 @@ __all__ = [
     "NewSample",
     "Person",
     "Sample",
+    "SearchResult",
     "read_export",
     "validate_name",
     "write_export",
@@ -188,6 +189,26 @@ class GalleryEmbeddings:
         return len(self.labels)
 
 
+@dataclass(frozen=True, eq=False)
+class SearchResult:
+    """The ``k`` nearest stored samples of each probe embedding, nearest first.
+
+    Attributes:
+        labels: ``M`` tuples of ``k'`` person names (``k' = min(k, samples)``).
+        distances: ``(M, k')`` float32 Euclidean distances between unit vectors, ascending.
+        sample_ids: ``(M, k')`` int64 store ids of the samples.
+        model_id: the model the searched rows belong to.
+    """
+
+    labels: tuple[tuple[str, ...], ...]
+    distances: npt.NDArray[np.float32]
+    sample_ids: npt.NDArray[np.int64]
+    model_id: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
 @dataclass(frozen=True)
 class ImportSummary:
     """What an import did.
@@ -247,6 +268,23 @@ class GalleryStore(Protocol):
 
     def person(self, name: str) -> Person:
         """One person by name (raises EnrollmentError when unknown)."""
+        ...
+
+    def person_by_id(self, person_id: int) -> Person:
+        """One person by store id (raises EnrollmentError when unknown)."""
+        ...
+
+    def revision(self) -> int:
+        """A counter that changes whenever people or samples change, in this process or
+        another (hot reload: a matcher refits when it differs from the one it was fitted at)."""
+        ...
+
+    def search(self, embeddings: npt.ArrayLike, k: int, *, model_id: str) -> SearchResult:
+        """The ``k`` nearest samples of ``model_id`` to each row of ``(M, D)`` unit embeddings.
+
+        Raises:
+            ModelMismatchError: the gallery holds embeddings of another model.
+        """
         ...
 
     def samples(self, name: str | None = None) -> list[Sample]:
