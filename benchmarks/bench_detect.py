@@ -26,6 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from facesense.cpu import cpu_info
 from facesense.detect import MTCNNConfig, MTCNNDetector
 from facesense.eval.detect import run_detection, score_detection
 from facesense.types import Faces
@@ -184,7 +185,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     data = data_root(args.data)
-    results: dict[str, Any] = {"load_average": os.getloadavg(), "cpus": os.cpu_count()}
+    cpu = cpu_info()
+    print(f"CPU: {cpu.describe()}")
+    results: dict[str, Any] = {"load_average": os.getloadavg(), "cpus": os.cpu_count(), "cpu": cpu.as_dict()}
     if not args.skip_wider:
         print(
             "WIDER FACE val subset, detectors at min_face_px=20, IoU 0.5",

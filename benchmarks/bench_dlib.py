@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facesense.cpu import cpu_info
 from facesense.detect.mtcnn import MTCNNDetector
 from facesense.embed import DlibResNetEmbedder, FaceNetEmbedder, make_embedder
 from facesense.imageio import load_image
@@ -61,6 +62,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="times every row's block runs")
     args = parser.parse_args()
 
+    print(f"CPU: {cpu_info().describe()}")
     start = time.perf_counter()
     dlib_onnx.convert_dlib_resnet(registry.packaged_file("dlib_resnet"))
     print(f"load average {os.getloadavg()[0]:.1f}; dlib .dat -> ONNX translation {time.perf_counter() - start:.2f} s")

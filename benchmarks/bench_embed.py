@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facesense.cpu import cpu_info
 from facesense.embed import FaceNetEmbedder, preprocess_crops
 from facesense.models import facenet_onnx, registry
 from facesense.models.runtime import default_threads
@@ -146,6 +147,7 @@ def main() -> None:
     import onnxruntime
 
     n_default = default_threads()
+    print(f"CPU: {cpu_info().describe()}")
     print(
         f"onnxruntime {onnxruntime.__version__}, OpenCV {cv2.__version__}, "
         f"{n_default} default threads, load average {os.getloadavg()[0]:.1f}"

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from facesense.cpu import cpu_info
 from facesense.match import CALIBRATIONS, FUSION_MODEL_ID, make_matcher
 
 
@@ -47,6 +48,7 @@ def main() -> None:
     ]
     if args.svm_people:
         candidates.append(("svm (normalised)", make_matcher("svm", model_id=model), args.svm_people))
+    print(f"CPU: {cpu_info().describe()}")
     print(f"gallery: {args.people} people x {args.samples} samples, {args.dim}-d; {args.probes} probes (half strangers)")
     print(f"{'matcher':28s} {'people':>7s} {'fit s':>7s} {'1 face ms':>10s} {'16 faces ms/face':>17s} {'right':>6s}")
     for name, matcher, people in candidates:

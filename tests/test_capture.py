@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
+import subprocess
+import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from facesense.capture import CaptureConfig, SourceKind, StatusKind, open_source, parse_source
+from facesense.capture import CaptureConfig, SourceKind, SourceStats, StatusKind, open_source, parse_source
 from facesense.errors import ConfigError, SourceError
 from facesense.types import Frame
 
@@ -152,6 +156,51 @@ def test_a_source_iterates_once(clip: Path) -> None:
         next(iter(source))
 
 
+# --------------------------------------------------------------------------- stats
+
+
+def test_stats_count_and_time_every_decoded_frame(clip: Path) -> None:
+    per_frame: list[SourceStats] = []
+    with open_source(clip) as source:
+        assert source.stats() == SourceStats()  # nothing decoded yet
+        for _ in source:
+            per_frame.append(source.stats())  # what the pipeline reads for StageTimings.decode_ms
+    final = source.stats()
+    assert (final.frames, final.dropped, final.buffered, final.reconnects) == (CLIP_FRAMES, 0, 0, 0)
+    # 640x360 H.264 decodes in well under 50 ms a frame even on a loaded 2-core machine.
+    assert 0 < final.mean_decode_ms < 50
+    assert final.decode_ms_total == pytest.approx(final.mean_decode_ms * CLIP_FRAMES)
+    assert all(s.last_decode_ms > 0 for s in per_frame)
+    assert all(s.lag_ms >= 0 for s in per_frame)
+    assert final.fps > 1
+    decoded = [s.frames for s in per_frame]
+    assert decoded == sorted(decoded) and decoded[0] >= 1
+    # The capture thread decodes ahead, but never more than the buffer holds.
+    assert all(s.frames - i - 1 <= CaptureConfig().buffer_frames + 1 for i, s in enumerate(per_frame))
+
+
+def test_stats_can_be_polled_from_another_thread(clip: Path) -> None:
+    seen: list[SourceStats] = []
+    done = threading.Event()
+    source = open_source(clip, CaptureConfig(buffer_frames=2))
+
+    def poll() -> None:
+        while not done.is_set():
+            seen.append(source.stats())
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        count = sum(1 for _ in source)
+    finally:
+        done.set()
+        poller.join()
+    assert count == CLIP_FRAMES
+    frames = [s.frames for s in seen]
+    assert frames == sorted(frames) and len(set(frames)) > 10
+    assert all(0 <= s.buffered <= 2 for s in seen)
+
+
 # --------------------------------------------------------------------------- folders
 
 
@@ -174,12 +223,14 @@ def test_folder_plays_images_in_name_order_and_skips_bad_files(
     images = _write_frames(clip, folder, 6)
     (folder / "frame_0002b.jpg").write_bytes(b"not an image at all")
     (folder / "notes.txt").write_text("ignored: not an image suffix")
-    with caplog.at_level(logging.WARNING, logger="facesense.capture"):
-        with open_source(folder, CaptureConfig(folder_fps=10)) as source:
-            assert source.kind is SourceKind.FOLDER
-            assert source.frame_count == 7  # image-suffixed files, before decoding
-            assert source.size_wh == CLIP_SIZE_WH
-            frames = list(source)
+    with (
+        caplog.at_level(logging.WARNING, logger="facesense.capture"),
+        open_source(folder, CaptureConfig(folder_fps=10)) as source,
+    ):
+        assert source.kind is SourceKind.FOLDER
+        assert source.frame_count == 7  # image-suffixed files, before decoding
+        assert source.size_wh == CLIP_SIZE_WH
+        frames = list(source)
     assert [f.index for f in frames] == list(range(6))
     assert [f.timestamp for f in frames] == pytest.approx([i / 10 for i in range(6)])
     for got, want in zip(frames, images, strict=True):
@@ -192,6 +243,43 @@ def test_single_image_plays_as_one_frame(examples_dir: Path) -> None:
     with open_source(examples_dir / "obama.jpg") as source:
         frames = list(source)
     assert len(frames) == 1 and frames[0].image.ndim == 3
+
+
+def _png_bomb(path: Path, width: int, height: int) -> None:
+    """A grey PNG of ``width`` x ``height`` zeros: under 2 MB on disk, width*height bytes decoded."""
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    packer = zlib.compressobj(1)
+    rows = b"\x00" * (width + 1) * 500  # filter byte + pixels, 500 rows at a time
+    idat = b"".join(packer.compress(rows) for _ in range(height // 500)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def test_folder_skips_a_decompression_bomb_without_decoding_it(examples_dir: Path, tmp_path: Path) -> None:
+    """Issue 11 item 4: a 225-megapixel PNG (1.7 MB) is refused from its header, not decoded."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    _png_bomb(folder / "a_bomb.png", 15_000, 15_000)  # 225 MB decoded grey, 675 MB as BGR
+    (folder / "b_obama.jpg").write_bytes((examples_dir / "obama.jpg").read_bytes())
+    # Peak RSS from VmHWM: ru_maxrss would carry over pytest's own peak through fork + exec.
+    script = (
+        "import logging, re\n"
+        "from facesense.capture import open_source\n"
+        "logging.basicConfig(level=logging.WARNING)\n"
+        f"with open_source({str(folder)!r}) as source:\n"
+        "    frames = list(source)\n"
+        "peak_kib = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
+        "print(len(frames), source.skipped_files, peak_kib // 1024)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    frames, skipped, peak_mib = map(int, run.stdout.split())
+    assert (frames, skipped) == (1, 1)
+    assert "225,000,000 pixels" in run.stderr or "15000x15000" in run.stderr  # the warning names the size
+    assert peak_mib < 150, f"peak RSS {peak_mib} MiB: the bomb was decoded"
 
 
 def test_folder_with_loop(clip: Path, tmp_path: Path) -> None:
@@ -261,10 +349,9 @@ def test_video_that_ends_early_is_reported_after_its_frames(tmp_path: Path) -> N
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     seen = 0
-    with pytest.raises(SourceError, match=r"ends early: decoded \d+ of 40 frames"):
-        with open_source(path) as source:
-            for _ in source:
-                seen += 1
+    with pytest.raises(SourceError, match=r"ends early: decoded \d+ of 40 frames"), open_source(path) as source:
+        for _ in source:
+            seen += 1
     assert 5 < seen < 40
 
 
@@ -328,6 +415,11 @@ def test_live_stream_keeps_only_the_newest_frame(mjpeg_server) -> None:
     assert source.frames_dropped > 0
     # Latency does not build up: the last frame handed over is fresh.
     assert time.time() - stamps[-1] < 1.0
+    stats = source.stats()
+    assert stats.dropped == source.frames_dropped
+    assert stats.frames >= stats.dropped + len(stamps)
+    assert 10 < stats.fps < 200  # the camera's rate (50 fps), not the consumer's (10)
+    assert stats.lag_ms < 1000
 
 
 def test_status_callback_and_stop_while_disconnected(mjpeg_server) -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,9 +26,11 @@ from facesense.enroll import (
     DEFAULT_MIN_SHARPNESS,
     EnrollConfig,
     Enroller,
+    EnrollSummary,
+    Skipped,
     SkipReason,
     reembed,
-    sharpness,
+    thumbnail_jpeg,
 )
 from facesense.errors import (
     ConfigError,
@@ -36,6 +40,7 @@ from facesense.errors import (
     SourceError,
 )
 from facesense.gallery import SQLiteGallery
+from facesense.quality import sharpness
 from facesense.types import Faces
 
 FAKE_MODEL = "fake-colour/v1"
@@ -227,22 +232,67 @@ def test_person_without_usable_images_is_not_created(gallery: SQLiteGallery, tmp
         lambda p: p.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF" + b"\x00" * 50),
     ],
 )
-def test_unreadable_file_fails_strict_run_before_any_write(gallery: SQLiteGallery, tmp_path: Path, write) -> None:
+def test_unreadable_file_is_skipped_and_strict_fails_before_any_write(gallery: SQLiteGallery, tmp_path: Path, write) -> None:
     good = one_face(tmp_path / "good.png", "red")
     bad = tmp_path / "bad.jpg"
     write(bad)
     analyzer = FakeAnalyzer()
-    with pytest.raises(ImageError, match="bad.jpg"):
-        Enroller(gallery, analyzer).enroll_person("red", [good, bad])
+    with pytest.raises(ImageError, match=r"bad\.jpg: .*; nothing was enrolled"):
+        Enroller(gallery, analyzer, EnrollConfig(strict=True)).enroll_person("red", [good, bad])
     assert gallery.people() == []
-    summary = Enroller(gallery, analyzer, EnrollConfig(strict=False)).enroll_person("red", [good, bad])
+    summary = Enroller(gallery, analyzer).enroll_person("red", [good, bad])  # the default skips it
     assert len(summary.added) == 1
-    assert [s.reason for s in summary.skipped] == [SkipReason.UNREADABLE]
+    (skip,) = summary.skipped
+    assert skip.reason is SkipReason.UNREADABLE and skip.path == str(bad.resolve())
+    assert not skip.detail.startswith(str(bad))  # the path is in .path, not repeated in the detail
+    assert summary.failure() is None
 
 
-def test_missing_path_fails_strict(gallery: SQLiteGallery, tmp_path: Path) -> None:
+def test_missing_path_is_skipped_or_fails_strict(gallery: SQLiteGallery, tmp_path: Path) -> None:
+    good = one_face(tmp_path / "good.png", "red")
     with pytest.raises(ImageError, match="no such file"):
-        Enroller(gallery, FakeAnalyzer()).enroll_person("red", [tmp_path / "nope.jpg"])
+        Enroller(gallery, FakeAnalyzer(), EnrollConfig(strict=True)).enroll_person("red", [good, tmp_path / "nope.jpg"])
+    assert gallery.people() == []
+    summary = Enroller(gallery, FakeAnalyzer()).enroll_person("red", [good, tmp_path / "nope.jpg"])
+    assert len(summary.added) == 1
+    assert [(s.reason, s.detail) for s in summary.skipped] == [(SkipReason.UNREADABLE, "no such file")]
+
+
+@pytest.mark.parametrize(
+    ("skipped", "error", "message"),
+    [
+        ([], None, None),
+        ([SkipReason.DUPLICATE, SkipReason.NO_FACE], None, None),  # one photo is in the gallery already
+        ([SkipReason.UNREADABLE], ImageError, r"^/p/0\.jpg: why; nothing was enrolled$"),
+        ([SkipReason.NO_FACE], EnrollmentError, r"^/p/0\.jpg: why; nothing was enrolled$"),
+        ([SkipReason.UNREADABLE, SkipReason.UNREADABLE], ImageError, "none of the 2 files is a readable image"),
+        (
+            [SkipReason.UNREADABLE, SkipReason.NO_FACE, SkipReason.NO_FACE],
+            EnrollmentError,
+            r"no usable face in any of the 3 images \(2 no_face, 1 unreadable\)",
+        ),
+    ],
+)
+def test_summary_failure_rule(skipped: list[SkipReason], error: type[Exception] | None, message: str | None) -> None:
+    summary = EnrollSummary((), tuple(Skipped("p", f"/p/{i}.jpg", r, "why") for i, r in enumerate(skipped)))
+    failure = summary.failure()
+    if error is None:
+        assert failure is None
+    else:
+        assert isinstance(failure, error) and message is not None
+        assert re.search(message, str(failure)), str(failure)
+
+
+def test_thumbnail_is_a_jpeg_or_an_error(tmp_path: Path) -> None:
+    import cv2
+
+    image = cv2.imread(str(one_face(tmp_path / "a.png", "red")))
+    faces = FakeAnalyzer().detect(image)
+    jpeg = thumbnail_jpeg(image, faces)
+    thumb = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert thumb.shape == (96, 96, 3)
+    with pytest.raises(ConfigError, match="needs a face"):
+        thumbnail_jpeg(image, Faces.empty())
 
 
 @pytest.mark.parametrize(
@@ -302,7 +352,7 @@ def test_reembed_with_missing_source_changes_nothing_unless_dropping(gallery: SQ
     Enroller(gallery, FakeAnalyzer()).enroll_folder(people_dir)
     (people_dir / "red" / "0.png").unlink()
     (people_dir / "red" / "1.png").write_bytes(b"changed")
-    with pytest.raises(EnrollmentError, match="gone.*and 1 more"):
+    with pytest.raises(EnrollmentError, match=r"gone.*and 1 more"):
         reembed(gallery, FakeAnalyzer(model_id="fake-colour/v2"))
     assert gallery.model_id == FAKE_MODEL and len(gallery.samples()) == 4
     result = reembed(gallery, FakeAnalyzer(model_id="fake-colour/v2"), drop_missing=True)
@@ -346,6 +396,46 @@ def test_camera_keeps_only_good_frames(gallery: SQLiteGallery, tmp_path: Path) -
     # Kept frames are at least min_gap_s (1.5 frames at 10 fps) apart.
     kept = [int(a.path.rsplit("frame", 1)[1]) for a in summary.added]
     assert all(b - a >= 2 for a, b in itertools.pairwise(kept))
+
+
+def test_camera_enrollment_reads_any_video_source(gallery: SQLiteGallery, tmp_path: Path) -> None:
+    from facesense.capture import CaptureConfig, VideoSource
+
+    folder = tmp_path / "frames"
+    for i in range(4):
+        one_face(folder / f"{i}.png", "green", seed=i)
+    source = VideoSource(folder, CaptureConfig(folder_fps=2.0))  # frames 0.5 s apart
+    seen: list[tuple[int, int]] = []
+    summary = Enroller(gallery, FakeAnalyzer()).enroll_camera(
+        "green", source, samples=3, on_progress=lambda d, t: seen.append((d, t))
+    )
+    assert [a.path for a in summary.added] == [f"{folder}#frame{i}" for i in (1, 2, 3)]
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    assert gallery.person("green").n_samples == 3
+
+
+def test_camera_that_drops_out_ends_the_capture(gallery: SQLiteGallery, mjpeg_server, caplog) -> None:
+    # The test camera sends flat grey frames: the fake detector sees no face, or the
+    # whole flat frame as one (too blurry), so nothing can be kept.
+    result: dict[str, EnrollSummary] = {}
+
+    def run() -> None:
+        result["summary"] = Enroller(gallery, FakeAnalyzer()).enroll_camera("grey", mjpeg_server.url, samples=2, min_gap_s=0.0)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while mjpeg_server.sent < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    mjpeg_server.stop()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "a lost camera must end the enrollment"
+    summary = result["summary"]
+    assert summary.added == () and summary.skipped
+    assert {s.reason for s in summary.skipped} <= {SkipReason.NO_FACE, SkipReason.TOO_BLURRY}
+    assert isinstance(summary.failure(), EnrollmentError)
+    assert "dropped out; stopping the capture" in caplog.text
+    assert gallery.people() == []
 
 
 def test_bad_camera_index(gallery: SQLiteGallery) -> None:

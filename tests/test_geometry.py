@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from facesense import geometry
+from facesense.errors import ConfigError
 from facesense.geometry import (
     NmsMode,
     batched_nms,
@@ -87,7 +88,7 @@ def test_integer_boxes_become_float32() -> None:
     ids=["1d", "three-columns", "3d"],
 )
 def test_bad_box_shapes_raise(bad: np.ndarray) -> None:
-    with pytest.raises(ValueError, match=r"expected shape \(N, 4\)"):
+    with pytest.raises(ConfigError, match=r"expected shape \(N, 4\)"):
         iou_matrix(bad, [UNIT])
 
 
@@ -246,12 +247,12 @@ def test_nms_without_full_matrix(
 
 
 def test_nms_rejects_mismatched_scores() -> None:
-    with pytest.raises(ValueError, match="scores: expected 1 values"):
+    with pytest.raises(ConfigError, match="scores: expected 1 values"):
         nms([UNIT], [0.1, 0.2], 0.5)
 
 
 def test_nms_rejects_unknown_mode() -> None:
-    with pytest.raises(ValueError, match="'max' is not a valid NmsMode"):
+    with pytest.raises(ConfigError, match="unknown NMS mode 'max'; choose one of union, min"):
         nms([UNIT], [0.1], 0.5, "max")
 
 
@@ -300,7 +301,7 @@ def test_regress_boxes(
 
 
 def test_regress_boxes_shape_mismatch() -> None:
-    with pytest.raises(ValueError, match="deltas: expected shape"):
+    with pytest.raises(ConfigError, match="deltas: expected shape"):
         regress_boxes([UNIT, UNIT], [[0, 0, 0, 0]])
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 
 import numpy as np
 import pytest
 
 from facesense.errors import ConfigError
 from facesense.match import (
-    CALIBRATIONS,
     DEFAULT_THRESHOLD,
     KNNMatcher,
     Matcher,
@@ -18,11 +18,11 @@ from facesense.match import (
     MeanMatcher,
     ScoreNorm,
     SVMMatcher,
-    calibration_for,
     distance_to_confidence,
     make_matcher,
     pairwise_distances,
 )
+from facesense.models.registry import calibration
 
 
 def unit(*rows: list[float]) -> np.ndarray:
@@ -169,35 +169,35 @@ def test_two_person_svm_and_friends(kind: MatcherKind) -> None:
 
 @pytest.mark.parametrize("kind", list(MatcherKind))
 def test_empty_gallery_and_empty_probe(kind: MatcherKind) -> None:
-    m = make_matcher(kind).fit(np.zeros((0, 3), np.float32), [])
+    m = make_matcher(kind, threshold=DEFAULT_THRESHOLD).fit(np.zeros((0, 3), np.float32), [])
     r = m.match(unit([1, 0, 0]))
     assert r.names == (None,) and r.candidates == (None,) and np.isinf(r.distances[0])
-    m = make_matcher(kind).fit(GALLERY, LABELS)
+    m = make_matcher(kind, threshold=DEFAULT_THRESHOLD).fit(GALLERY, LABELS)
     r = m.match(np.zeros((0, 3), np.float32))
     assert len(r) == 0 and r.distances.shape == (0,)
 
 
 @pytest.mark.parametrize("kind", list(MatcherKind))
 def test_all_matchers_satisfy_the_protocol(kind: MatcherKind) -> None:
-    assert isinstance(make_matcher(kind), Matcher)
+    assert isinstance(make_matcher(kind, model_id=FACENET), Matcher)
 
 
 @pytest.mark.parametrize(
     ("embeddings", "labels", "error"),
     [
-        (np.zeros((3,), np.float32), ["a", "b", "c"], ValueError),
-        (np.zeros((2, 3), np.float32), ["a"], ValueError),
-        (np.full((1, 3), np.nan, np.float32), ["a"], ValueError),
+        (np.zeros((3,), np.float32), ["a", "b", "c"], "expected shape"),
+        (np.zeros((2, 3), np.float32), ["a"], "labels: expected 2 entries"),
+        (np.full((1, 3), np.nan, np.float32), ["a"], "NaN"),
     ],
 )
 def test_fit_validates(embeddings, labels, error) -> None:
-    with pytest.raises(error):
+    with pytest.raises(ConfigError, match=error):
         KNNMatcher().fit(embeddings, labels)
 
 
 def test_match_validates_width() -> None:
     m = KNNMatcher().fit(GALLERY, LABELS)
-    with pytest.raises(ValueError, match="expected 3 columns"):
+    with pytest.raises(ConfigError, match="expected 3 columns"):
         m.match(np.zeros((1, 4), np.float32))
 
 
@@ -209,7 +209,8 @@ def test_match_validates_width() -> None:
         lambda: KNNMatcher(threshold=-0.1),
         lambda: MeanMatcher(threshold=float("nan")),
         lambda: SVMMatcher(c=0),
-        lambda: make_matcher("forest"),
+        lambda: make_matcher("forest", threshold=0.5),
+        lambda: make_matcher("knn", model_id=FACENET, threshold="loose"),
     ],
 )
 def test_bad_parameters(build) -> None:
@@ -269,12 +270,11 @@ def test_knn_no_neighbour_within_threshold_gives_nearest_candidate() -> None:
 # --- score normalisation and calibration ------------------------------------------------
 
 FACENET = "facenet-20180408-102900/fixed"
-NORM = CALIBRATIONS[FACENET].norm
+NORM = calibration(FACENET).norm
 
 
 def test_make_matcher_uses_the_model_calibration() -> None:
-    cal = calibration_for(FACENET)
-    assert cal is not None
+    cal = calibration(FACENET)
     m = make_matcher("knn", model_id=FACENET)
     assert m.norm == cal.norm and m.threshold == cal.threshold
     raw = make_matcher("knn", model_id=FACENET, normalize=False)
@@ -283,12 +283,34 @@ def test_make_matcher_uses_the_model_calibration() -> None:
     assert make_matcher("svm", model_id=FACENET, threshold=0.5).threshold == 0.5
 
 
-def test_make_matcher_without_calibration_thresholds_raw_distances() -> None:
-    for model_id in (None, "someone-else/v1"):
-        m = make_matcher("knn", model_id=model_id)
-        assert m.norm is None and m.threshold == DEFAULT_THRESHOLD
-    with pytest.raises(ConfigError):
-        make_matcher("knn", threshold="loose")
+@pytest.mark.parametrize(
+    ("model_id", "embedder"),
+    [
+        ("dlib-resnet-v1/mtcnn5", "dlib"),  # registered, never calibrated on its own
+        ("facenet-20180408-102900/per_image", "facenet"),
+        ("facenet-20180408-102900/fixed/box160m0.2+0", "facenet"),  # a custom crop
+        ("someone-else/v1", "KIND"),
+    ],
+)
+def test_auto_threshold_for_an_uncalibrated_model_is_refused(model_id: str, embedder: str) -> None:
+    """No silent fallback to FaceNet's raw 0.85: the error says how to calibrate."""
+    command = f"facesense eval identify --images DIR --embedder {embedder} --json"
+    with pytest.raises(ConfigError, match=f"no calibration for model '{re.escape(model_id)}'.*{re.escape(command)}"):
+        make_matcher("knn", model_id=model_id)
+    explicit = make_matcher("knn", model_id=model_id, threshold=0.4)
+    assert explicit.threshold == 0.4 and explicit.norm is None
+    assert make_matcher("mean", model_id=model_id, threshold=None).threshold is None
+
+
+def test_auto_threshold_needs_a_model_id() -> None:
+    with pytest.raises(ConfigError, match="needs the embedder's model_id"):
+        make_matcher("knn")
+    assert make_matcher("knn", threshold=0.7).threshold == 0.7
+
+
+def test_unknown_matcher_suggests_the_closest() -> None:
+    with pytest.raises(ConfigError, match="did you mean 'mean'"):
+        make_matcher("maen", model_id=FACENET)
 
 
 @pytest.mark.parametrize(

@@ -11,11 +11,15 @@ import cv2
 import numpy as np
 import pytest
 
-from facesense.capture import CaptureConfig, open_source
+from facesense.capture import CaptureConfig, SourceStatus, StatusKind, VideoSource, open_source
 from facesense.errors import ConfigError, ModelError
-from facesense.pipeline import FrameResult, Pipeline, PipelineConfig, StageTimings, WatchEvent
+from facesense.identity import IdentityConfig
+from facesense.pipeline import Pipeline, PipelineConfig, status_event
 from facesense.track import Tracker, TrackerConfig
-from facesense.types import Faces, Frame
+from facesense.types import Event, EventType, Faces, Frame, FrameResult, IdentityState, StageTimings
+
+APPEARED, RECOGNIZED, UNKNOWN, LEFT = EventType.APPEARED, EventType.RECOGNIZED, EventType.UNKNOWN, EventType.LEFT
+KNOWN, UNKNOWN_STATE, PENDING = IdentityState.KNOWN, IdentityState.UNKNOWN, IdentityState.PENDING
 
 
 # --------------------------------------------------------------------------- fakes
@@ -47,7 +51,7 @@ class SquareDetector:
     def detect(self, image: np.ndarray) -> Faces:
         self.calls += 1
         mask = (image.max(axis=2) > 0).astype(np.uint8)
-        n, _, stats, centroids = cv2.connectedComponentsWithStats(mask)
+        _, _, stats, _ = cv2.connectedComponentsWithStats(mask)
         boxes = [(x, y, x + w, y + h) for x, y, w, h, area in stats[1:] if area > 100]
         xyxy = np.array(boxes, np.float32).reshape(-1, 4)
         centre = (xyxy[:, :2] + xyxy[:, 2:]) / 2
@@ -102,16 +106,17 @@ class NearestColour:
 class RecordingSink:
     def __init__(self) -> None:
         self.frames: list[int] = []
-        self.events: list[WatchEvent] = []
-        self.notified: list[WatchEvent] = []
+        self.results: list[FrameResult] = []
+        self.events: list[Event] = []
+        self.notified: list[Event] = []
         self.closed = 0
 
-    def write(self, frame: Frame, result: FrameResult) -> None:
-        assert result.frame is frame
-        self.frames.append(frame.index)
+    def write(self, result: FrameResult) -> None:
+        self.frames.append(result.frame.index)
+        self.results.append(result)
         self.events.extend(result.events)
 
-    def notify(self, events: Sequence[WatchEvent]) -> None:
+    def notify(self, events: Sequence[Event]) -> None:
         self.notified.extend(events)
 
     def close(self) -> None:
@@ -148,35 +153,49 @@ def test_results_stream_one_per_frame_with_tracks_names_and_timings() -> None:
     with_green = [r for r in all_results if len(r.faces) == 2]
     assert {int(r.faces.track_ids[1]) for r in with_green} == {2}
     # Names: red is known from its second frame (the track is confirmed then) on.
+    assert all_results[0].faces.states == (PENDING,)
     assert [r.faces.names[0] for r in all_results[1:]] == ["red"] * 39
+    assert {r.faces.states[0] for r in all_results[1:]} == {KNOWN}
+    # Green is pending until confirmed, then embedded and unknown (only red is enrolled).
+    assert [r.faces.states[1] for r in with_green[:3]] == [PENDING, UNKNOWN_STATE, UNKNOWN_STATE]
     assert all(r.faces.names[1] is None for r in with_green)
+    # Per-face quality and confidence travel on the faces, nothing beside them.
+    assert all(r.faces.quality is not None and r.faces.confidences is not None for r in all_results)
+    assert all_results[5].faces.confidences[0] == pytest.approx(1.0, abs=0.01)
     for r in all_results:
         t = r.timings
-        assert t.detect_ms > 0 and t.total_ms >= t.detect_ms
-        assert set(t.as_dict()) >= {"detect_ms", "embed_ms", "match_ms", "track_ms", "wait_ms", "sinks_ms", "total_ms"}
-    assert all_results[1].timings.embed_ms > 0 and all_results[2].timings.embed_ms == 0
+        assert t.detect_ms > 0 and t.total_ms >= t.detect_ms + t.track_ms + t.embed_ms + t.sinks_ms
+        assert t.decode_ms == 0.0  # a list of frames: nothing decoded
+    assert all_results[1].timings.embed_ms > 0 and all_results[1].timings.match_ms > 0
+    assert all_results[2].timings.embed_ms == 0 and all_results[2].timings.match_ms == 0
+    # Sinks see the same result the iterator yields, before their own time is added.
+    assert [r.frame.index for r in sink.results] == list(range(40))
+    assert sink.results[3].faces is all_results[3].faces and sink.results[3].timings.sinks_ms == 0
 
 
 def test_events_appear_recognize_and_leave() -> None:
     sink = RecordingSink()
-    seen: list[WatchEvent] = []
+    seen: list[Event] = []
     colour_pipeline(square_frames(60), sinks=[sink], on_event=seen.append).run()
-    in_frames = [(e.type.value, e.track_id, e.frame, e.name) for e in sink.events]
+    in_frames = [(e.type, e.track_id, e.frame, e.name) for e in sink.events]
     assert in_frames == [
-        ("appeared", 1, 1, None),
-        ("recognized", 1, 1, "red"),
-        ("appeared", 2, 11, None),
-        ("left", 2, 24 + 31, None),  # not seen from frame 25; max_age 30
+        (APPEARED, 1, 1, None),
+        (RECOGNIZED, 1, 1, "red"),
+        (APPEARED, 2, 11, None),
+        # Green's third sample (warm-up: one every 5 frames) settles it as nobody enrolled.
+        (UNKNOWN, 2, 21, None),
+        (LEFT, 2, 24 + 31, None),  # not seen from frame 25; max_age 30
     ]
     # The red track leaves when the stream ends: between frames, via notify.
-    assert [(e.type.value, e.track_id, e.frame, e.name) for e in sink.notified] == [("left", 1, 59, "red")]
+    assert [(e.type, e.track_id, e.frame, e.name) for e in sink.notified] == [(LEFT, 1, 59, "red")]
+    assert {e.source for e in sink.events + sink.notified} == {"squares"}
     assert [e.to_dict() for e in seen] == [e.to_dict() for e in sink.events + sink.notified]
     assert sink.events[1].to_dict()["confidence"] == pytest.approx(1.0, abs=0.01)
 
 
 def test_embedding_only_now_and_then() -> None:
     embedder = ColourEmbedder()
-    colour_pipeline(square_frames(), embedder=embedder, tracker=Tracker(TrackerConfig(reembed_every=10))).run()
+    colour_pipeline(square_frames(), embedder=embedder, identity=IdentityConfig(reembed_every=10)).run()
     # 39 frames with red and 14 with green would be 53 embeddings at every frame.
     assert 2 <= embedder.faces_embedded <= 10
 
@@ -188,16 +207,16 @@ def test_a_name_never_passes_to_another_face_in_the_same_place() -> None:
         f.image[140:200, 200:260] = 0
         f.image[60:120] = 0
         f.image[60:120, 100:160] = RED if f.index < 12 else GREEN
-    tracker = Tracker(TrackerConfig(reembed_every=3))
     sink = RecordingSink()
-    results = list(colour_pipeline(frames, tracker=tracker, sinks=[sink]))
+    results = list(colour_pipeline(frames, identity=IdentityConfig(reembed_every=3), sinks=[sink]))
     assert {int(r.faces.track_ids[0]) for r in results[:12]} == {1}
     # The next embedding (at most reembed_every frames later) notices and splits the track.
     split_at = next(i for i, r in enumerate(results) if int(r.faces.track_ids[0]) != 1)
     assert 12 <= split_at <= 12 + 3
     assert {int(r.faces.track_ids[0]) for r in results[split_at:]} == {2}
     assert all(r.faces.names[0] is None for r in results[split_at:])
-    assert [(e.type.value, e.track_id) for e in sink.events if e.frame >= 12] == [("left", 1), ("appeared", 2)]
+    later = [(e.type, e.track_id) for e in sink.events if e.frame >= 12]
+    assert later == [(LEFT, 1), (APPEARED, 2), (UNKNOWN, 2)]  # green: nobody enrolled
 
 
 def test_detection_every_n_frames_with_tracking_between() -> None:
@@ -211,7 +230,8 @@ def test_detection_every_n_frames_with_tracking_between() -> None:
     r = results[23]
     assert not r.detected
     np.testing.assert_allclose(r.faces.xyxy[0, [0, 2]], [20 + 3 * 23, 80 + 3 * 23], atol=3)
-    assert np.isnan(r.quality).all()
+    assert np.isnan(r.faces.quality).all() and r.faces.names == ("red", None)
+    assert not np.isnan(results[24].faces.quality).any()
 
 
 def test_scene_cut_forces_detection() -> None:
@@ -275,8 +295,51 @@ def test_breaking_out_closes_source_and_sinks(tmp_path: Path) -> None:
     next(results)
     results.close()
     assert sink.closed == 1
-    assert [e.type.value for e in sink.notified] == []  # nothing confirmed after one frame
+    assert sink.notified == []  # nothing confirmed after one frame
     assert not [t for t in threading.enumerate() if t.name.startswith("facesense-capture")]
+
+
+def test_decode_time_comes_from_the_video_source(tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for f in square_frames(6):
+        cv2.imwrite(str(folder / f"{f.index:03d}.png"), f.image)
+    source = open_source(folder)
+    assert isinstance(source, VideoSource)
+    results = list(colour_pipeline(source))
+    assert len(results) == 6
+    # Reading and decoding a 320x240 PNG takes a measurable time on the capture thread.
+    assert all(r.timings.decode_ms > 0 for r in results)
+    assert sum(r.timings.decode_ms for r in results) == pytest.approx(source.stats().decode_ms_total, rel=1e-6)
+
+
+def test_sinks_without_notify_only_get_frames() -> None:
+    class FramesOnly:
+        def __init__(self) -> None:
+            self.written = 0
+
+        def write(self, result: FrameResult) -> None:
+            self.written += 1
+
+        def close(self) -> None:
+            pass
+
+    frames_only, recording = FramesOnly(), RecordingSink()
+    colour_pipeline(square_frames(8), sinks=[frames_only, recording]).run()
+    assert frames_only.written == 8
+    assert [(e.type, e.track_id) for e in recording.notified] == [(LEFT, 1)]
+
+
+def test_status_event_from_a_source_status() -> None:
+    status = SourceStatus(kind=StatusKind.RECONNECTING, source_id="rtsp://cam", time=5.0, message="retry", frame_index=3)
+    event = status_event(status)
+    assert (event.type, event.status, event.frame, event.source, event.is_track) == (
+        EventType.STATUS,
+        "reconnecting",
+        3,
+        "rtsp://cam",
+        False,
+    )
 
 
 def test_free_memory_is_handed_back_every_n_frames(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -380,8 +443,15 @@ def test_known_person_named_through_an_image_folder_same_as_the_video(
         np.testing.assert_array_equal(a.faces.track_ids, b.faces.track_ids)
         assert a.faces.names == b.faces.names
         np.testing.assert_allclose(a.faces.xyxy, b.faces.xyxy, atol=1e-3)
-    recognized = [e for r in from_folder for e in r.events if e.type.value == "recognized"]
+    recognized = [e for r in from_folder for e in r.events if e.type is RECOGNIZED]
     assert [e.name for e in recognized] == ["lin"]
     names = _names_by_track(from_folder)[recognized[0].track_id]
     # Named from its confirmation on, and never flickers.
     assert names[0] is None and set(names[1:]) == {"lin"}
+    states = [
+        r.faces.states[i]
+        for r in from_folder
+        for i, tid in enumerate(r.faces.track_ids.tolist())
+        if tid == recognized[0].track_id
+    ]
+    assert states[0] is PENDING and set(states[1:]) == {KNOWN}

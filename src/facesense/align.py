@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from facesense.choices import parse_choice
 from facesense.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ class CropConfig:
     warp_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "method", CropMethod(self.method))
+        object.__setattr__(self, "method", parse_choice(CropMethod, self.method, "crop method"))
         if self.size_px < 16:
             raise ConfigError(f"size_px must be >= 16, got {self.size_px}")
         if not 0.0 <= self.margin_ratio <= 1.0:
@@ -159,7 +160,7 @@ def similarity_transform(src: npt.ArrayLike, dst: npt.ArrayLike) -> npt.NDArray[
     s = np.asarray(src, dtype=np.float64)
     d = np.asarray(dst, dtype=np.float64)
     if s.shape != d.shape or s.ndim != 2 or s.shape[1] != 2 or s.shape[0] < 2:
-        raise ValueError(f"expected two (K, 2) point sets with K >= 2, got {s.shape} and {d.shape}")
+        raise ConfigError(f"expected two (K, 2) point sets with K >= 2, got {s.shape} and {d.shape}")
     mu_s, mu_d = s.mean(axis=0), d.mean(axis=0)
     sc, dc = s - mu_s, d - mu_d
     var_s = (sc**2).sum() / len(s)
@@ -178,7 +179,7 @@ def _warp_template(size_px: int, warp_scale: float) -> npt.NDArray[np.float64]:
     """ArcFace's template scaled to ``size_px`` and zoomed out by ``warp_scale``."""
     centre = np.array([56.0, 56.0])
     pts = (ARCFACE_TEMPLATE_112 - centre) / warp_scale + centre
-    return pts * (size_px / 112.0)
+    return np.asarray(pts * (size_px / 112.0), dtype=np.float64)
 
 
 def crop_faces(

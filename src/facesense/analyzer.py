@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from facesense.errors import ConfigError
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
     from facesense.detect.base import Detector
+    from facesense.detect.factory import DetectorUse
     from facesense.embed.base import Embedder
     from facesense.types import Faces
 
@@ -24,10 +27,18 @@ class FaceAnalyzer:
     Models load on first use, not here.
 
     Args:
-        detector: any :class:`~facesense.detect.base.Detector`; MTCNN by default.
+        detector: any :class:`~facesense.detect.base.Detector`; by default
+            :func:`~facesense.detect.make_detector` for ``use``.
         embedder: any :class:`~facesense.embed.base.Embedder`; by default
-            :func:`~facesense.embed.fusion.make_embedder` (FaceNet + dlib ResNet fusion).
-        min_face_px: minimum face size for the default detector.
+            :func:`~facesense.embed.make_embedder` (FaceNet + dlib ResNet fusion).
+        min_face_px: minimum face size of the default detector; ``None`` takes
+            :data:`facesense.detect.DEFAULTS` for ``use``.
+        use: ``"image"`` (photos, the default) or ``"video"`` (streams): which defaults
+            the default detector gets.
+
+    Raises:
+        ConfigError: ``min_face_px`` or ``use`` given together with a ``detector``
+            (they configure the default detector only), or a bad value.
 
     Example:
         >>> analyzer = FaceAnalyzer()
@@ -41,15 +52,17 @@ class FaceAnalyzer:
         *,
         detector: Detector | None = None,
         embedder: Embedder | None = None,
-        min_face_px: float = 20.0,
+        min_face_px: float | None = None,
+        use: DetectorUse | str | None = None,
     ) -> None:
+        from facesense.detect.factory import DetectorUse, make_detector
+        from facesense.embed.factory import make_embedder
+
         if detector is None:
-            from facesense.detect.mtcnn import MTCNNConfig, MTCNNDetector
-
-            detector = MTCNNDetector(MTCNNConfig(min_face_px=min_face_px))
+            detector = make_detector(use=DetectorUse.IMAGE if use is None else use, min_face_px=min_face_px)
+        elif min_face_px is not None or use is not None:
+            raise ConfigError("min_face_px and use configure the default detector; give them to make_detector instead")
         if embedder is None:
-            from facesense.embed.fusion import make_embedder
-
             embedder = make_embedder()
         self.detector = detector
         self.embedder = embedder

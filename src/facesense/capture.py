@@ -15,7 +15,12 @@ bounded buffer:
 
 Frames are :class:`facesense.types.Frame`: BGR ``uint8`` images with a dense 0-based
 index, a timestamp (media seconds for files and folders, wall-clock epoch seconds
-for live sources) and the source's id.
+for live sources) and the source's id. :meth:`VideoSource.stats` tells how many
+frames were decoded and dropped, how long decoding took, the rate and the lag
+(cheap and thread-safe: a web page may poll it while the pipeline runs).
+
+Images of a folder source are read with :func:`facesense.imageio.load_image`, which
+refuses over-sized images (decompression bombs) before decoding them.
 
 Example:
     >>> with open_source("clip.mp4") as source:
@@ -51,6 +56,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "CaptureConfig",
     "SourceKind",
+    "SourceStats",
     "SourceStatus",
     "StatusKind",
     "VideoSource",
@@ -79,6 +85,8 @@ _CONTAINER_MAGIC: tuple[tuple[int, bytes], ...] = (
 # reported as truncated (headers of healthy files can be off by a frame or two).
 TRUNCATION_TOLERANCE = 0.02
 TRUNCATION_MIN_MISSING = 3
+
+FPS_WINDOW_FRAMES = 30  # SourceStats.fps: the rate over the last this many frames
 
 
 class SourceKind(str, enum.Enum):
@@ -124,6 +132,43 @@ class SourceStatus:
     attempt: int = 0
     retry_in_s: float = 0.0
     frame_index: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceStats:
+    """What a :class:`VideoSource` has done so far (a snapshot).
+
+    Attributes:
+        frames: frames decoded (and handed to the buffer).
+        dropped: frames of a live source dropped because the consumer was slower
+            (newest frame wins); always 0 for files and folders.
+        decode_ms_total: milliseconds the capture thread spent reading and decoding
+            those frames (for live sources this includes waiting for the source).
+        last_decode_ms: decode time of the frame most recently handed to the
+            consumer, so the consumer can read it right after receiving a frame.
+        fps: frames decoded per second over the last :data:`FPS_WINDOW_FRAMES`
+            frames (0 before two frames). For files this follows the consumer (the
+            capture thread waits on a full buffer); for live sources it is the
+            source's real rate.
+        lag_ms: for the frame most recently handed to the consumer, milliseconds
+            between the end of its decoding and the hand-over.
+        buffered: decoded frames waiting for the consumer.
+        reconnects: successful reconnections of a live source.
+    """
+
+    frames: int = 0
+    dropped: int = 0
+    decode_ms_total: float = 0.0
+    last_decode_ms: float = 0.0
+    fps: float = 0.0
+    lag_ms: float = 0.0
+    buffered: int = 0
+    reconnects: int = 0
+
+    @property
+    def mean_decode_ms(self) -> float:
+        """Mean decode milliseconds per frame (0 before the first)."""
+        return self.decode_ms_total / self.frames if self.frames else 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -196,8 +241,7 @@ def parse_source(spec: str | int | os.PathLike[str]) -> _SourceSpec:
             return _SourceSpec(SourceKind.STREAM, text, text)
         else:
             raise SourceError(
-                f"{text}: unsupported URL scheme {scheme!r}"
-                f" (expected one of {', '.join(sorted(STREAM_SCHEMES))})"
+                f"{text}: unsupported URL scheme {scheme!r} (expected one of {', '.join(sorted(STREAM_SCHEMES))})"
             )
     path = Path(text)
     if path.is_dir():
@@ -301,7 +345,8 @@ class _CvReader:
             return None
         if not ok or image is None:
             return None
-        return image
+        frame: npt.NDArray[np.uint8] = image  # cv2 returns BGR uint8
+        return frame
 
     def position_s(self) -> float | None:
         import cv2
@@ -400,6 +445,15 @@ def _cv_message(exc: Exception) -> str:
 _END = object()
 
 
+@dataclass(frozen=True)
+class _Decoded:
+    """A frame in the buffer, with when and how fast it was decoded."""
+
+    frame: Frame
+    decode_ms: float
+    decoded_at: float  # time.perf_counter()
+
+
 class _Failure:
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
@@ -451,6 +505,10 @@ class VideoSource:
         self.frames_read = 0
         self.frames_dropped = 0
         self.reconnects = 0
+        self._decode_ms_total = 0.0
+        self._last_decode_ms = 0.0
+        self._lag_ms = 0.0
+        self._decoded_times: deque[float] = deque(maxlen=FPS_WINDOW_FRAMES)
 
     # -- properties ------------------------------------------------------------
     @property
@@ -477,6 +535,22 @@ class VideoSource:
     def skipped_files(self) -> int:
         """Images of a folder source that could not be read and were skipped."""
         return getattr(self._reader, "skipped", 0)
+
+    def stats(self) -> SourceStats:
+        """A snapshot of the source's counters and timings; cheap and thread-safe."""
+        with self._cond:
+            times = self._decoded_times
+            span = times[-1] - times[0] if len(times) >= 2 else 0.0
+            return SourceStats(
+                frames=self.frames_read,
+                dropped=self.frames_dropped,
+                decode_ms_total=self._decode_ms_total,
+                last_decode_ms=self._last_decode_ms,
+                fps=(len(times) - 1) / span if span > 0 else 0.0,
+                lag_ms=self._lag_ms,
+                buffered=self._frames_in_buffer,
+                reconnects=self.reconnects,
+            )
 
     # -- lifecycle ---------------------------------------------------------------
     def open(self) -> VideoSource:
@@ -554,9 +628,7 @@ class VideoSource:
         self.open()
         if self._thread is not None:
             raise SourceError(f"{self.source_id}: a source can be iterated only once")
-        self._thread = threading.Thread(
-            target=self._run, name=f"facesense-capture[{self.source_id}]", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=f"facesense-capture[{self.source_id}]", daemon=True)
         self._thread.start()
         try:
             while True:
@@ -572,8 +644,11 @@ class VideoSource:
                     item: Any = None
                     if self._buffer:
                         item = self._buffer.popleft()
-                        if isinstance(item, Frame):
+                        if isinstance(item, _Decoded):
                             self._frames_in_buffer -= 1
+                            self._last_decode_ms = item.decode_ms
+                            self._lag_ms = (time.perf_counter() - item.decoded_at) * 1e3
+                            item = item.frame
                         self._cond.notify_all()
                 if item is _END:
                     return
@@ -587,11 +662,11 @@ class VideoSource:
     def _push(self, item: Any) -> bool:
         """Hand an item to the consumer; False when the source is stopping."""
         with self._cond:
-            if isinstance(item, Frame):
+            if isinstance(item, _Decoded):
                 if self.live:
                     if self._frames_in_buffer:
                         # Newest wins: drop stale frames, keep status reports.
-                        kept = deque(x for x in self._buffer if not isinstance(x, Frame))
+                        kept = deque(x for x in self._buffer if not isinstance(x, _Decoded))
                         self.frames_dropped += self._frames_in_buffer
                         self._buffer = kept
                         self._frames_in_buffer = 0
@@ -601,6 +676,9 @@ class VideoSource:
                             return False
                         self._cond.wait(timeout=0.1)
                 self._frames_in_buffer += 1
+                self.frames_read += 1
+                self._decode_ms_total += item.decode_ms
+                self._decoded_times.append(item.decoded_at)
             if self._stop.is_set():
                 return False
             self._buffer.append(item)
@@ -626,6 +704,7 @@ class VideoSource:
         pass_frames = 0
         try:
             while not self._stop.is_set():
+                started = time.perf_counter()
                 image = reader.read()
                 if image is None:
                     if self._stop.is_set():
@@ -655,12 +734,12 @@ class VideoSource:
                     ts = offset_s + pos
                 last_ts = ts
                 frame = Frame(image=image, index=index, timestamp=ts, source_id=self.source_id)
-                if not self._push(frame):
+                done = time.perf_counter()
+                if not self._push(_Decoded(frame, (done - started) * 1e3, done)):
                     break
                 index += 1
                 pass_frames += 1
-                self.frames_read = index
-        except BaseException as exc:  # handed to the consumer, raised there
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
             with self._cond:
                 self._buffer.append(_Failure(exc))
                 self._cond.notify_all()

@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from facesense.choices import parse_choice
+from facesense.errors import ConfigError
+
 if TYPE_CHECKING:
     import numpy.typing as npt
 
@@ -54,7 +57,7 @@ def _as_boxes(xyxy: npt.ArrayLike, name: str = "xyxy") -> np.ndarray:
     if arr.ndim == 1 and arr.size == 0:
         arr = arr.reshape(0, 4)
     if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"{name}: expected shape (N, 4), got {arr.shape}")
+        raise ConfigError(f"{name}: expected shape (N, 4), got {arr.shape}")
     return arr
 
 
@@ -68,7 +71,8 @@ def box_area(xyxy: npt.ArrayLike) -> np.ndarray:
         ``(N,)`` areas, in the boxes' float dtype.
     """
     b = _as_boxes(xyxy)
-    return np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
+    area: np.ndarray = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
+    return area
 
 
 def _overlap(a: np.ndarray, b: np.ndarray, mode: NmsMode) -> np.ndarray:
@@ -94,7 +98,8 @@ def _overlap(a: np.ndarray, b: np.ndarray, mode: NmsMode) -> np.ndarray:
     positive = denom > 0
     np.divide(inter, denom, out=inter, where=positive)
     inter[~positive] = 0
-    return inter
+    result: np.ndarray = inter
+    return result
 
 
 def overlap_matrix(
@@ -155,10 +160,10 @@ def nms(
     boxes = _as_boxes(xyxy)
     s = np.asarray(scores).reshape(-1)
     if s.shape[0] != boxes.shape[0]:
-        raise ValueError(
+        raise ConfigError(
             f"scores: expected {boxes.shape[0]} values to match xyxy, got {s.shape[0]}"
         )
-    mode = NmsMode(mode)
+    mode = parse_choice(NmsMode, mode, "NMS mode")
     order = np.argsort(-s, kind="stable").astype(np.int64)
     n = order.size
     if n <= 1:
@@ -196,11 +201,11 @@ def batched_nms(
     s = np.asarray(scores).reshape(-1)
     g = np.asarray(groups).reshape(-1)
     if g.shape[0] != boxes.shape[0]:
-        raise ValueError(
+        raise ConfigError(
             f"groups: expected {boxes.shape[0]} values to match xyxy, got {g.shape[0]}"
         )
     if s.shape[0] != boxes.shape[0]:
-        raise ValueError(
+        raise ConfigError(
             f"scores: expected {boxes.shape[0]} values to match xyxy, got {s.shape[0]}"
         )
     if boxes.shape[0] == 0:
@@ -294,7 +299,7 @@ def _pair_overlap(a: np.ndarray, b: np.ndarray, mode: NmsMode) -> np.ndarray:
     denom = (
         area_a + area_b - inter if mode is NmsMode.UNION else np.minimum(area_a, area_b)
     )
-    out = np.zeros_like(inter)
+    out: np.ndarray = np.zeros_like(inter)
     np.divide(inter, denom, out=out, where=denom > 0)
     return out
 
@@ -315,9 +320,10 @@ def regress_boxes(xyxy: npt.ArrayLike, deltas: npt.ArrayLike) -> np.ndarray:
     b = _as_boxes(xyxy)
     d = _as_boxes(deltas, "deltas").astype(b.dtype, copy=False)
     if d.shape != b.shape:
-        raise ValueError(f"deltas: expected shape {b.shape}, got {d.shape}")
+        raise ConfigError(f"deltas: expected shape {b.shape}, got {d.shape}")
     wh = b[:, 2:4] - b[:, 0:2]
-    return b + d * np.concatenate([wh, wh], axis=1)
+    moved: np.ndarray = b + d * np.concatenate([wh, wh], axis=1)
+    return moved
 
 
 def square_boxes(xyxy: npt.ArrayLike) -> np.ndarray:
@@ -348,7 +354,8 @@ def clip_boxes(xyxy: npt.ArrayLike, size_wh: tuple[float, float]) -> np.ndarray:
     b = _as_boxes(xyxy)
     w, h = size_wh
     upper = np.array([w, h, w, h], dtype=b.dtype)
-    return np.clip(b, 0, upper)
+    clipped: np.ndarray = np.clip(b, 0, upper)
+    return clipped
 
 
 def scale_boxes(xyxy: npt.ArrayLike, scale: float | tuple[float, float]) -> np.ndarray:
@@ -363,7 +370,8 @@ def scale_boxes(xyxy: npt.ArrayLike, scale: float | tuple[float, float]) -> np.n
     """
     b = _as_boxes(xyxy)
     sx, sy = (scale, scale) if np.isscalar(scale) else scale  # type: ignore[misc]
-    return b * np.array([sx, sy, sx, sy], dtype=b.dtype)
+    scaled: np.ndarray = b * np.array([sx, sy, sx, sy], dtype=b.dtype)
+    return scaled
 
 
 def xywh_to_xyxy(xywh: npt.ArrayLike) -> np.ndarray:

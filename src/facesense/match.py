@@ -22,7 +22,7 @@ rule and the distance to it:
 ``threshold``; otherwise the face is unknown (``None``). ``threshold=None`` turns
 rejection off. Without normalisation the score is the distance. With a
 :class:`ScoreNorm` (the default for models facesense has calibrated, see
-:data:`CALIBRATIONS`) the score is the distance corrected for how crowded the
+:data:`facesense.models.registry.CALIBRATIONS`) the score is the distance corrected for how crowded the
 neighbourhood is::
 
     score = d - r * (b * (probe_next - E_probe) + a * (person_next - E_person))
@@ -41,10 +41,13 @@ gallery is scored close to raw distances (``facesense eval identify``, 5 of the 
 people: 85.2 % named right at 0.01 % stranger FAR, against 74.5 % at 0.03 % with the
 full correction; unchanged from 300 people up).
 
-Defaults (:data:`DEFAULT_THRESHOLD` for raw distances, ``Calibration.threshold`` for
-normalised scores) come from ``facesense eval identify`` on LFW, chosen for a stranger
-false-accept rate of 2 % with ~750 people enrolled from one photo each; see
-``docs/recognition.md`` for the numbers, the curve and how to repeat the measurement.
+Defaults (``Calibration.threshold`` for normalised scores, ``Calibration.raw_threshold``
+for raw distances) live in the model registry (:mod:`facesense.models.registry`), measured
+by ``facesense eval identify`` on LFW, chosen for a stranger false-accept rate of 2 % with
+~750 people enrolled from one photo each; see ``docs/recognition.md`` for the numbers, the
+curve and how to repeat the measurement. ``threshold="auto"`` for a model without a
+calibration is refused (:class:`~facesense.errors.ConfigError` naming the command that
+measures one): another model's threshold would be meaningless for it.
 
 **Confidence** is a fixed, monotone mapping of the score to ``[0, 1]``::
 
@@ -67,7 +70,17 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from facesense.choices import parse_choice
 from facesense.errors import ConfigError
+from facesense.models.registry import (
+    CALIBRATIONS,
+    EMBEDDERS,
+    FUSION_MODEL_ID,
+    Calibration,
+    ScoreNorm,
+    calibration,
+    find_calibration,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +89,7 @@ __all__ = [
     "CONFIDENCE_SCALE",
     "DEFAULT_K",
     "DEFAULT_THRESHOLD",
+    "FUSION_MODEL_ID",
     "Calibration",
     "KNNMatcher",
     "MatchResult",
@@ -90,8 +104,10 @@ __all__ = [
     "pairwise_distances",
 ]
 
-DEFAULT_THRESHOLD = 0.85
-"""Raw-distance threshold used without score normalisation (FaceNet, 2 % stranger FAR on LFW)."""
+DEFAULT_THRESHOLD: float = calibration(EMBEDDERS["facenet"].model_id()).raw_threshold
+"""Raw-distance threshold of the explicit matcher constructors, and the centre of
+:func:`distance_to_confidence` without a threshold (FaceNet's calibration: 2 % stranger FAR
+on LFW). :func:`make_matcher` takes each model's own calibration instead."""
 
 CONFIDENCE_SCALE = 0.05
 """Width of the logistic score-to-confidence mapping, in distance units."""
@@ -109,113 +125,13 @@ class MatcherKind(str, enum.Enum):
     MEAN = "mean"
 
 
-@dataclass(frozen=True, kw_only=True)
-class ScoreNorm:
-    """Open-set score normalisation (see the module docstring for the formula).
-
-    Attributes:
-        impostor_quantiles: ``(p, d)`` pairs, increasing: a share ``p`` of distances
-            between two different people's embeddings are at most ``d``. Measured per model.
-        probe_weight: ``b``, weight of the face's distance to the next people.
-        probe_k: how many next-nearest people the face is compared with.
-        gallery_weight: ``a``, weight of the candidate's distance to their nearest people.
-        gallery_k: how many of the candidate's nearest people count.
-        full_at_people: the corrections are scaled by ``min(1, (people - 1) / full_at_people)``:
-            in small galleries the neighbour means are noisy and crowding is no problem,
-            so the score stays close to the raw distance (``0`` applies them in full).
-    """
-
-    impostor_quantiles: tuple[tuple[float, float], ...]
-    probe_weight: float = 0.7
-    probe_k: int = 5
-    gallery_weight: float = 0.5
-    gallery_k: int = 10
-    full_at_people: int = 300
-
-    def __post_init__(self) -> None:
-        q = np.asarray(self.impostor_quantiles, dtype=np.float64)
-        if q.ndim != 2 or q.shape[1] != 2 or len(q) < 2:
-            raise ConfigError(f"impostor_quantiles: expected (p, distance) pairs, got shape {q.shape}")
-        if np.any(np.diff(q[:, 0]) <= 0) or np.any(np.diff(q[:, 1]) < 0):
-            raise ConfigError("impostor_quantiles must increase in both p and distance")
-        if self.probe_k < 1 or self.gallery_k < 1:
-            raise ConfigError(f"probe_k and gallery_k must be >= 1, got {self.probe_k}, {self.gallery_k}")
-        if self.full_at_people < 0:
-            raise ConfigError(f"full_at_people must be >= 0, got {self.full_at_people}")
-
-    def impostor_distance(self, p: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        """The impostor-distance quantile function (log-interpolated in ``p``)."""
-        q = np.asarray(self.impostor_quantiles, dtype=np.float64)
-        p = np.clip(np.asarray(p, dtype=np.float64), q[0, 0], q[-1, 0])
-        return np.interp(np.log(p), np.log(q[:, 0]), q[:, 1])
-
-    def expected_order_mean(self, n: int, first: int, count: int) -> float:
-        """Expected mean of the ``first``-th to ``first + count - 1``-th smallest of ``n`` impostor distances."""
-        ranks = np.arange(first, first + count, dtype=np.float64)
-        return float(self.impostor_distance(ranks / (n + 1)).mean())
-
-
-@dataclass(frozen=True, kw_only=True)
-class Calibration:
-    """facesense's measured defaults for one embedding model.
-
-    Attributes:
-        model_id: the embedder's model id.
-        threshold: default threshold on normalised scores.
-        raw_threshold: default threshold on raw distances (normalisation off).
-        norm: the normalisation measured for this model.
-        measured: how the numbers were obtained.
-    """
-
-    model_id: str
-    threshold: float
-    raw_threshold: float
-    norm: ScoreNorm
-    measured: str
-
-
-# Quantiles of distances between embeddings of different people, from
-# `facesense eval identify --images ../shared/data/lfw --json` ("impostor_quantiles"):
-# every pair of LFW images (deep-funneled, folds 1-5) showing different people, 7.3 M pairs.
-_FACENET_IMPOSTOR_QUANTILES = (
-    (1e-06, 0.7212), (3e-06, 0.763), (1e-05, 0.8067), (3e-05, 0.857), (0.0001, 0.9012),
-    (0.0003, 0.9471), (0.001, 0.999), (0.003, 1.0512), (0.01, 1.1128), (0.03, 1.1761),
-    (0.1, 1.2548), (0.2, 1.3065), (0.3, 1.3408), (0.4, 1.3683), (0.5, 1.3928),
-    (0.6, 1.4163), (0.7, 1.4405), (0.8, 1.4679), (0.9, 1.5043), (0.99, 1.5856),
-)
-
-# The same for facesense's default embedder, the FaceNet + dlib ResNet fusion.
-_FUSION_IMPOSTOR_QUANTILES = (
-    (1e-06, 0.399), (3e-06, 0.4119), (1e-05, 0.4311), (3e-05, 0.4539), (0.0001, 0.4808),
-    (0.0003, 0.5044), (0.001, 0.5304), (0.003, 0.5558), (0.01, 0.5855), (0.03, 0.616),
-    (0.1, 0.6564), (0.2, 0.6855), (0.3, 0.7056), (0.4, 0.7223), (0.5, 0.7372),
-    (0.6, 0.7517), (0.7, 0.7666), (0.8, 0.7834), (0.9, 0.8059), (0.99, 0.8558),
-)
-
-FUSION_MODEL_ID = "fusion(facenet-20180408-102900/fixed@0.281+dlib-resnet-v1/mtcnn5@0.719)"
-
-CALIBRATIONS: dict[str, Calibration] = {
-    FUSION_MODEL_ID: Calibration(
-        model_id=FUSION_MODEL_ID,
-        threshold=0.48,
-        raw_threshold=0.465,
-        norm=ScoreNorm(impostor_quantiles=_FUSION_IMPOSTOR_QUANTILES),
-        measured="facesense eval identify --images ../shared/data/lfw (LFW folds 1-5, <= 2% stranger FAR)",
-    ),
-    "facenet-20180408-102900/fixed": Calibration(
-        model_id="facenet-20180408-102900/fixed",
-        threshold=0.90,
-        raw_threshold=DEFAULT_THRESHOLD,
-        norm=ScoreNorm(impostor_quantiles=_FACENET_IMPOSTOR_QUANTILES),
-        measured="facesense eval identify --images ../shared/data/lfw (LFW folds 1-5, 2% stranger FAR)",
-    ),
-}
-"""Calibrations by model id (see ``docs/recognition.md``)."""
-
-
 def calibration_for(model_id: str | None) -> Calibration | None:
-    """The calibration of ``model_id``, or ``None`` if facesense has not measured it."""
-    return None if model_id is None else CALIBRATIONS.get(model_id)
+    """The calibration of ``model_id``, or ``None`` if facesense has not measured it.
+
+    Kept for compatibility: :func:`facesense.models.registry.find_calibration`, or
+    :func:`facesense.models.registry.calibration` to refuse an uncalibrated model.
+    """
+    return find_calibration(model_id)
 
 
 def distance_to_confidence(scores: npt.ArrayLike, threshold: float | None = None) -> FloatArray:
@@ -247,7 +163,7 @@ def pairwise_distances(a: npt.ArrayLike, b: npt.ArrayLike, *, b_sq: FloatArray |
     a_sq = np.einsum("ij,ij->i", a, a)
     d2 = a_sq[:, None] + b_sq[None, :] - 2.0 * (a @ b.T)
     np.maximum(d2, 0.0, out=d2)
-    return np.sqrt(d2, out=d2)
+    return np.asarray(np.sqrt(d2, out=d2), dtype=np.float32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -321,11 +237,11 @@ class _GalleryMatcher:
         x = np.asarray(embeddings, dtype=np.float32)
         labels = list(labels)
         if x.ndim != 2:
-            raise ValueError(f"embeddings: expected shape (N, D), got {x.shape}")
+            raise ConfigError(f"embeddings: expected shape (N, D), got {x.shape}")
         if len(labels) != x.shape[0]:
-            raise ValueError(f"labels: expected {x.shape[0]} entries to match embeddings, got {len(labels)}")
+            raise ConfigError(f"labels: expected {x.shape[0]} entries to match embeddings, got {len(labels)}")
         if x.shape[0] and not np.all(np.isfinite(x)):
-            raise ValueError("embeddings: contains NaN or infinity")
+            raise ConfigError("embeddings: contains NaN or infinity")
         if labels:
             classes, y = np.unique(np.asarray([str(v) for v in labels], dtype=object).astype(str), return_inverse=True)
         else:
@@ -366,9 +282,9 @@ class _GalleryMatcher:
         if q.ndim == 1:
             q = q[None, :]
         if q.ndim != 2:
-            raise ValueError(f"embeddings: expected shape (M, D), got {q.shape}")
+            raise ConfigError(f"embeddings: expected shape (M, D), got {q.shape}")
         if len(self.classes_) and q.shape[1] != self._matrix.shape[1]:
-            raise ValueError(f"embeddings: expected {self._matrix.shape[1]} columns like the gallery, got {q.shape[1]}")
+            raise ConfigError(f"embeddings: expected {self._matrix.shape[1]} columns like the gallery, got {q.shape[1]}")
         return q
 
     def _class_min(self, d: FloatArray) -> FloatArray:
@@ -394,7 +310,7 @@ class _GalleryMatcher:
         score = dist - ramp * (
             nrm.probe_weight * (probe_next - e_probe) + nrm.gallery_weight * (self._person_next[cls] - e_person)
         )
-        return score.astype(np.float32)
+        return np.asarray(score, dtype=np.float32)
 
     def _result(self, cls: npt.NDArray[np.int64], dist: npt.NDArray[np.floating], class_d: FloatArray | None) -> MatchResult:
         dist = np.asarray(dist, dtype=np.float32)
@@ -589,7 +505,7 @@ def make_matcher(
     kind: MatcherKind | str = MatcherKind.KNN,
     *,
     model_id: str | None = None,
-    threshold: float | None | str = "auto",
+    threshold: float | str | None = "auto",
     normalize: bool = True,
     k: int = DEFAULT_K,
     weighting: str = "distance",
@@ -600,32 +516,35 @@ def make_matcher(
     Args:
         kind: the matching rule.
         model_id: the embedder's model id; when facesense has a :class:`Calibration`
-            for it, its score normalisation and threshold are the defaults.
-        threshold: ``"auto"`` for the calibrated default, a number, or ``None`` for no rejection.
+            for it (:func:`facesense.models.registry.calibration`), its score
+            normalisation and thresholds are the defaults.
+        threshold: ``"auto"`` for the model's calibrated threshold, a number, or
+            ``None`` for no rejection.
         normalize: use the model's score normalisation (if calibrated).
         k, weighting: KNN parameters.
         c: SVM parameter.
 
     Raises:
-        ConfigError: unknown kind or bad parameter.
+        ConfigError: unknown kind or bad parameter; ``threshold="auto"`` without a
+            ``model_id`` or for a model facesense has not calibrated (the message names
+            the command that calibrates it).
     """
-    try:
-        kind = MatcherKind(kind)
-    except ValueError:
-        raise ConfigError(f"unknown matcher {kind!r}; choose one of {', '.join(m.value for m in MatcherKind)}") from None
-    cal = calibration_for(model_id)
-    norm = cal.norm if (cal is not None and normalize) else None
+    kind = parse_choice(MatcherKind, kind, "matcher")
+    value: float | None
     if isinstance(threshold, str):
         if threshold != "auto":
             raise ConfigError(f"threshold must be a number, None or 'auto', got {threshold!r}")
-        if cal is None:
-            if model_id is not None:
-                logger.warning("no calibration for model %r; using the raw threshold %.2f", model_id, DEFAULT_THRESHOLD)
-            threshold = DEFAULT_THRESHOLD
-        else:
-            threshold = cal.threshold if norm is not None else cal.raw_threshold
+        if model_id is None:
+            raise ConfigError("threshold='auto' needs the embedder's model_id; pass model_id= or a numeric threshold")
+        cal = calibration(model_id)
+        norm = cal.norm if normalize else None
+        value = cal.threshold if norm is not None else cal.raw_threshold
+    else:
+        found = find_calibration(model_id)
+        norm = found.norm if (found is not None and normalize) else None
+        value = threshold
     if kind is MatcherKind.KNN:
-        return KNNMatcher(k=k, weighting=weighting, threshold=threshold, norm=norm)
+        return KNNMatcher(k=k, weighting=weighting, threshold=value, norm=norm)
     if kind is MatcherKind.SVM:
-        return SVMMatcher(c=c, threshold=threshold, norm=norm)
-    return MeanMatcher(threshold=threshold, norm=norm)
+        return SVMMatcher(c=c, threshold=value, norm=norm)
+    return MeanMatcher(threshold=value, norm=norm)

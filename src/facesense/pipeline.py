@@ -1,239 +1,74 @@
-"""The real-time loop: capture -> detect -> track -> embed -> match -> sinks.
+"""The real-time loop: capture -> detect -> track -> identify -> sinks.
 
 :class:`Pipeline` is the library API behind ``facesense watch``: iterate it and get
-one :class:`FrameResult` per frame (never a growing list), with the faces, their
-track ids and voted names, the events of that frame and per-stage timings.
+one :class:`~facesense.types.FrameResult` per frame (never a growing list), with the
+faces (track ids, quality, voted names and identity states), the events of that frame
+and per-stage timings.
+
+Per frame the consumer runs one stage after the other (:meth:`Pipeline._process`):
+
+1. **scene cut** (:class:`~facesense.track.SceneCutDetector`): a cut forces detection
+   and ends every track;
+2. **detect** every ``every`` frames (a :class:`~facesense.detect.base.Detector`);
+3. **quality** of the detections (:func:`facesense.quality.face_quality`);
+4. **track**: :meth:`Tracker.update <facesense.track.Tracker.update>` on detection
+   frames, :meth:`Tracker.predict <facesense.track.Tracker.predict>` between them;
+5. **identify** (:class:`facesense.identity.IdentityStage`): embeds the few faces that
+   need it, votes per track, names every face;
+6. **events**: the tracker's (appeared / left) and the identity stage's (recognized /
+   unknown), stamped with the frame;
+7. **sinks**: ``sink.write(result)``.
 
 Threads:
 
 * the **capture** thread decodes frames (:class:`facesense.capture.VideoSource`);
-* the **consumer** (the thread iterating the pipeline) runs every stateful stage:
-  detection, tracking, embedding, matching and the sinks' ``write``;
+* the **consumer** (the thread iterating the pipeline) runs every stateful stage;
 * sinks that encode (the video writer) do so on their own thread behind a bounded
   queue.
 
-Detection runs every ``every`` frames; the tracker's constant-velocity prediction
-places the faces on the frames in between. A track is embedded when it is
-confirmed, then every ``reembed_every`` frames or when its face gets clearly better
-(see :mod:`facesense.track`), and its name is a quality-weighted vote, so names do
-not flicker.
-
 Example:
     >>> from facesense.capture import open_source
-    >>> pipeline = Pipeline(open_source("clip.mp4"), detector=MTCNNDetector())
+    >>> pipeline = Pipeline(open_source("clip.mp4"), detector=make_detector("mtcnn"))
     >>> for result in pipeline:
     ...     print(result.frame.index, result.faces.track_ids, result.timings.detect_ms)
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
-
-import numpy as np
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from facesense.capture import SourceStatus, VideoSource
 from facesense.errors import ConfigError
+from facesense.identity import EmbeddingMatcher, IdentityConfig, IdentityStage
 from facesense.memory import release_free_memory
-from facesense.track import SceneCutDetector, TrackEvent, Tracker, TrackerConfig, face_quality
-from facesense.types import Faces, Frame
+from facesense.quality import face_quality
+from facesense.sinks.base import EventSink, Sink, StopSink
+from facesense.track import SceneCutDetector, Tracker, TrackerConfig
+from facesense.types import Event, EventType, Frame, FrameResult, StageTimings
 
 if TYPE_CHECKING:
-    import numpy.typing as npt
-
     from facesense.detect.base import Detector
     from facesense.embed.base import Embedder
-    from facesense.sinks.base import Sink
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "EmbeddingMatcher",
-    "FrameResult",
-    "MatchLike",
     "Pipeline",
     "PipelineConfig",
-    "StageTimings",
-    "WatchEvent",
-    "WatchEventType",
+    "default_identity_config",
     "default_tracker",
     "fps_or_default",
+    "status_event",
 ]
 
 FPS_WINDOW_FRAMES = 30
-
-
-class MatchLike(Protocol):
-    """What a matcher returns for ``M`` embeddings (``facesense.match.MatchResult``)."""
-
-    names: Sequence[str | None]
-    distances: npt.NDArray[np.float32]
-    confidences: npt.NDArray[np.float32]
-
-
-@runtime_checkable
-class EmbeddingMatcher(Protocol):
-    """Names embeddings, or says unknown: any fitted :class:`facesense.match.Matcher`
-    (for a gallery, ``facesense.recognize.Recognizer(gallery).matcher``)."""
-
-    def match(self, embeddings: npt.NDArray[np.float32]) -> MatchLike:
-        """Name each row of ``(M, D)`` L2-normalised embeddings (``None`` = unknown)."""
-        ...
-
-
-class WatchEventType(str, enum.Enum):
-    """Kinds of :class:`WatchEvent`."""
-
-    APPEARED = "appeared"
-    RECOGNIZED = "recognized"
-    LEFT = "left"
-    STATUS = "status"
-
-
-@dataclass(frozen=True, kw_only=True)
-class WatchEvent:
-    """Something that happened, with the time and frame it happened at.
-
-    Attributes:
-        type: appeared / recognized / left (a track) or status (a live source).
-        time: the frame's timestamp (media seconds for files and folders, epoch
-            seconds for live sources); wall-clock epoch seconds for status events.
-        frame: the frame index (for status events: the next frame's index).
-        track_id: the track, for track events.
-        name: the track's voted name (``None`` = unknown).
-        confidence: the vote's confidence in [0, 1].
-        xyxy: the track's box in pixels.
-        status: for status events, ``disconnected`` / ``reconnecting`` / ``reconnected``.
-        message: for status events, a one-line description.
-        source: the source id.
-    """
-
-    type: WatchEventType
-    time: float
-    frame: int
-    track_id: int | None = None
-    name: str | None = None
-    confidence: float | None = None
-    xyxy: tuple[float, float, float, float] | None = None
-    status: str | None = None
-    message: str | None = None
-    source: str | None = None
-
-    @classmethod
-    def from_track(cls, event: TrackEvent, frame: Frame) -> WatchEvent:
-        """A track event stamped with the frame it happened in."""
-        return cls(
-            type=WatchEventType(event.type.value),
-            time=frame.timestamp,
-            frame=frame.index,
-            track_id=event.track_id,
-            name=event.name,
-            confidence=event.confidence,
-            xyxy=tuple(float(v) for v in event.xyxy),  # type: ignore[arg-type]
-            source=frame.source_id,
-        )
-
-    @classmethod
-    def from_status(cls, status: SourceStatus) -> WatchEvent:
-        """A live source's connection change."""
-        return cls(
-            type=WatchEventType.STATUS,
-            time=status.time,
-            frame=status.frame_index,
-            status=status.kind.value,
-            message=status.message,
-            source=status.source_id,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: ``{"time", "frame", "type", "track_id", "name",
-        "confidence", "box"}`` for track events, ``{"time", "frame", "type",
-        "status", "message", "source"}`` for status events."""
-        if self.type is WatchEventType.STATUS:
-            return {
-                "time": round(self.time, 3),
-                "frame": self.frame,
-                "type": self.type.value,
-                "status": self.status,
-                "message": self.message,
-                "source": self.source,
-            }
-        return {
-            "time": round(self.time, 3),
-            "frame": self.frame,
-            "type": self.type.value,
-            "track_id": self.track_id,
-            "name": self.name,
-            "confidence": None if self.confidence is None else round(float(self.confidence), 4),
-            "box": None if self.xyxy is None else [round(v, 1) for v in self.xyxy],
-        }
-
-
-@dataclass(frozen=True, kw_only=True)
-class StageTimings:
-    """Milliseconds spent on one frame, per stage (0 for stages that did not run).
-
-    Attributes:
-        wait_ms: waiting for the capture thread to hand over the frame.
-        cut_ms: scene-cut check.
-        detect_ms: face detection (0 on frames between detections).
-        quality_ms: face quality (sharpness) of new detections.
-        track_ms: tracking (matching, prediction, voting).
-        embed_ms: crops and embeddings of the tracks that needed one.
-        match_ms: naming the embeddings.
-        sinks_ms: the sinks' ``write`` calls (encoding runs on its own thread).
-        total_ms: from handing over the frame to the end of the sinks.
-    """
-
-    wait_ms: float = 0.0
-    cut_ms: float = 0.0
-    detect_ms: float = 0.0
-    quality_ms: float = 0.0
-    track_ms: float = 0.0
-    embed_ms: float = 0.0
-    match_ms: float = 0.0
-    sinks_ms: float = 0.0
-    total_ms: float = 0.0
-
-    def as_dict(self) -> dict[str, float]:
-        """The timings as a plain dict."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-@dataclass(frozen=True, kw_only=True, eq=False)
-class FrameResult:
-    """Everything the pipeline knows about one frame.
-
-    Attributes:
-        frame: the frame (BGR image, index, timestamp, source id).
-        faces: the faces with ``track_ids``, ``names`` (``None`` = unknown) and
-            ``distances`` (mean matcher distance of the samples behind the voted name;
-            NaN before a track has any) filled; boxes are detections on detection
-            frames and predictions between them.
-        confidences: ``(N,)`` float32 vote confidence of each face's name, in [0, 1].
-        quality: ``(N,)`` float32 :func:`facesense.track.face_quality` of detections,
-            NaN on frames without detection.
-        detected: whether detection ran on this frame.
-        events: track events of this frame (appeared / recognized / left).
-        timings: per-stage milliseconds.
-        fps: frames per second the pipeline processed over the last ~30 frames.
-    """
-
-    frame: Frame
-    faces: Faces
-    confidences: npt.NDArray[np.float32]
-    quality: npt.NDArray[np.float32]
-    detected: bool
-    events: tuple[WatchEvent, ...] = ()
-    timings: StageTimings = field(default_factory=StageTimings)
-    fps: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -273,12 +108,45 @@ class PipelineConfig:
 
 
 def default_tracker(every: int = 1) -> Tracker:
-    """A tracker whose max age and re-embedding period suit detection every ``every`` frames."""
-    return Tracker(TrackerConfig(max_age=max(30, 3 * every), reembed_every=max(15, every)))
+    """A tracker whose max age suits detection every ``every`` frames."""
+    return Tracker(TrackerConfig(max_age=max(30, 3 * every)))
+
+
+def default_identity_config(every: int = 1) -> IdentityConfig:
+    """Identity settings whose re-embedding period suits detection every ``every`` frames."""
+    return IdentityConfig(reembed_every=max(15, every))
+
+
+def status_event(status: SourceStatus) -> Event:
+    """A live source's connection change as an :class:`~facesense.types.Event`."""
+    return Event(
+        type=EventType.STATUS,
+        time=status.time,
+        frame=status.frame_index,
+        source=status.source_id,
+        status=status.kind.value,
+        message=status.message,
+    )
+
+
+class _Laps:
+    """Milliseconds between successive :meth:`lap` calls."""
+
+    def __init__(self, start: float) -> None:
+        self.start = self._last = start
+
+    def lap(self) -> float:
+        now = time.perf_counter()
+        ms = (now - self._last) * 1000.0
+        self._last = now
+        return ms
+
+    def total(self) -> float:
+        return (time.perf_counter() - self.start) * 1000.0
 
 
 class Pipeline:
-    """Capture -> detect -> track -> embed -> match -> sinks, one frame at a time.
+    """Capture -> detect -> track -> identify -> sinks, one frame at a time.
 
     Iterate once; the source is closed and the sinks are closed when the iteration
     ends, breaks or fails.
@@ -289,13 +157,14 @@ class Pipeline:
         detector: anything with ``detect(image) -> Faces``.
         embedder: anything with ``embed(image, faces) -> Faces``; needed with a matcher.
         matcher: anything with ``match(embeddings) -> names/distances/confidences``
-            (a fitted :class:`facesense.match.Matcher`, e.g. ``Recognizer(gallery).matcher``);
-            ``None``: every face stays unknown and nothing is embedded.
+            (a fitted :class:`facesense.match.Matcher`, or a hot-reloading gallery
+            matcher); ``None``: nothing is embedded and every face stays pending.
         tracker: a :class:`~facesense.track.Tracker`; one suited to ``every`` by default.
-        sinks: where results go (video file, events, snapshots, window).
+        sinks: where results go (video file, events, snapshots, window, web).
         config: loop settings.
         on_event: called with every event, including those that happen between frames
             (source status changes, tracks leaving when the stream ends).
+        identity: the identity stage's settings; ones suited to ``every`` by default.
 
     Raises:
         ConfigError: a matcher without an embedder, or bad settings.
@@ -311,28 +180,40 @@ class Pipeline:
         tracker: Tracker | None = None,
         sinks: Sequence[Sink] = (),
         config: PipelineConfig | None = None,
-        on_event: Callable[[WatchEvent], None] | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        identity: IdentityConfig | None = None,
     ) -> None:
         self.config = config or PipelineConfig()
-        if matcher is not None and embedder is None:
-            raise ConfigError("a matcher needs an embedder")
         self.source = source
         self.detector = detector
-        self.embedder = embedder
-        self.matcher = matcher
         self.tracker = tracker or default_tracker(self.config.every)
         if self.tracker.config.max_age < self.config.every:
             raise ConfigError(
                 f"tracker max_age ({self.tracker.config.max_age}) must be >= every ({self.config.every}),"
                 " or tracks die between detections"
             )
+        self.identity = IdentityStage(
+            self.tracker, embedder, matcher, identity or default_identity_config(self.config.every)
+        )
         self.sinks = tuple(sinks)
+        self._event_sinks = tuple(s for s in self.sinks if isinstance(s, EventSink))
+        self._stop_sinks = tuple(s for s in self.sinks if isinstance(s, StopSink))
         self.on_event = on_event
         self._stop = threading.Event()
         self._started = False
         self._since_detect = 0
         self._cuts = SceneCutDetector() if self.config.scene_cuts else None
         self.frames_processed = 0
+
+    @property
+    def embedder(self) -> Embedder | None:
+        """The identity stage's embedder."""
+        return self.identity.embedder
+
+    @property
+    def matcher(self) -> EmbeddingMatcher | None:
+        """The identity stage's matcher."""
+        return self.identity.matcher
 
     def stop(self) -> None:
         """Ask the loop to end after the current frame (safe from any thread)."""
@@ -351,7 +232,7 @@ class Pipeline:
             pass
         return self.frames_processed
 
-    def _items(self) -> Iterator[Frame | SourceStatus | None]:
+    def _items(self) -> Generator[Frame | SourceStatus | None, None, None]:
         if isinstance(self.source, VideoSource):
             yield from self.source.items(poll_s=self.config.poll_s)
         else:
@@ -371,21 +252,12 @@ class Pipeline:
                 if item is None:
                     continue
                 if isinstance(item, SourceStatus):
-                    self._between([WatchEvent.from_status(item)])
+                    self._between([status_event(item)])
                     waited = time.perf_counter()
                     continue
                 start = time.perf_counter()
-                wait_ms = (start - waited) * 1000.0
-                result = self._process(item, wait_ms=wait_ms, start=start, stamps=stamps)
                 last_frame = item
-                t = time.perf_counter()
-                for sink in self.sinks:
-                    sink.write(item, result)
-                end = time.perf_counter()
-                result = replace(
-                    result,
-                    timings=replace(result.timings, sinks_ms=(end - t) * 1000.0, total_ms=(end - start) * 1000.0),
-                )
+                result = self._process(item, wait_ms=(start - waited) * 1000.0, start=start, stamps=stamps)
                 self.frames_processed += 1
                 yield result
                 if cfg.trim_every and self.frames_processed % cfg.trim_every == 0:
@@ -393,7 +265,7 @@ class Pipeline:
                 waited = time.perf_counter()
                 if cfg.max_frames is not None and self.frames_processed >= cfg.max_frames:
                     break
-                if any(getattr(sink, "wants_stop", False) for sink in self.sinks):
+                if any(sink.wants_stop for sink in self._stop_sinks):
                     logger.info("stopped by a sink (window closed)")
                     break
         except GeneratorExit:
@@ -402,99 +274,84 @@ class Pipeline:
             failed = True
             raise
         finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
+            items.close()
             if isinstance(self.source, VideoSource):
                 self.source.close()
             self._finish(last_frame, suppress=failed)
 
     def _process(self, frame: Frame, *, wait_ms: float, start: float, stamps: deque[float]) -> FrameResult:
-        cfg = self.config
-        tracker = self.tracker
+        """One frame through every stage, in order."""
         image = frame.image
+        decode_ms = self._decode_ms()
+        laps = _Laps(start)
         cut = self._cuts.update(image) if self._cuts is not None else False
-        cut_ms = (time.perf_counter() - start) * 1000.0
-        detect = cut or self.frames_processed == 0 or self._since_detect + 1 >= cfg.every
-        self._since_detect = 0 if detect else self._since_detect + 1
-        detect_ms = quality_ms = embed_ms = match_ms = 0.0
+        cut_ms = laps.lap()
+        detect = self._detect_now(cut)
+        detect_ms = quality_ms = 0.0
         if detect:
-            t0 = time.perf_counter()
             faces = self.detector.detect(image)
-            t1 = time.perf_counter()
-            detect_ms = (t1 - t0) * 1000.0
-            quality = face_quality(image if cfg.sharpness else None, faces)
-            t2 = time.perf_counter()
-            quality_ms = (t2 - t1) * 1000.0
-            tracked = tracker.update(faces, quality=quality, new_scene=cut)
-            track_ms = (time.perf_counter() - t2) * 1000.0
-            if self.matcher is not None and self.embedder is not None:
-                mask = tracker.embed_mask(tracked)
-                if mask.any():
-                    t3 = time.perf_counter()
-                    sub = self.embedder.embed(image, tracked[mask])
-                    t4 = time.perf_counter()
-                    embed_ms = (t4 - t3) * 1000.0
-                    matched = self.matcher.match(sub.embeddings)  # type: ignore[arg-type]
-                    t5 = time.perf_counter()
-                    match_ms = (t5 - t4) * 1000.0
-                    names = list(matched.names)
-                    # A matcher's confidence is about its candidate; for an unknown face the
-                    # vote wants the confidence that it is nobody enrolled.
-                    conf = np.asarray(matched.confidences, np.float32).reshape(-1)
-                    unknown = np.array([n is None for n in names], bool)
-                    conf = np.where(unknown, 1.0 - conf, conf)
-                    new_ids = tracker.vote(sub.track_ids, names, conf, matched.distances, sub.embeddings)
-                    if not np.array_equal(new_ids, sub.track_ids):  # a track split
-                        ids = tracked.track_ids.copy()  # type: ignore[union-attr]
-                        ids[mask] = new_ids
-                        tracked = tracked.replace(track_ids=ids)
-                    tracked = tracker.label(tracked)
-                    track_ms += (time.perf_counter() - t5) * 1000.0
+            detect_ms = laps.lap()
+            faces = faces.replace(quality=face_quality(image if self.config.sharpness else None, faces))
+            quality_ms = laps.lap()
+            tracked = self.tracker.update(faces, new_scene=cut)
         else:
-            t1 = time.perf_counter()
-            tracked = tracker.predict()
-            quality = np.full(len(tracked), np.nan, np.float32)
-            track_ms = (time.perf_counter() - t1) * 1000.0
-        events = tuple(WatchEvent.from_track(e, frame) for e in tracker.drain_events())
-        if self.on_event is not None:
-            for event in events:
-                self.on_event(event)
-        ids = tracked.track_ids if tracked.track_ids is not None else np.zeros(len(tracked), np.int64)
-        now = time.perf_counter()
-        stamps.append(now)
-        fps = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
-        return FrameResult(
+            tracked = self.tracker.predict()
+        track_ms = laps.lap()
+        named = self.identity.identify(image, tracked)
+        identify_ms = laps.lap()
+        events = (*self.tracker.drain_events(frame), *self.identity.drain_events(frame))
+        self._deliver(events)
+        stamps.append(time.perf_counter())
+        spent = self.identity.last_timings
+        result = FrameResult(
             frame=frame,
-            faces=tracked,
-            confidences=tracker.confidences(ids),
-            quality=np.asarray(quality, np.float32),
+            faces=named,
             detected=detect,
             events=events,
             timings=StageTimings(
                 wait_ms=wait_ms,
+                decode_ms=decode_ms,
                 cut_ms=cut_ms,
                 detect_ms=detect_ms,
                 quality_ms=quality_ms,
                 track_ms=track_ms,
-                embed_ms=embed_ms,
-                match_ms=match_ms,
-                total_ms=(now - start) * 1000.0,
+                embed_ms=spent.embed_ms,
+                match_ms=spent.match_ms,
+                identify_ms=max(0.0, identify_ms - spent.embed_ms - spent.match_ms),
+                total_ms=laps.total(),
             ),
-            fps=fps,
+            fps=_fps(stamps),
         )
+        laps.lap()
+        for sink in self.sinks:
+            sink.write(result)
+        sinks_ms = laps.lap()
+        return replace(result, timings=replace(result.timings, sinks_ms=sinks_ms, total_ms=laps.total()))
 
-    def _between(self, events: Sequence[WatchEvent]) -> None:
-        """Deliver events that happen outside any frame."""
-        if not events:
-            return
+    def _detect_now(self, cut: bool) -> bool:
+        """Whether detection runs on this frame: the first, every ``every``-th, and after a cut."""
+        detect = cut or self.frames_processed == 0 or self._since_detect + 1 >= self.config.every
+        self._since_detect = 0 if detect else self._since_detect + 1
+        return detect
+
+    def _decode_ms(self) -> float:
+        """The capture thread's decoding time of the frame just handed over (0 for plain iterables)."""
+        if isinstance(self.source, VideoSource):
+            return self.source.stats().last_decode_ms
+        return 0.0
+
+    def _deliver(self, events: Sequence[Event]) -> None:
         if self.on_event is not None:
             for event in events:
                 self.on_event(event)
-        for sink in self.sinks:
-            notify = getattr(sink, "notify", None)
-            if notify is not None:
-                notify(events)
+
+    def _between(self, events: Sequence[Event]) -> None:
+        """Deliver events that happen outside any frame."""
+        if not events:
+            return
+        self._deliver(events)
+        for sink in self._event_sinks:
+            sink.notify(events)
 
     def _finish(self, last_frame: Frame | None, *, suppress: bool) -> None:
         """End of stream: the remaining tracks leave, then every sink is closed."""
@@ -502,7 +359,7 @@ class Pipeline:
         try:
             self.tracker.finish()
             if last_frame is not None:
-                self._between([WatchEvent.from_track(e, last_frame) for e in self.tracker.drain_events()])
+                self._between([*self.tracker.drain_events(last_frame), *self.identity.drain_events(last_frame)])
         except Exception as exc:  # noqa: BLE001 - sinks must still be closed
             errors.append(exc)
         for sink in self.sinks:
@@ -512,8 +369,15 @@ class Pipeline:
                 errors.append(exc)
         if errors and not suppress:
             raise errors[0]
-        for exc in errors if suppress else errors[1:]:
-            logger.error("while closing: %s", exc)
+        for error in errors if suppress else errors[1:]:
+            logger.error("while closing: %s", error)
+
+
+def _fps(stamps: deque[float]) -> float:
+    """Frames per second over the stamped window."""
+    if len(stamps) > 1 and stamps[-1] > stamps[0]:
+        return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    return 0.0
 
 
 def fps_or_default(value: float | None, default: float = 25.0) -> float:

@@ -251,7 +251,8 @@ class Faces:
     def size_px(self) -> FloatArray:
         """``(N,)`` shorter box side of each face, in pixels."""
         wh = self.xyxy[:, 2:4] - self.xyxy[:, 0:2]
-        return np.minimum(wh[:, 0], wh[:, 1]).astype(np.float32)
+        sides: FloatArray = np.minimum(wh[:, 0], wh[:, 1]).astype(np.float32)
+        return sides
 
     @staticmethod
     def concatenate(parts: Sequence[Faces]) -> Faces:

@@ -48,19 +48,55 @@ def test_detect_folder_with_bad_files_keeps_going(runner: CliRunner, examples_di
     result = runner.invoke(main, ["detect", "--json", str(tmp_path)])
     assert result.exit_code == 0, result.output
     records = {Path(r["path"]).name: r for r in _lines(result.stdout)}
+    assert sorted(records) == ["a_obama.jpg", "b_truncated.jpg", "c_empty.png", "d_text.jpg", "e_16bit.png"]
     assert len(records["a_obama.jpg"]["faces"]) == 1
     assert records["e_16bit.png"]["faces"] == []
-    assert "c_empty.png: empty file" in result.stderr
-    assert "d_text.jpg: not a readable image" in result.stderr
+    for bad in ("b_truncated.jpg", "c_empty.png", "d_text.jpg"):
+        assert set(records[bad]) == {"path", "error"}
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 3
+    assert any("c_empty.png: empty file" in e for e in errors)
+    assert any("d_text.jpg: not a readable image" in e for e in errors)
+    assert "3 of 5 file(s) could not be read" in result.stderr
     assert "Traceback" not in result.output
 
 
 def test_detect_exit_code_when_nothing_works(runner: CliRunner, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\x00" * 10)
-    result = runner.invoke(main, ["detect", "--json", str(bad)])
-    assert result.exit_code != 0
-    assert "bad.jpg" in result.stderr
+    result = runner.invoke(main, ["detect", "--json", str(bad), str(tmp_path / "missing.jpg")])
+    assert result.exit_code == 4  # ImageError's code: nothing could be processed
+    assert [r["path"] for r in _lines(result.stdout)] == [str(bad), str(tmp_path / "missing.jpg")]
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"error: {bad}: not a readable image")
+    assert lines[1] == f"error: {tmp_path / 'missing.jpg'}: no such file"
+
+
+def test_a_face_free_image_counts_as_processed(runner: CliRunner, data_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("no")
+    brick = data_dir / "negatives" / "skimage_brick.png"
+    result = runner.invoke(main, ["detect", str(bad), str(brick)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{brick}: 0 face(s)\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["embed", "--embedder", "fusoin"], "unknown embedder 'fusoin' (did you mean 'fusion'?); choose one of fusion, facenet, dlib"),
+        (["detect", "--detector", "mtccn"], "unknown detector 'mtccn' (did you mean 'mtcnn'?)"),
+        (["eval", "lfw", "--pairs", "{pairs}", "--images", "{dir}", "--backend", "onnx"], "unknown FaceNet backend 'onnx'"),
+    ],
+)
+def test_choices_suggest_the_closest(runner: CliRunner, examples_dir: Path, args: list[str], message: str, tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("1 1\n")
+    subs = {"{pairs}": str(pairs), "{dir}": str(tmp_path)}
+    result = runner.invoke(main, [subs.get(a, a) for a in args] + ([str(examples_dir / "obama.jpg")] if args[0] != "eval" else []))
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.output
 
 
 def test_detect_empty_folder(runner: CliRunner, tmp_path: Path) -> None:

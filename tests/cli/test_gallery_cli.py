@@ -14,7 +14,6 @@ from click.testing import CliRunner, Result
 
 from facesense.cli import main
 
-
 EXPECTED = {
     "alex_lacamoire1.jpg": ["alex_lacamoire"],
     "johnsnow_test1.jpg": ["kit_harington"],
@@ -168,7 +167,8 @@ def test_enroll_one_person_and_duplicates(db: Path, examples_dir: Path) -> None:
         ("enroll", "{empty}"),
         ("enroll", "--name", "obama", "{empty}"),
         ("enroll", "--name", "obama", "{notimage}"),
-        ("enroll", "--name", "obama", "{obama}", "{notimage}"),
+        ("enroll", "--strict", "--name", "obama", "{obama}", "{notimage}"),
+        ("enroll", "--strict", "--name", "obama", "{obama}", "{missing}"),
         ("enroll", "--name", "unknown", "{obama}"),
         ("enroll", "--name", "x", "--camera", "97"),
         ("enroll", "--camera", "0"),
@@ -232,7 +232,7 @@ def test_failed_first_enrollment_leaves_no_file(tmp_path: Path, examples_dir: Pa
     new = tmp_path / "new.db"
     result = run("enroll", "--name", "x", examples_dir.parent / "negatives" / "skimage_brick.png", "--db", new)
     assert result.exit_code == 7
-    assert "no_face" in result.stderr
+    assert "skimage_brick.png: no face found; nothing was enrolled" in one_line_error(result)
     assert not new.exists() and list(tmp_path.iterdir()) == []
 
 
@@ -242,3 +242,183 @@ def test_db_from_environment(tmp_path: Path, examples_dir: Path, shared_analyzer
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "env.db").is_file()
     assert json.loads(run("people", "list", "--json").stdout)["name"] == "obama"
+
+
+# --- the exit-code rule: a bad file is reported, the rest processed -------------------
+
+
+def test_recognize_good_and_bad_files(db: Path, examples_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not a picture")
+    good = examples_dir / "knn_examples" / "test" / "obama1.jpg"
+    result = run("recognize", good, bad, tmp_path / "missing.jpg", "--db", db, "--json")
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["path"] for r in records] == [str(good), str(bad), str(tmp_path / "missing.jpg")]
+    assert [f["name"] for f in records[0]["faces"]] == ["obama"]
+    assert set(records[1]) == {"path", "error"} and "not a readable image" in records[1]["error"]
+    assert "no such file" in records[2]["error"]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 2 and "bad.jpg: not a readable image" in errors[0]
+    assert "2 of 3 file(s) could not be read" in result.stderr
+    text = run("recognize", bad, good, "--db", db)
+    assert text.exit_code == 0 and text.stdout.startswith(f"{good}: obama (")
+    nothing = run("recognize", bad, tmp_path / "missing.jpg", "--db", db)
+    assert nothing.exit_code == 4 and nothing.stdout == ""
+    assert [line.split(": ")[0] for line in nothing.stderr.splitlines()] == ["error", "error"]
+
+
+def test_enroll_good_and_bad_files(db: Path, examples_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not a picture")
+    before = json.loads(run("people", "show", "obama", "--db", db, "--json").stdout)
+    photo = examples_dir / "knn_examples" / "test" / "obama1.jpg"  # not among the enrolled ones
+    result = run("enroll", "--name", "obama", photo, bad, tmp_path / "missing.jpg", "--db", db, "--json")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert [Path(a["path"]).name for a in out["added"]] == ["obama1.jpg"]
+    assert [(Path(s["path"]).name, s["reason"]) for s in out["skipped"]] == [("bad.jpg", "unreadable"), ("missing.jpg", "unreadable")]
+    assert f"skipped {bad}: unreadable (not a readable image" in result.stderr
+    after = json.loads(run("people", "show", "obama", "--db", db, "--json").stdout)
+    assert len(after["samples"]) == len(before["samples"]) + 1
+    # The same run again: the photo is already in, so it succeeds and adds nothing.
+    again = run("enroll", "--name", "obama", photo, bad, "--db", db, "--json")
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["added"] == []
+    assert [s["reason"] for s in json.loads(again.stdout)["skipped"]] == ["duplicate", "unreadable"]
+
+
+def test_enroll_nothing_usable_in_several_files(db: Path, examples_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_text("not a picture")
+    (tmp_path / "b.jpg").write_bytes(b"")
+    unreadable = run("enroll", "--name", "obama", tmp_path / "a.jpg", tmp_path / "b.jpg", "--db", db)
+    assert unreadable.exit_code == 4
+    assert unreadable.stderr.splitlines()[-1] == "error: none of the 2 files is a readable image; nothing was enrolled"
+    brick = examples_dir.parent / "negatives" / "skimage_brick.png"
+    mixed = run("enroll", "--name", "obama", tmp_path / "a.jpg", brick, "--db", db)
+    assert mixed.exit_code == 7
+    assert "(1 no_face, 1 unreadable)" in mixed.stderr.splitlines()[-1]
+
+
+def test_enroll_skip_unreadable_still_accepted(db: Path, examples_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_text("not a picture")
+    result = run("enroll", "--skip-unreadable", "--name", "obama", examples_dir / "obama.jpg", tmp_path / "a.jpg", "--db", db)
+    assert result.exit_code == 0, result.stderr
+    assert "--skip-unreadable" not in run("enroll", "--help").stdout  # hidden: skipping is the default
+
+
+@pytest.mark.parametrize(
+    ("command", "words"),
+    [
+        (("detect",), "0 when at least one image was processed"),
+        (("embed",), "0 when at least one image was processed"),
+        (("recognize",), "0 when at least one image was processed"),
+        (("enroll",), "0 when at least one photo is in the"),
+        (("watch",), "Exit status: 0 when the source ended"),
+        (("people",), "exit 0 when done"),
+        (("people", "import"), "All or nothing"),
+        (("reembed",), "gallery is left unchanged"),
+        (("eval",), "Exit status: 0 when the report was computed"),
+    ],
+)
+def test_every_command_states_its_exit_rule(command: tuple[str, ...], words: str) -> None:
+    result = run(*command, "--help")
+    assert result.exit_code == 0
+    assert words in " ".join(result.stdout.split())
+
+
+# --- gallery locations ------------------------------------------------------------------
+
+
+def test_gallery_as_sqlite_url(db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(db.parent)
+    listed = run("people", "list", "--json", "--db", f"sqlite:///{db.name}")
+    assert listed.exit_code == 0, listed.stderr
+    assert len(listed.stdout.splitlines()) == 5
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("postgresql://me@db.example/faces", "PostgreSQL galleries are not supported"),
+        ("sqlit:///g.db", "did you mean 'sqlite'?"),
+    ],
+)
+@pytest.mark.parametrize("command", [("people", "list"), ("enroll", "--name", "x", "{image}"), ("recognize", "{image}")])
+def test_unsupported_gallery_url(tmp_path: Path, examples_dir: Path, monkeypatch: pytest.MonkeyPatch, url: str, words: str, command: tuple[str, ...]) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = [str(examples_dir / "obama.jpg") if a == "{image}" else a for a in command]
+    result = run(*args, "--db", url)
+    assert result.exit_code == 2
+    assert words in one_line_error(result)
+    assert list(tmp_path.iterdir()) == []  # nothing named like the URL was created
+
+
+def test_did_you_mean_for_choices(db: Path, examples_dir: Path) -> None:
+    result = run("recognize", examples_dir / "obama.jpg", "--db", db, "--matcher", "snm")
+    assert result.exit_code == 2
+    assert "unknown matcher 'snm' (did you mean 'svm'?); choose one of knn, svm, mean" in result.stderr
+    assert "Traceback" not in result.output
+
+
+# --- a gallery the user cannot write (issue 11, item 5) ---------------------------------
+
+# Root ignores file permissions; drop the capabilities that allow it, then run the CLI.
+_NO_DAC = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+    if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+        sys.exit("prctl: " + os.strerror(ctypes.get_errno()))
+os.execv(sys.executable, [sys.executable, "-m", "facesense.cli", *sys.argv[1:]])
+"""
+
+
+def test_read_only_gallery(db: Path, tmp_path: Path, examples_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    locked = folder / "g.db"
+    shutil.copy(db, locked)
+    locked.chmod(0o444)
+    folder.chmod(0o555)
+    before = digest(locked)
+
+    def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", _NO_DAC, *map(str, args), "--db", str(locked)],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    try:
+        probe = subprocess.run([sys.executable, "-c", _NO_DAC.replace('"-m", "facesense.cli", ', ""), "-c", f"open({str(locked)!r}, 'ab')"], capture_output=True)
+        if probe.returncode == 0:
+            pytest.skip("cannot drop the permission-overriding capabilities here")
+        listed = cli("people", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert [json.loads(line)["name"] for line in listed.stdout.splitlines()][:2] == ["alex_lacamoire", "biden"]
+        recognized = cli("recognize", examples_dir / "knn_examples" / "test" / "obama1.jpg", "--json")
+        assert recognized.returncode == 0, recognized.stderr
+        assert [f["name"] for f in json.loads(recognized.stdout)["faces"]] == ["obama"]
+        for write in (("people", "rename", "obama", "barack"), ("enroll", "--name", "x", examples_dir / "obama.jpg")):
+            refused = cli(*write)
+            assert refused.returncode == 6, refused.stderr
+            lines = refused.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: ") and "read-only" in lines[0], refused.stderr
+        assert digest(locked) == before
+        assert sorted(p.name for p in folder.iterdir()) == ["g.db"]
+    finally:
+        folder.chmod(0o755)
+
+
+def test_enroll_from_a_video_as_the_camera(tmp_path: Path, examples_dir: Path, shared_analyzer: None) -> None:
+    db = tmp_path / "cam.db"
+    clip = examples_dir / "short_hamilton_clip.mp4"
+    result = run("enroll", "--name", "someone", "--camera", clip, "--samples", "1", "--db", db, "--json")
+    assert result.exit_code == 0, result.stderr
+    (added,) = json.loads(result.stdout)["added"]
+    assert added["path"].startswith(f"{clip}#frame")
+    shown = json.loads(run("people", "show", "someone", "--db", db, "--json").stdout)
+    assert [s["source"] for s in shown["samples"]] == [str(clip)]

@@ -13,10 +13,9 @@ from click.testing import CliRunner
 
 from facesense.cli import main
 
-
 ENROLL_FRAME = 150  # Lin-Manuel Miranda alone on stage, facing the camera
 AUDIENCE_SHOT = 211  # from this frame on: the audience (the Obamas and others)
-EVENT_KEYS = {"time", "frame", "type", "track_id", "name", "confidence", "box"}
+EVENT_KEYS = {"time", "frame", "type", "source", "track_id", "name", "confidence", "box"}
 
 
 def _probe(path: Path) -> tuple[int, float, tuple[int, int]]:
@@ -72,12 +71,13 @@ def test_watch_writes_a_video_like_the_input(watched, clip: Path) -> None:
     assert result.stdout == ""  # data goes to files; logs and summary to stderr
 
 
-def test_watch_events_describe_the_faces(watched) -> None:
+def test_watch_events_describe_the_faces(watched, clip: Path) -> None:
     tmp, _ = watched
     events = _events(tmp / "events.jsonl")
     assert events
     assert all(set(e) == EVENT_KEYS for e in events)
-    assert {e["type"] for e in events} <= {"appeared", "recognized", "left"}
+    assert {e["type"] for e in events} <= {"appeared", "recognized", "unknown", "left"}
+    assert {e["source"] for e in events} == {str(clip)}
     assert [e["frame"] for e in events] == sorted(e["frame"] for e in events)
     appeared = {e["track_id"] for e in events if e["type"] == "appeared"}
     left = {e["track_id"] for e in events if e["type"] == "left"}
@@ -116,12 +116,24 @@ def test_watch_saves_unknown_faces_once(watched) -> None:
     unknown = {e["track_id"] for e in events if e["type"] == "left" and e["name"] is None}
     saved = sorted((tmp / "snaps").glob("track*.jpg"))
     saved_ids = [int(p.name[5:10]) for p in saved]
+    assert len(unknown) >= 3  # the audience: nobody there is enrolled
     assert len(saved_ids) == len(set(saved_ids))
     assert set(saved_ids) == unknown
     assert all(cv2.imread(str(p)) is not None for p in saved)
 
 
 # --------------------------------------------------------------------------- bad input
+
+
+def _other_model_gallery(folder: Path) -> None:
+    """A gallery holding another model's embeddings."""
+    import numpy as np
+
+    from facesense.gallery import NewSample, SQLiteGallery
+
+    with SQLiteGallery(folder / "other.db") as gallery:
+        sample = NewSample(embedding=np.eye(8, dtype=np.float32)[0], model_id="some-other-model/v1", source_sha256="0" * 64)
+        gallery.add_samples("someone", [sample])
 
 
 @pytest.mark.parametrize(
@@ -134,6 +146,8 @@ def test_watch_saves_unknown_faces_once(watched) -> None:
         ("clip", ["CLIP", "--display"], 2, "cannot show a window"),
         ("clip", ["CLIP", "--output", "out.gif"], 2, "unsupported video suffix"),
         ("clip", ["CLIP", "--db", "nothing-here.db"], 6, "no gallery"),
+        ("clip", ["CLIP", "--db", "postgresql://me@db.example/faces"], 2, "PostgreSQL galleries are not supported"),
+        (_other_model_gallery, ["CLIP", "--db", "other.db"], 6, "reembed"),
     ],
 )
 def test_bad_input_gives_one_line_and_an_exit_code(

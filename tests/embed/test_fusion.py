@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from facesense.align import DLIB_CHIP_TEMPLATE_150, warp_to_template
+from facesense.embed import make_embedder
 from facesense.embed.dlib import DlibResNetEmbedder
 from facesense.embed.facenet import FaceNetEmbedder
-from facesense.embed.fusion import IMPOSTOR_MEDIANS, FusedEmbedder, make_embedder
+from facesense.embed.fusion import FusedEmbedder
 from facesense.errors import ConfigError
 from facesense.imageio import load_image
-from facesense.match import CALIBRATIONS, calibration_for
+from facesense.models.registry import CALIBRATIONS, IMPOSTOR_MEDIANS, calibration
 from facesense.types import Faces
 
 
@@ -70,8 +71,8 @@ def test_template_chips_agree_with_dlibs_own_chips(people) -> None:
 def test_fusion_is_the_default_and_calibrated(people) -> None:
     e = make_embedder()
     assert isinstance(e, FusedEmbedder) and e.dim == 640
-    assert e.model_id in CALIBRATIONS and calibration_for(e.model_id) is not None
-    raw = CALIBRATIONS[e.model_id].raw_threshold
+    assert e.model_id in CALIBRATIONS
+    raw = calibration(e.model_id).raw_threshold
     obama, obama2, biden, kit = (_emb(e, people, k) for k in ("obama", "obama2", "biden", "kit"))
     assert np.linalg.norm(obama) == pytest.approx(1.0, abs=1e-5)
     assert np.linalg.norm(obama - obama2) < raw < min(np.linalg.norm(obama - biden), np.linalg.norm(biden - kit))
@@ -108,6 +109,9 @@ def test_default_weights_come_from_the_measured_medians() -> None:
     ("call", "message"),
     [
         (lambda: make_embedder("arcface"), "unknown embedder 'arcface'"),
+        (lambda: make_embedder("fusoin"), "did you mean 'fusion'"),
+        (lambda: make_embedder(bakend="opencv"), "unknown embedder option 'bakend' .did you mean 'backend'"),
+        (lambda: make_embedder("dlib", backend="opencv"), "the dlib embedder has none"),
         (lambda: FusedEmbedder([FaceNetEmbedder()]), "at least two"),
         (lambda: FusedEmbedder([FaceNetEmbedder(), FaceNetEmbedder()], scales=[1.0]), "expected 2 positive scales"),
         (lambda: DlibResNetEmbedder(batch_size=0), "batch_size"),
@@ -171,3 +175,40 @@ def test_merge_models_refuses_clashing_prefixes(tmp_path: Path) -> None:
         merge_models([("a", tmp_path / "x.onnx"), ("a", tmp_path / "y.onnx")])
     with pytest.raises(ModelError, match="cannot read"):
         merge_models([("a", tmp_path / "missing.onnx"), ("b", tmp_path / "y.onnx")])
+
+
+def test_a_custom_crop_changes_embeddings_and_model_id(people) -> None:
+    """Why the crop is part of the id: the same face, cut another way, moves by about a
+    same-person distance (0.5 here against a raw FaceNet threshold of 0.85)."""
+    from facesense.align import CropConfig
+
+    image, faces = people["obama"]
+    default, wide = FaceNetEmbedder(), FaceNetEmbedder(crop=CropConfig(margin_px=0, margin_ratio=0.2))
+    moved = np.linalg.norm(default.embed(image, faces).embeddings - wide.embed(image, faces).embeddings)
+    assert moved > 0.3
+    assert wide.model_id != default.model_id
+    # the fusion refuses a part whose impostor scale was measured for another crop
+    with pytest.raises(ConfigError, match=r"no impostor scale measured for facenet-20180408-102900/fixed/box160m0\.2\+0"):
+        make_embedder(crop=CropConfig(margin_px=0, margin_ratio=0.2))
+
+
+def test_merged_model_is_cached_and_a_damaged_cache_is_rebuilt(people) -> None:
+    """The merged graph is written once to the model cache and loaded from the file;
+    a truncated cached merge is rebuilt instead of breaking the embedder."""
+    from facesense.models.runtime import merged_model_path
+
+    first = make_embedder()
+    image, faces = people["obama"]
+    want = first.embed(image, faces).embeddings
+    parts = [(f"part{i}", p.onnx_path()) for i, p in enumerate(first.parts)]
+    path = merged_model_path(parts)
+    assert path.is_file() and merged_model_path(parts) == path
+    stamp = path.stat().st_mtime_ns
+    second = make_embedder()
+    second.embed(image, faces)
+    assert path.stat().st_mtime_ns == stamp  # reused, not merged again
+    path.write_bytes(path.read_bytes()[:1000])
+    third = make_embedder()
+    got = third.embed(image, faces).embeddings
+    assert third.merged is True and path.stat().st_size > 1_000_000
+    assert np.abs(got - want).max() < 1e-6

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facesense.errors import ConfigError
+from facesense.errors import ConfigError, ImageError
 from facesense.eval.detect import (
     DetectionRun,
     ImageDetections,
@@ -327,8 +327,12 @@ def test_missing_and_corrupt_images_are_logged(
 
 def test_run_detection_limit_and_bad_folder(tmp_path: Path) -> None:
     truths = parse_wider_annotations(SAMPLE)
-    run = run_detection(_FakeDetector({}), truths, tmp_path, limit=1)
-    assert len(run.images) == 1 and run.images[0].faces is None
+    (tmp_path / "0--Parade").mkdir()
+    cv2.imwrite(str(tmp_path / truths[1].path), np.full((120, 160, 3), 100, np.uint8))
+    run = run_detection(_FakeDetector({}), truths, tmp_path, limit=2)
+    assert [r.faces is None for r in run.images] == [True, False]  # the first is missing, the second read
+    with pytest.raises(ImageError, match=r"none of the 1 images .* could be read .*no such file"):
+        run_detection(_FakeDetector({}), truths, tmp_path, limit=1)
     with pytest.raises(ConfigError, match="does not exist"):
         run_detection(_FakeDetector({}), truths, tmp_path / "nope")
     with pytest.raises(ConfigError, match="limit must be >= 0"):

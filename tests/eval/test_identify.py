@@ -119,3 +119,14 @@ def test_impostor_quantiles_ignore_same_person_pairs() -> None:
     labels = ["a" if e[0] else "b" for e in emb]
     q = impostor_quantiles(emb, labels, ps=(0.01, 0.5))
     assert q == ((0.01, pytest.approx(np.sqrt(2), abs=1e-3)), (0.5, pytest.approx(np.sqrt(2), abs=1e-3)))
+
+
+def test_an_uncalibrated_model_is_evaluated_without_a_default_threshold() -> None:
+    from facesense.embed import make_embedder
+    from facesense.eval.identify import default_threshold
+    from facesense.match import make_matcher
+
+    assert default_threshold("never-calibrated/v0") is None
+    matcher = make_matcher("knn", model_id="never-calibrated/v0", threshold=default_threshold("never-calibrated/v0"))
+    assert matcher.threshold is None
+    assert default_threshold(make_embedder().model_id) == "auto"  # the shipped default is calibrated

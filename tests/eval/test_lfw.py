@@ -129,7 +129,7 @@ def test_select_central_face_prefers_big_central_faces() -> None:
 class _FakeAnalyzer:
     """Finds a fixed central face except in images it is told to miss; embeds box centres."""
 
-    class embedder:  # noqa: N801 - mimics the analyzer's attribute
+    class embedder:
         dim = 4
 
     def __init__(self, miss: set[int]) -> None:
@@ -162,3 +162,17 @@ def test_faceless_images_use_the_median_box_and_unreadable_ones_are_counted(lfw_
     assert out.unreadable == (("Broken_Person", 1),)
     np.testing.assert_allclose(out.embeddings[1], [60, 70, 180, 200])  # the median of the found boxes
     assert not out.embeddings[3].any()
+
+
+def test_no_readable_image_is_an_image_error(tmp_path: Path) -> None:
+    from facesense.errors import ImageError
+    from facesense.eval.lfw import evaluate_lfw
+
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text(PAIRS)
+    images = tmp_path / "images"
+    images.mkdir()
+    analyzer = _FakeAnalyzer(miss=set())
+    with pytest.raises(ImageError, match=r"none of the 14 LFW images .* could be read"):
+        evaluate_lfw(analyzer, pairs, images)
+    assert analyzer.calls == 0

@@ -314,3 +314,179 @@ def test_a_second_connection_sees_committed_writes(db: Path) -> None:
     with SQLiteGallery(db) as writer, SQLiteGallery(db) as reader:
         writer.add_samples("alice", [sample(1)])
         assert [p.name for p in reader.people()] == ["alice"]
+
+
+# --- revision, search cache, threads -------------------------------------------------
+
+
+def _statements(gallery: SQLiteGallery) -> list[str]:
+    """Start recording the SQL the gallery's connection runs; returns the live list."""
+    seen: list[str] = []
+    gallery._conn.set_trace_callback(seen.append)
+    return seen
+
+
+def test_polling_the_revision_costs_one_pragma(gallery: SQLiteGallery, db: Path) -> None:
+    gallery.add_samples("alice", [sample(1)])
+    gallery.revision()
+    seen = _statements(gallery)
+    for _ in range(5):
+        gallery.revision()
+    assert seen == ["PRAGMA data_version"] * 5
+    with SQLiteGallery(db) as other:
+        other.add_samples("bob", [sample(2)])
+    seen.clear()
+    gallery.revision()
+    assert seen[0] == "PRAGMA data_version" and any("meta" in s for s in seen)  # reads the counter only now
+
+
+def test_revision_is_kept_in_the_file(db: Path) -> None:
+    with SQLiteGallery(db) as g:
+        g.add_samples("alice", [sample(1)])
+        g.rename_person("alice", "ann")
+        revision = g.revision()
+    with SQLiteGallery(db, create=False) as g:
+        assert g.revision() == revision
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()[0] == str(revision)
+    con.close()
+
+
+def test_revision_sees_writers_that_do_not_keep_the_counter(gallery: SQLiteGallery, db: Path) -> None:
+    gallery.add_samples("alice", [sample(1)])
+    revision = gallery.revision()
+    con = sqlite3.connect(db)  # an older facesense, or the sqlite3 shell
+    con.execute("UPDATE people SET name = 'ann'")
+    con.commit()
+    con.close()
+    assert gallery.revision() != revision
+    assert gallery.search(sample(1).embedding, 1, model_id=MODEL).labels == (("ann",),)
+
+
+def test_search_reuses_its_matrix_until_the_revision_changes(gallery: SQLiteGallery) -> None:
+    gallery.add_samples("alice", [sample(1), sample(2)])
+    gallery.search(sample(1).embedding, 1, model_id=MODEL)
+    seen = _statements(gallery)
+    gallery.search(sample(2).embedding, 1, model_id=MODEL)
+    assert not any("samples" in s for s in seen)
+    gallery.add_samples("bob", [sample(3)])
+    seen.clear()
+    assert gallery.search(sample(3).embedding, 1, model_id=MODEL).labels == (("bob",),)
+    assert any("FROM samples" in s for s in seen)
+
+
+def test_person_by_id_is_one_query(gallery: SQLiteGallery) -> None:
+    gallery.add_samples("alice", [sample(1)])
+    gallery.add_samples("bob", [sample(2)])
+    bob = gallery.person("bob")
+    seen = _statements(gallery)
+    assert gallery.person_by_id(bob.id) == bob
+    assert len(seen) == 1 and f"WHERE p.id = {bob.id} " in seen[0]  # by SQL, not a scan of people()
+
+
+def test_one_gallery_can_be_shared_by_threads(gallery: SQLiteGallery) -> None:
+    import threading
+
+    gallery.add_samples("seed", [sample(0)])
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for i in range(1, 40):
+                gallery.add_samples(f"p{i % 5}", [sample(i)])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def reader() -> None:
+        try:
+            for _ in range(200):
+                gallery.revision()
+                result = gallery.search(sample(0).embedding, 2, model_id=MODEL)
+                assert result.labels[0][0] == "seed"
+                gallery.people()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=reader), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert sum(p.n_samples for p in gallery.people()) == 40
+
+
+# --- open_gallery ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("g.db", "g.db"),
+        ("sub/g.db", "sub/g.db"),
+        ("sqlite:///g.db", "g.db"),
+        ("sqlite:///sub/g.db", "sub/g.db"),
+        ("sqlite:///my%20g.db", "my g.db"),
+        ("notes:2024.db", "notes:2024.db"),  # a colon in a file name is no URL
+    ],
+)
+def test_open_gallery_paths_and_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str, expected: str) -> None:
+    from facesense.gallery import open_gallery
+
+    monkeypatch.chdir(tmp_path)
+    with open_gallery(given) as g:
+        assert isinstance(g, SQLiteGallery)
+        g.add_samples("alice", [sample(1)])
+    with SQLiteGallery(tmp_path / expected, create=False) as g:
+        assert [p.name for p in g.people()] == ["alice"]
+
+
+def test_open_gallery_absolute_url_and_path_object(tmp_path: Path) -> None:
+    from facesense.gallery import open_gallery
+
+    target = tmp_path / "abs" / "g.db"
+    with open_gallery(f"sqlite:///{target}") as g:  # sqlite:////tmp/...: four slashes
+        assert g.location == str(target)
+    with open_gallery(target, create=False) as g:
+        assert g.location == str(target)
+
+
+def test_open_gallery_default_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from facesense.gallery import open_gallery
+
+    monkeypatch.setenv("FACESENSE_DB", f"sqlite:///{tmp_path / 'env.db'}")
+    with open_gallery() as g:
+        assert g.location == str(tmp_path / "env.db")
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("postgresql://u@h/db", "PostgreSQL galleries are not supported in this version"),
+        ("postgres://u:secret@h:5432/db", r"not supported in this version of facesense \(postgres://u:\*\*\*@h:5432/db\)"),
+        ("postgresql+psycopg://h/db", "PostgreSQL galleries are not supported"),
+        (Path("postgresql://u@h/db"), "PostgreSQL galleries are not supported"),
+        ("sqlit:///g.db", "unknown gallery URL scheme 'sqlit'.*did you mean 'sqlite'"),
+        ("postgress://h/db", "did you mean 'postgres'"),
+        ("mysql://h/db", "unknown gallery URL scheme 'mysql'"),
+        ("http://example.com/g.db", "unknown gallery URL scheme 'http'"),
+        ("sqlite:g.db", "not a well-formed sqlite URL"),
+        ("sqlite://host/g.db", "take no host"),
+        ("sqlite://", "names no file"),
+        ("sqlite:///:memory:", "names no file"),
+        ("sqlite:///g.db?mode=ro", r"no \?options"),
+        (Path("sqlite:///g.db"), "lost its slashes"),
+        ("", "empty"),
+    ],
+)
+def test_open_gallery_refuses_other_urls_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str | Path, message: str
+) -> None:
+    from facesense.gallery import open_gallery
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        open_gallery(given)
+    with pytest.raises(ConfigError, match=message):
+        open_gallery(given, create=False)
+    assert list(tmp_path.iterdir()) == []

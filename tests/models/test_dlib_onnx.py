@@ -86,7 +86,7 @@ def test_damaged_dat_files_are_refused(tmp_path: Path, mangle) -> None:
     real = registry.packaged_file("dlib_resnet").read_bytes()
     bad = tmp_path / "bad.dat"
     bad.write_bytes(mangle(real))
-    with pytest.raises(ModelError, match="bad.dat"):
+    with pytest.raises(ModelError, match=r"bad\.dat"):
         convert_dlib_resnet(bad)
 
 

@@ -15,20 +15,40 @@ from facesense.sinks.draw import (
     draw_hud,
     face_label,
 )
+from facesense.types import Face, IdentityState
+
+
+def _face(track_id: int | None, name: str | None, confidence: float | None, state: IdentityState | None) -> Face:
+    return Face(
+        xyxy=np.zeros(4, np.float32),
+        score=0.99,
+        landmarks=np.zeros((5, 2), np.float32),
+        embedding=None,
+        track_id=track_id,
+        name=name,
+        distance=None,
+        confidence=confidence,
+        state=state,
+    )
 
 
 @pytest.mark.parametrize(
     ("args", "label"),
     [
-        ((3, "lin", 0.923), "#3 lin 92%"),
-        ((4, None, 0.8), "#4 unknown"),
-        ((5, None, 0.0), "#5"),
-        ((None, "ann", None), "ann"),
-        ((7, "ann", float("nan")), "#7 ann"),
+        ((3, "lin", 0.923, IdentityState.KNOWN), "#3 lin 92%"),
+        ((4, None, 0.8, IdentityState.UNKNOWN), "#4 unknown"),
+        ((5, None, 0.0, IdentityState.PENDING), "#5"),
+        # The state says it, not the confidence: a pending face with a confidence is pending.
+        ((6, None, 0.7, IdentityState.PENDING), "#6"),
+        ((None, "ann", None, IdentityState.KNOWN), "ann"),
+        ((7, "ann", float("nan"), IdentityState.KNOWN), "#7 ann"),
+        # Faces never identified (no states): named ones are known.
+        ((8, "ann", None, None), "#8 ann"),
+        ((9, None, None, None), "#9"),
     ],
 )
 def test_face_label(args: tuple, label: str) -> None:
-    assert face_label(*args) == label
+    assert face_label(_face(*args)) == label
 
 
 def _colour_near(image: np.ndarray, y: int, x: int) -> tuple[int, int, int]:
@@ -45,10 +65,11 @@ def test_draw_faces_draws_on_a_copy_in_the_state_colour(make_result) -> None:
         boxes=[(20, 40, 100, 140), (150, 40, 230, 140), (250, 150, 300, 230)],
         ids=[1, 2, 3],
         names=["ann", None, None],
-        confidences=[0.9, 0.8, 0.0],
+        confidences=[0.9, 0.8, 0.8],
+        states=[IdentityState.KNOWN, IdentityState.UNKNOWN, IdentityState.PENDING],
         image=black,
     )
-    out = draw_faces(result.frame.image, result.faces, result.confidences)
+    out = draw_faces(result.frame.image, result.faces)
     assert out is not black and not black.any()  # input untouched
     assert out.shape == black.shape and out.dtype == np.uint8
     # The left edge of each box is in its state's colour.
@@ -59,9 +80,15 @@ def test_draw_faces_draws_on_a_copy_in_the_state_colour(make_result) -> None:
 
 
 def test_draw_handles_boxes_at_and_over_the_border(make_result) -> None:
-    result = make_result(boxes=[(-30, -20, 50, 40), (290, 200, 400, 300)], ids=[1, 2], names=["ann", None])
-    out = draw_faces(result.frame.image, result.faces, result.confidences)
+    black = np.zeros((240, 320, 3), np.uint8)
+    result = make_result(
+        boxes=[(-30, -20, 50, 40), (290, 200, 400, 300)], ids=[1, 2], names=["ann", None], image=black
+    )
+    out = draw_faces(result.frame.image, result.faces)
     assert out.shape == (240, 320, 3)
+    # The parts of the boxes inside the image are drawn.
+    assert _colour_near(out, 20, 50) == KNOWN_BGR
+    assert _colour_near(out, 230, 290) == PENDING_BGR
 
 
 def test_hud_and_annotate(make_result) -> None:

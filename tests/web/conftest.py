@@ -1,7 +1,8 @@
-"""Fixtures for the web tests: one set of models for the whole folder, and app builders."""
+"""Fixtures for the web tests: one set of models for the whole folder, app builders, Chromium."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,18 @@ import pytest
 
 # The host TestClient talks to: a loopback name, as a browser on this machine would send.
 BASE_URL = "http://127.0.0.1"
+
+# Debian's Chromium (apt-get install chromium), never a Playwright download.
+CHROMIUM = Path(os.environ.get("FACESENSE_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 MakeClient = Callable[..., Any]
 
@@ -27,21 +40,27 @@ def analyzer() -> Any:
     return analyzer
 
 
+@pytest.fixture(scope="session")
+def web_models(analyzer: Any) -> Any:
+    """The server's models around the shared analyzer (the live detector is built once too)."""
+    from facesense.web.models import WebModels
+
+    return WebModels(analyzer=analyzer)
+
+
 @pytest.fixture
-def make_client(tmp_path: Path, analyzer: Any) -> Iterator[MakeClient]:
+def make_client(tmp_path: Path, web_models: Any) -> Iterator[MakeClient]:
     """``make_client(db=..., **config)``: a started TestClient on a fresh app."""
     from fastapi.testclient import TestClient
 
     from facesense.web.app import create_app
     from facesense.web.config import ServeConfig
-    from facesense.web.engine import Engine
 
     clients: list[TestClient] = []
 
     def make(*, db: Path | None = None, start_sources: bool = True, **settings: Any) -> TestClient:
         config = ServeConfig(db=db or tmp_path / "gallery.db", **settings)
-        engine = Engine(config, analyzer=analyzer)
-        app = create_app(config, engine=engine, start_sources=start_sources)
+        app = create_app(config, models=web_models, start_sources=start_sources)
         client = TestClient(app, base_url=BASE_URL)
         client.__enter__()
         clients.append(client)
@@ -50,3 +69,17 @@ def make_client(tmp_path: Path, analyzer: Any) -> Iterator[MakeClient]:
     yield make
     for client in clients:
         client.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Chromium driven by Playwright (skips when either is missing)."""
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()

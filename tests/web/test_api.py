@@ -12,11 +12,11 @@ import pytest
 
 pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
 
+from facesense.types import Event, EventType
 from facesense.web.config import ServeConfig
-from facesense.web.events import EventQuery, EventStore, NewEvent
+from facesense.web.events import EventQuery, EventRecord, SQLiteEventStore
 
 from .conftest import MakeClient
-
 
 EXPECTED = {
     "alex_lacamoire1.jpg": ["alex_lacamoire"],
@@ -207,6 +207,11 @@ def test_token_is_required_when_set(make_client: MakeClient, db: Path, examples_
     assert client.get("/api/people", headers={"Authorization": "Bearer wrong-token-123"}).status_code == 401
     good = {"Authorization": f"Bearer {TOKEN}"}
     assert client.get("/api/people", headers=good).status_code == 200
+    # The schema is behind the token too, and the token does not excuse a forged write.
+    assert client.get("/api/openapi.json").status_code == 401
+    assert "/api/people" in client.get("/api/openapi.json", headers=good).json()["paths"]
+    forged = client.delete("/api/people/1", headers={**good, "Origin": "null"})
+    assert forged.status_code == 403 and "cross-site" in forged.json()["error"]
     obama1 = examples_dir / "knn_examples" / "test" / "obama1.jpg"
     assert names(client.post("/api/recognize", files=upload(obama1), headers=good)) == ["obama"]
 
@@ -287,6 +292,23 @@ def test_hosts_origins_and_headers(make_client: MakeClient) -> None:
     assert rebound.status_code == 400 and "Host" in rebound.json()["error"]
     cross = client.post("/api/people", data={"name": "x"}, headers={"Origin": "http://attacker.example"})
     assert cross.status_code == 403 and "cross-site" in cross.json()["error"]
+    # Writes a browser sends for other pages are refused; for our own pages, or from no browser
+    # at all, they reach the app (which answers 422 to an empty form, 404 for a missing person).
+    reached = {("post", "/api/people"): 422, ("patch", "/api/people/1"): 422, ("delete", "/api/people/1"): 404}
+    for headers, refused in (
+        ({"Origin": "null"}, True),
+        ({"Origin": "http://127.0.0.1:8001"}, True),  # another port is another origin
+        ({"Origin": "https://127.0.0.1"}, True),
+        ({"Origin": "http://127.0.0.1"}, False),
+        ({"Sec-Fetch-Site": "cross-site"}, True),
+        ({"Sec-Fetch-Site": "same-site"}, True),
+        ({"Sec-Fetch-Site": "same-origin"}, False),
+        ({}, False),  # curl, scripts, the CLI
+    ):
+        for (method, path), status in reached.items():
+            response = getattr(client, method)(path, headers=headers)
+            assert response.status_code == (403 if refused else status), (headers, method, response.text)
+    assert client.get("/api/people", headers={"Origin": "null"}).status_code == 200  # reads are not writes
     schema = client.get("/api/openapi.json").json()
     assert {"/api/recognize", "/api/detect", "/api/people", "/api/people/{person_id}", "/api/people/{person_id}/faces",
             "/api/people/{person_id}/faces/{sample_id}", "/api/events", "/api/sources", "/api/health"} <= set(schema["paths"])
@@ -298,13 +320,13 @@ def test_hosts_origins_and_headers(make_client: MakeClient) -> None:
 # --- events -------------------------------------------------------------------------------------
 
 
-def _store(client: Any) -> EventStore:
+def _store(client: Any) -> SQLiteEventStore:
     return client.app.state.facesense.events
 
 
 def test_events_paging_filters_and_naming(make_client: MakeClient, examples_dir: Path, analyzer: Any) -> None:
     from facesense.imageio import load_image
-    from facesense.web.live import face_crop_jpeg
+    from facesense.web.thumbnails import face_crop_jpeg
 
     client = make_client()
     store = _store(client)
@@ -313,11 +335,16 @@ def test_events_paging_filters_and_naming(make_client: MakeClient, examples_dir:
     crop = face_crop_jpeg(image, faces.xyxy[0])
     now = time.time()
     for i in range(23):
-        store.add(NewEvent(time=now - 3600 + i, source="cam", type="appeared", track_id=i, name="ann" if i % 2 else None,
-                           confidence=0.9, xyxy=(1.0, 2.0, 30.0, 40.0), frame=i, media_time=i / 25, crop_jpeg=crop))
-    unknown_id = store.add(NewEvent(time=now, source="cam", type="unknown", track_id=99, xyxy=tuple(float(v) for v in faces.xyxy[0]),
-                                    frame=5, crop_jpeg=crop, embedding=faces.embeddings[0], model_id=analyzer.model_id))
-    store.add(NewEvent(time=now - 7200, source="cam", type="status", status="reconnecting", message="cam: reconnect attempt 1"))
+        appeared = Event(type=EventType.APPEARED, time=i / 25, frame=i, source="cam", track_id=i,
+                         name="ann" if i % 2 else None, confidence=0.9, xyxy=(1.0, 2.0, 30.0, 40.0))
+        store.add(EventRecord(event=appeared, seen_at=now - 3600 + i, crop_jpeg=crop))
+    x1, y1, x2, y2 = (float(v) for v in faces.xyxy[0])
+    unknown = Event(type=EventType.UNKNOWN, time=0.2, frame=5, source="cam", track_id=99, xyxy=(x1, y1, x2, y2))
+    unknown_id = store.add(EventRecord(event=unknown, seen_at=now, crop_jpeg=crop, embedding=faces.embeddings[0],
+                                       model_id=analyzer.model_id))
+    status = Event(type=EventType.STATUS, time=now - 7200, frame=0, source="cam", status="reconnecting",
+                   message="cam: reconnect attempt 1")
+    store.add(EventRecord(event=status, seen_at=now - 7200))
 
     first = client.get("/api/events?per_page=10").json()
     assert (first["total"], first["pages"], first["page"]) == (25, 3, 1)
@@ -333,7 +360,8 @@ def test_events_paging_filters_and_naming(make_client: MakeClient, examples_dir:
     assert since["total"] == 4
     iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - 5400))
     assert client.get("/api/events", params={"until": iso + "Z"}).json()["total"] == 1
-    assert client.get("/api/events?type=nonsense").status_code == 422
+    typo = client.get("/api/events?type=unknwon")
+    assert typo.status_code == 422 and "did you mean 'unknown'" in typo.json()["error"]
     crop_response = client.get(first["events"][0]["crop_url"])
     assert crop_response.status_code == 200 and crop_response.content[:2] == b"\xff\xd8"
 
@@ -360,14 +388,15 @@ def test_event_store_prunes_by_count_and_age(tmp_path: Path) -> None:
 
     path = tmp_path / "events.db"
     now = time.time()
-    with EventStore(path, keep_events=10, keep_days=1) as store:
+    with SQLiteEventStore(path, keep_events=10, keep_days=1) as store:
         for i in range(25):
-            store.add(NewEvent(time=now - 3 * 86400 if i < 5 else now - i, source="s", type="left", track_id=i))
+            left = Event(type=EventType.LEFT, time=float(i), frame=i, source="s", track_id=i)
+            store.add(EventRecord(event=left, seen_at=now - 3 * 86400 if i < 5 else now - i))
         assert store.count() == 25
         assert store.prune(now=now) == 15
         kept = store.query(EventQuery(), per_page=100).events
         assert sorted(e.track_id for e in kept) == list(range(15, 25))
-    with EventStore(path, keep_events=10, keep_days=1) as store:  # reopens
+    with SQLiteEventStore(path, keep_events=10, keep_days=1) as store:  # reopens
         assert store.count() == 10
         assert store.embedding(1) is None and store.crop(12345) is None
     foreign = tmp_path / "other.db"
@@ -377,11 +406,11 @@ def test_event_store_prunes_by_count_and_age(tmp_path: Path) -> None:
         conn.execute("CREATE TABLE t (x)")
     conn.close()
     with pytest.raises(GalleryError, match="not a facesense events file"):
-        EventStore(foreign)
+        SQLiteEventStore(foreign)
     not_sqlite = tmp_path / "photo.db"
     not_sqlite.write_bytes(b"\xff\xd8 certainly not sqlite" * 100)
     with pytest.raises(GalleryError):
-        EventStore(not_sqlite)
+        SQLiteEventStore(not_sqlite)
 
 
 # --- a watched source ----------------------------------------------------------------------------
@@ -394,7 +423,7 @@ def test_a_source_is_watched_streamed_and_logged(make_client: MakeClient, exampl
     info: dict[str, Any] = {}
     while time.monotonic() < deadline:
         info = client.get("/api/sources").json()["sources"][0]
-        if info["status"] == "live" and info["frames"] > 30 and _store(client).query(EventQuery(type="unknown")).total:
+        if info["status"] == "live" and info["frames"] > 30 and _store(client).query(EventQuery(type=EventType.UNKNOWN)).total:
             break
         time.sleep(0.25)
     assert info["status"] == "live" and info["kind"] == "file", info

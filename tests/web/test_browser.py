@@ -12,56 +12,19 @@ the tests skip when it or the ``playwright`` package is missing.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .serving import ServeProcess, serve
+
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path(os.environ.get("FACESENSE_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TOKEN = "browser-test-token"
-STARTUP_TIMEOUT_S = 90.0
-
-playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-if not CHROMIUM.is_file():
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def api(self, path: str) -> Any:
-        request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {TOKEN}"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
 
 
 @pytest.fixture(scope="module")
@@ -72,61 +35,16 @@ def shots() -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, examples_dir: Path) -> Iterator[Server]:
+def server(browser: Any, tmp_path_factory: pytest.TempPathFactory, examples_dir: Path) -> Iterator[ServeProcess]:
     tmp = tmp_path_factory.mktemp("serve")
-    port = _free_port()
-    log = tmp / "server.log"
-    command = [
-        sys.executable,
-        "-c",
-        "from facesense.cli import main; main()",
-        "-v",
-        "serve",
-        "--db", str(tmp / "gallery.db"),
-        "--source", str(examples_dir / "short_hamilton_clip.mp4"),
-        "--loop",
-        "--port", str(port),
-        "--token", TOKEN,
-    ]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp)
-    srv = Server(f"http://127.0.0.1:{port}", process, log)
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"facesense serve exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                srv.api("/api/health")
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"facesense serve did not answer within {STARTUP_TIMEOUT_S:g} s:\n{log.read_text()}")
-                time.sleep(0.25)
+    clip = str(examples_dir / "short_hamilton_clip.mp4")
+    with serve(tmp, "--source", clip, "--loop", token=TOKEN) as srv:
         yield srv
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            pytest.fail(f"facesense serve did not stop on SIGTERM:\n{log.read_text()}")
-    text = log.read_text()
+        code, _ = srv.terminate()
+    text = srv.text()
     # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught.
     assert code in (0, -signal.SIGTERM), text
     assert "Application shutdown complete" in text and "Traceback" not in text, text
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +54,7 @@ def page_errors() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def page(browser: Any, server: Server, page_errors: list[str]) -> Iterator[Any]:
+def page(browser: Any, server: ServeProcess, page_errors: list[str]) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     pg = context.new_page()
     errors = page_errors
@@ -148,7 +66,7 @@ def page(browser: Any, server: Server, page_errors: list[str]) -> Iterator[Any]:
     assert not errors, errors
 
 
-def test_login_then_enroll_by_upload(page: Any, server: Server, examples_dir: Path, shots: Path, page_errors: list[str]) -> None:
+def test_login_then_enroll_by_upload(page: Any, server: ServeProcess, examples_dir: Path, shots: Path, page_errors: list[str]) -> None:
     page.goto(server.url + "/people")
     assert "/login" in page.url  # a token is set: pages need a login first
     page.fill("input[name=token]", "wrong-token!")
@@ -177,7 +95,7 @@ def test_login_then_enroll_by_upload(page: Any, server: Server, examples_dir: Pa
     assert [p["name"] for p in server.api("/api/people")["people"]] == ["Barack Obama"]
 
 
-def test_live_stream_shows_frames(page: Any, server: Server, shots: Path) -> None:
+def test_live_stream_shows_frames(page: Any, server: ServeProcess, shots: Path) -> None:
     page.goto(server.url + "/live")
     stream = page.locator("img[data-stream]")
     page.wait_for_function("img => img.naturalWidth > 0", arg=stream.element_handle(), timeout=60_000)
@@ -188,7 +106,7 @@ def test_live_stream_shows_frames(page: Any, server: Server, shots: Path) -> Non
     page.screenshot(path=str(shots / "live.png"), full_page=True)
 
 
-def test_name_an_unknown_face(page: Any, server: Server, shots: Path) -> None:
+def test_name_an_unknown_face(page: Any, server: ServeProcess, shots: Path) -> None:
     deadline = time.monotonic() + 60
     while server.api("/api/events?type=unknown&per_page=1")["total"] == 0:
         assert time.monotonic() < deadline, "no unknown face was stored within 60 s"
@@ -213,7 +131,7 @@ def test_name_an_unknown_face(page: Any, server: Server, shots: Path) -> None:
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=guest.element_handle())
 
 
-def test_rename_and_delete_with_confirmation(page: Any, server: Server, shots: Path) -> None:
+def test_rename_and_delete_with_confirmation(page: Any, server: ServeProcess, shots: Path) -> None:
     page.goto(server.url + "/people")
     card = page.locator('.person[data-person-name="Hamilton guest"]')
     card.locator('button[data-action="rename"]').click()
@@ -231,3 +149,23 @@ def test_rename_and_delete_with_confirmation(page: Any, server: Server, shots: P
     page.goto(server.url + "/api-docs")
     page.get_by_text("/api/recognize", exact=True).wait_for()
     page.screenshot(path=str(shots / "api.png"), full_page=True)
+
+
+def test_the_api_schema_needs_the_token(browser: Any, page: Any, server: ServeProcess) -> None:
+    """``/api/openapi.json`` sits behind the same check as the ``/api-docs`` page."""
+    anonymous = server.request("/api/openapi.json", auth=False)
+    assert anonymous.status == 401 and "token" in anonymous.json()["error"]
+    assert server.request("/api/openapi.json", headers={"Authorization": "Bearer wrong-token-123"}).status == 401
+    schema = server.api("/api/openapi.json")  # the bearer token
+    assert "/api/recognize" in schema["paths"] and "/api/openapi.json" not in schema["paths"]
+    logged_in = page.request.get(server.url + "/api/openapi.json")  # the session cookie
+    assert logged_in.status == 200 and logged_in.json()["info"]["title"] == "facesense"
+    context = browser.new_context()
+    try:
+        stranger = context.new_page()
+        response = stranger.goto(server.url + "/api/openapi.json")
+        assert response.status == 401
+        docs = stranger.goto(server.url + "/api-docs")
+        assert "/login" in stranger.url and docs.status == 200
+    finally:
+        context.close()

@@ -6,11 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-
 from facesense.web.config import ServeConfig, is_loopback
-from facesense.web.engine import clean_filename
 from facesense.web.live import public_source
-from facesense.web.security import check_token, safe_next, session_value
+from facesense.web.people import clean_filename
+from facesense.web.security import check_token, is_same_origin, safe_next, session_value
 
 from .conftest import MakeClient
 
@@ -81,6 +80,33 @@ def test_clean_filename(name: str | None, expected: str) -> None:
 )
 def test_public_source_hides_credentials(source: str, shown: str) -> None:
     assert public_source(source) == shown
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "scheme", "same"),
+    [
+        ("http://127.0.0.1:8000", "127.0.0.1:8000", "http", True),
+        ("HTTP://LocalHost:8000", "localhost:8000", "http", True),
+        ("http://127.0.0.1", "127.0.0.1:80", "http", True),
+        ("http://127.0.0.1:80", "127.0.0.1", "http", True),
+        ("https://faces.example", "faces.example", "https", True),  # behind a TLS proxy that says so
+        ("https://faces.example", "faces.example:443", "http", True),
+        ("http://[::1]:8000", "[::1]:8000", "http", True),
+        ("null", "127.0.0.1:8000", "http", False),
+        ("", "127.0.0.1:8000", "http", False),
+        ("http://127.0.0.1:8001", "127.0.0.1:8000", "http", False),  # another port
+        ("https://127.0.0.1", "127.0.0.1", "http", False),  # 443 is another port than 80
+        ("http://localhost:8000", "127.0.0.1:8000", "http", False),
+        ("http://127.0.0.1:8000/path", "127.0.0.1:8000", "http", False),
+        ("http://user@127.0.0.1:8000", "127.0.0.1:8000", "http", False),
+        ("http://127.0.0.1:99999", "127.0.0.1:99999", "http", False),
+        ("file://", "127.0.0.1:8000", "http", False),
+        ("chrome-extension://abc", "abc", "http", False),
+        ("http://evil.example", "evil.example.127.0.0.1.nip.io", "http", False),
+    ],
+)
+def test_is_same_origin(origin: str, host: str, scheme: str, same: bool) -> None:
+    assert is_same_origin(origin, host, scheme) is same
 
 
 def test_tokens() -> None:

@@ -1,18 +1,26 @@
-"""Shared CLI plumbing: logging to stderr, error to exit-code mapping, JSON output."""
+"""Shared CLI plumbing: logging to stderr, error to exit-code mapping, JSON output,
+the per-file error rule of the batch commands, and the options several commands share.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import enum
+import importlib
 import json
 import logging
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from facesense.errors import FacesenseError
+from facesense.errors import ConfigError, FacesenseError, ImageError
+
+if TYPE_CHECKING:
+    from facesense.gallery.base import GalleryStore
 
 logger = logging.getLogger("facesense.cli")
 
@@ -35,11 +43,110 @@ class FacesenseGroup(click.Group):
         try:
             return super().invoke(ctx)
         except FacesenseError as exc:
-            click.echo(f"error: {exc}", err=True)
+            report_error(exc)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+
+
+def report_error(exc: BaseException) -> None:
+    """Print ``error: <message>`` as one line on stderr."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    click.echo(f"error: {message}", err=True)
+
+
+@dataclass
+class FileBatch:
+    """The per-file rule of ``detect``, ``embed`` and ``recognize``.
+
+    A file that cannot be read as an image (:class:`~facesense.errors.ImageError`)
+    gets one ``error:`` line on stderr (and, with ``--json``, a ``{"path", "error"}``
+    record on stdout) and the rest are processed. :meth:`finish` ends the command with
+    the first error's exit code only when no file at all could be processed. Any other
+    error (model, gallery, options) is not the file's fault and stops the command.
+
+    Attributes:
+        total: how many files the command was given (after expanding folders).
+        as_json: also write a JSON record for each failed file.
+    """
+
+    total: int
+    as_json: bool = False
+    done: int = 0
+    failed: list[FacesenseError] = field(default_factory=list)
+
+    def ok(self) -> None:
+        """Count one processed file."""
+        self.done += 1
+
+    def fail(self, path: Path, exc: ImageError) -> None:
+        """Report one file that could not be read."""
+        self.failed.append(exc)
+        report_error(exc)
+        if self.as_json:
+            emit_json({"path": str(path), "error": str(exc)})
+
+    def finish(self) -> None:
+        """Exit with the first error's code when nothing was processed.
+
+        Raises:
+            click.exceptions.Exit: no file could be processed.
+        """
+        if not self.failed:
+            return
+        if self.done == 0:
+            raise click.exceptions.Exit(self.failed[0].exit_code)
+        logger.warning("%d of %d file(s) could not be read", len(self.failed), self.total)
+
+
+class EnumChoice(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2
+    """A closed choice backed by a library enum, resolved lazily.
+
+    The enum's module is imported on first use (help text or parsing), so that
+    ``facesense --help`` stays cheap. A typo gets the closest choice suggested
+    (:func:`facesense.choices.parse_choice`), and the value arrives as the enum member.
+
+    Args:
+        enum_path: ``"module:EnumClass"``.
+        what: what the choice is called in messages (``"embedder"``).
+    """
+
+    name = "choice"
+
+    def __init__(self, enum_path: str, what: str) -> None:
+        self._enum_path = enum_path
+        self._enum: type[enum.Enum] | None = None
+        self.what = what
+
+    @property
+    def enum(self) -> type[enum.Enum]:
+        """The enum class (imported on first use)."""
+        if self._enum is None:
+            module, _, name = self._enum_path.partition(":")
+            self._enum = getattr(importlib.import_module(module), name)
+        return self._enum
+
+    @property
+    def choices(self) -> list[str]:
+        """The enum's values, in definition order."""
+        return [str(member.value) for member in self.enum]
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return "[" + "|".join(self.choices) + "]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from facesense.choices import parse_choice
+
+        try:
+            return parse_choice(self.enum, value, self.what)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(c) for c in self.choices if c.startswith(incomplete.lower())]
 
 
 def emit_json(obj: Any) -> None:
@@ -88,23 +195,84 @@ def progress_callback(label: str) -> Iterator[Callable[[int, int], None]]:
             state["cm"].__exit__(None, None, None)
 
 
-DB_HELP = "Gallery file [env FACESENSE_DB; default: gallery.db in the user data directory]."
+DB_HELP = (
+    "Gallery: a file path or sqlite:///PATH [env FACESENSE_DB; default: gallery.db in the user data directory]."
+)
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
-def embedder_option() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``--embedder fusion|facenet|dlib`` for the evaluation commands."""
+def embedder_option() -> Decorator:
+    """``--embedder fusion|facenet|dlib`` (:class:`facesense.embed.EmbedderKind`)."""
     return click.option(
         "--embedder",
         "embedder_kind",
-        type=click.Choice(["fusion", "facenet", "dlib"]),
+        type=EnumChoice("facesense.embed:EmbedderKind", "embedder"),
         default="fusion",
         show_default=True,
         help="Embedding model: FaceNet + dlib ResNet fusion (the default), or one of them alone.",
     )
 
 
-def db_option(help: str = DB_HELP) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """The ``--db`` option every gallery-using command shares (``$FACESENSE_DB`` too)."""
+def detector_option() -> Decorator:
+    """``--detector mtcnn`` (:class:`facesense.detect.DetectorKind`)."""
     return click.option(
-        "--db", "db", type=click.Path(dir_okay=False, path_type=Path), envvar="FACESENSE_DB", default=None, help=help
+        "--detector",
+        "detector_kind",
+        type=EnumChoice("facesense.detect:DetectorKind", "detector"),
+        default="mtcnn",
+        show_default=True,
+        help="Face detector.",
     )
+
+
+def matcher_option() -> Decorator:
+    """``--matcher knn|svm|mean`` (:class:`facesense.match.MatcherKind`)."""
+    return click.option(
+        "--matcher",
+        "matcher_kind",
+        type=EnumChoice("facesense.match:MatcherKind", "matcher"),
+        default="knn",
+        show_default=True,
+        help="Matching rule: k nearest samples, a linear SVM, or each person's mean.",
+    )
+
+
+def min_face_option(use: str) -> Decorator:
+    """``--min-face PX``; unset means the detector's default for ``use`` ("image" or "video")."""
+    return click.option(
+        "--min-face",
+        "min_face_px",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help=f"Smallest face to find, pixels [default: the detector's {use} default, facesense.detect.DEFAULTS].",
+    )
+
+
+def db_option(help: str = DB_HELP) -> Decorator:
+    """The ``--db`` option every gallery-using command shares (``$FACESENSE_DB`` too)."""
+    return click.option("--db", "db", metavar="PATH|URL", envvar="FACESENSE_DB", default=None, help=help)
+
+
+def open_db(db: str | None, *, create: bool = False, read_only: bool | None = None) -> GalleryStore:
+    """The gallery ``--db`` names, through :func:`facesense.gallery.open_gallery`.
+
+    Args:
+        db: a path or URL; ``None`` for the default gallery file.
+        create: create a missing SQLite file (write commands only).
+        read_only: ``False`` for commands that write (a read-only gallery is then
+            refused up front, saying so); ``None`` for commands that only read: the
+            store opens read-only exactly when it cannot write, so they work on a
+            gallery the user cannot write.
+
+    Raises:
+        GalleryError: missing (and not ``create``), not a gallery, too new or unusable.
+        ConfigError: a URL scheme facesense does not support.
+    """
+    from facesense.gallery import open_gallery
+
+    if db is None:
+        from facesense.gallery.sqlite import default_db_path
+
+        db = str(default_db_path())
+    return open_gallery(db, create=create, read_only=read_only)

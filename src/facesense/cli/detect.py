@@ -8,14 +8,30 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from facesense.cli._common import embedder_option, emit_json, progress
-from facesense.errors import FacesenseError
+from facesense.cli._common import FileBatch, detector_option, embedder_option, emit_json, min_face_option, progress
+from facesense.errors import ImageError
 
 if TYPE_CHECKING:
-    from facesense.analyzer import FaceAnalyzer
+    import numpy as np
+    import numpy.typing as npt
+
+    from facesense.detect import DetectorKind
+    from facesense.detect.base import Detector
+    from facesense.embed import EmbedderKind
+    from facesense.embed.base import Embedder
     from facesense.types import Faces
 
 logger = logging.getLogger("facesense.cli")
+
+__all__ = ["detect", "embed", "face_records", "run_on_images"]
+
+BATCH_RULE = """
+\b
+Exit status: a file that is not a readable image gets a one-line error (and, with
+--json, a {"path", "error"} line) and the others are still processed; the exit code
+is 0 when at least one image was processed, even with no faces in it, and that of
+the first error (4 for an unreadable image) when none could be.
+"""
 
 
 def face_records(faces: Faces, *, with_embedding: bool = False) -> list[dict[str, Any]]:
@@ -35,73 +51,91 @@ def face_records(faces: Faces, *, with_embedding: bool = False) -> list[dict[str
 
 def run_on_images(
     paths: tuple[str, ...],
-    analyzer: FaceAnalyzer,
+    detector: Detector,
+    embedder: Embedder | None,
     *,
-    embed: bool,
     as_json: bool,
     annotate: Path | None,
 ) -> None:
-    """Shared loop of ``detect`` and ``embed``: per-file errors never stop the run."""
+    """Shared loop of ``detect`` and ``embed`` (the rule is :class:`~facesense.cli._common.FileBatch`).
+
+    Raises:
+        click.UsageError: no image files in ``paths``.
+        click.exceptions.Exit: no file could be processed.
+    """
     from facesense.imageio import iter_image_paths, load_image
 
     files = list(iter_image_paths(paths))
     if not files:
         raise click.UsageError("no image files found in " + ", ".join(paths))
-    done = failed = 0
+    batch = FileBatch(total=len(files), as_json=as_json)
     with progress(files, length=len(files), label="images") as bar:
         for path in bar:
             try:
                 image = load_image(path)
-                faces = analyzer.analyze(image) if embed else analyzer.detect(image)
-            except FacesenseError as exc:
-                failed += 1
-                logger.error("%s", exc)
+            except ImageError as exc:
+                batch.fail(path, exc)
                 continue
-            done += 1
+            faces = detector.detect(image)
+            if embedder is not None:
+                faces = embedder.embed(image, faces)
+            batch.ok()
             if as_json:
                 emit_json(
                     {
                         "path": str(path),
                         "width": int(image.shape[1]),
                         "height": int(image.shape[0]),
-                        "faces": face_records(faces, with_embedding=embed),
+                        "faces": face_records(faces, with_embedding=embedder is not None),
                     }
                 )
             else:
                 click.echo(f"{path}: {len(faces)} face(s)")
             if annotate is not None:
-                from facesense.imageio import save_image
-                from facesense.sinks.draw import annotate_faces
-
-                out = annotate / (path.stem + ".jpg")
-                save_image(out, annotate_faces(image, faces))
-    if done == 0:
-        raise click.exceptions.Exit(1)
-    if failed:
-        logger.warning("%d of %d file(s) could not be processed", failed, len(files))
+                _write_annotated(annotate / (path.stem + ".jpg"), image, faces)
+    batch.finish()
 
 
-@click.command()
+def _write_annotated(target: Path, image: npt.NDArray[np.uint8], faces: Faces) -> None:
+    """Save a copy with the faces drawn; failing to write is the command's failure, not the file's."""
+    from facesense.imageio import save_image
+    from facesense.sinks.draw import annotate_faces
+
+    save_image(target, annotate_faces(image, faces))
+
+
+@click.command(epilog=BATCH_RULE)
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line on stdout.")
 @click.option("--annotate", type=click.Path(file_okay=False, path_type=Path), help="Write annotated copies here.")
-@click.option("--min-face", "min_face_px", type=float, default=20.0, show_default=True, help="Smallest face to find, pixels.")
-def detect(paths: tuple[str, ...], as_json: bool, annotate: Path | None, min_face_px: float) -> None:
+@min_face_option("image")
+@detector_option()
+def detect(
+    paths: tuple[str, ...], as_json: bool, annotate: Path | None, min_face_px: float | None, detector_kind: DetectorKind
+) -> None:
     """Find faces (boxes, scores, 5 landmarks) in images or folders of images."""
-    from facesense.analyzer import FaceAnalyzer
+    from facesense.detect import make_detector
 
-    run_on_images(paths, FaceAnalyzer(min_face_px=min_face_px), embed=False, as_json=as_json, annotate=annotate)
+    detector = make_detector(detector_kind, min_face_px=min_face_px, use="image")
+    run_on_images(paths, detector, None, as_json=as_json, annotate=annotate)
 
 
-@click.command()
+@click.command(epilog=BATCH_RULE)
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line, with embeddings.")
-@click.option("--min-face", "min_face_px", type=float, default=20.0, show_default=True, help="Smallest face to find, pixels.")
+@min_face_option("image")
+@detector_option()
 @embedder_option()
-def embed(paths: tuple[str, ...], as_json: bool, min_face_px: float, embedder_kind: str) -> None:
+def embed(
+    paths: tuple[str, ...],
+    as_json: bool,
+    min_face_px: float | None,
+    detector_kind: DetectorKind,
+    embedder_kind: EmbedderKind,
+) -> None:
     """Detect faces and print an embedding for each (640-d fusion; 512-d with --embedder facenet)."""
-    from facesense.analyzer import FaceAnalyzer
-    from facesense.embed.fusion import make_embedder
+    from facesense.detect import make_detector
+    from facesense.embed import make_embedder
 
-    analyzer = FaceAnalyzer(min_face_px=min_face_px, embedder=make_embedder(embedder_kind))
-    run_on_images(paths, analyzer, embed=True, as_json=as_json, annotate=None)
+    detector = make_detector(detector_kind, min_face_px=min_face_px, use="image")
+    run_on_images(paths, detector, make_embedder(embedder_kind), as_json=as_json, annotate=None)

@@ -1,14 +1,15 @@
 """``facesense enroll | people | recognize | reembed``: the gallery commands.
 
-Every command takes ``--db PATH`` (or ``$FACESENSE_DB``; default ``gallery.db`` in the
-user data directory). Commands that only read never create a gallery file; a command
-that fails leaves the gallery as it was.
+Every command takes ``--db PATH|URL`` (or ``$FACESENSE_DB``; default ``gallery.db`` in
+the user data directory), opened with :func:`facesense.gallery.open_gallery`. Commands
+that only read never create a file and work on a gallery the user cannot write;
+commands that write say so when the gallery is read-only. A command that fails leaves
+the gallery as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,42 +17,59 @@ from typing import TYPE_CHECKING
 import click
 
 from facesense.cli._common import (
+    FileBatch,
     db_option,
-    embedder_option,
     emit_json,
+    matcher_option,
+    open_db,
     progress,
     progress_callback,
 )
-from facesense.errors import ConfigError, EnrollmentError, FacesenseError
+from facesense.errors import ConfigError, EnrollmentError, ImageError
 
 if TYPE_CHECKING:
+    from facesense.analyzer import FaceAnalyzer
+    from facesense.detect import DetectorUse
     from facesense.enroll import EnrollSummary
-    from facesense.gallery.sqlite import SQLiteGallery
+    from facesense.match import MatcherKind
 
-__all__ = ["enroll", "eval_identify", "people", "recognize", "reembed"]
+__all__ = ["enroll", "people", "recognize", "reembed"]
 
+ENROLL_RULE = """
+\b
+Exit status: every photo is added or skipped with its reason (an unreadable or
+missing file is skipped like a photo without a face, with one line on stderr), and
+the others are still enrolled. The exit code is 0 when at least one photo is in the
+gallery afterwards (added now, or already there from an earlier run); otherwise 4
+when no file was a readable image, 7 when no photo had a usable face. With --strict
+an unreadable or missing file enrolls nothing (exit 4). With --camera: 0 when at
+least one frame was kept, 5 when the camera cannot be opened, 7 when no frame was good.
+"""
 
-def _open(db: Path | None, *, create: bool) -> SQLiteGallery:
-    from facesense.gallery.sqlite import SQLiteGallery
-
-    return SQLiteGallery(db, create=create)
+RECOGNIZE_RULE = """
+\b
+Exit status: a file that is not a readable image gets a one-line error (and, with
+--json, a {"path", "error"} line) and the others are still processed; the exit code
+is 0 when at least one image was processed, and that of the first error (4 for an
+unreadable image) when none could be. A gallery that is missing, empty or unusable
+stops the command first (exit 6).
+"""
 
 
 @contextlib.contextmanager
-def _new_gallery_guard(db: Path | None) -> Iterator[Callable[[], bool]]:
+def _new_gallery_guard(db: str | None) -> Iterator[Callable[[], None]]:
     """Delete a gallery file this command created if the command then fails or adds nothing.
 
     Yields a function the body calls to say "keep it" (something was written).
     """
-    from facesense.gallery.sqlite import default_db_path
+    from facesense.gallery.location import parse_location
 
-    path = Path(db).expanduser() if db is not None else default_db_path()
+    path = parse_location(db).path
     existed = path.exists()
     keep = [False]
 
-    def mark() -> bool:
+    def mark() -> None:
         keep[0] = True
-        return True
 
     try:
         yield mark
@@ -84,18 +102,24 @@ def _print_summary(summary: EnrollSummary) -> None:
     )
 
 
-def _camera_source(value: str) -> int | str:
-    return int(value) if value.strip().lstrip("-").isdigit() else value
+def _analyzer(use: DetectorUse | str = "image") -> FaceAnalyzer:
+    """The default detector (with the defaults for ``use``) and embedder, as one analyzer."""
+    from facesense.analyzer import FaceAnalyzer
+    from facesense.detect import make_detector
+    from facesense.embed import make_embedder
+
+    return FaceAnalyzer(detector=make_detector(use=use), embedder=make_embedder())
 
 
-@click.command("enroll")
+@click.command("enroll", epilog=ENROLL_RULE)
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--name", help="Enroll every photo in PATHS (or from --camera) as this one person.")
 @click.option("--camera", help="Capture from this camera index (or video file/URL) instead of photos; needs --name.")
 @click.option("--samples", type=click.IntRange(1, 1000), default=5, show_default=True, help="Frames to keep with --camera.")
 @click.option("--min-face", "min_face_px", type=click.FloatRange(0), default=None, help="Smallest face side to accept, pixels [default: 40].")
 @click.option("--min-sharpness", type=click.FloatRange(0), default=None, help="Smallest sharpness (variance of Laplacian) to accept, 0 = off [default: 20].")
-@click.option("--skip-unreadable", is_flag=True, help="Skip files that are not readable images instead of failing.")
+@click.option("--strict", is_flag=True, help="Enroll nothing at all if any file is unreadable or missing.")
+@click.option("--skip-unreadable", is_flag=True, hidden=True, help="Kept for old scripts: skipping is now the default.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object on stdout.")
 @db_option()
 def enroll(
@@ -105,9 +129,10 @@ def enroll(
     samples: int,
     min_face_px: float | None,
     min_sharpness: float | None,
+    strict: bool,
     skip_unreadable: bool,
     as_json: bool,
-    db: Path | None,
+    db: str | None,
 ) -> None:
     """Add people to the gallery.
 
@@ -119,13 +144,10 @@ def enroll(
     Each image must hold exactly one face, large and sharp enough; others are skipped
     with the reason, and the same image is never added twice. A summary goes to stderr.
     """
-    from facesense.enroll import (
-        DEFAULT_MIN_FACE_PX,
-        DEFAULT_MIN_SHARPNESS,
-        EnrollConfig,
-        Enroller,
-    )
+    from facesense.enroll import DEFAULT_MIN_FACE_PX, DEFAULT_MIN_SHARPNESS, EnrollConfig, Enroller
 
+    if strict and skip_unreadable:
+        raise ConfigError("--strict and --skip-unreadable contradict each other")
     if camera is not None:
         if name is None:
             raise ConfigError("--camera needs --name NAME")
@@ -139,17 +161,16 @@ def enroll(
     config = EnrollConfig(
         min_face_px=DEFAULT_MIN_FACE_PX if min_face_px is None else min_face_px,
         min_sharpness=DEFAULT_MIN_SHARPNESS if min_sharpness is None else min_sharpness,
-        strict=not skip_unreadable,
+        strict=strict,
     )
     if camera is None and name is None and not paths[0].is_dir():
         raise EnrollmentError(f"{paths[0]}: no such directory" if not paths[0].exists() else f"{paths[0]}: not a directory")
-    from facesense.analyzer import FaceAnalyzer
 
-    with _new_gallery_guard(db) as keep, _open(db, create=True) as gallery:
-        enroller = Enroller(gallery, FaceAnalyzer(), config)
+    with _new_gallery_guard(db) as keep, contextlib.closing(open_db(db, create=True, read_only=False)) as gallery:
+        enroller = Enroller(gallery, _analyzer("image" if camera is None else "video"), config)
         with progress_callback("enrolling") as on_progress:
             if camera is not None and name is not None:
-                summary = enroller.enroll_camera(name, _camera_source(camera), samples=samples, on_progress=on_progress)
+                summary = enroller.enroll_camera(name, camera, samples=samples, on_progress=on_progress)
             elif name is not None:
                 summary = enroller.enroll_person(name, paths, on_progress=on_progress)
             else:
@@ -158,9 +179,12 @@ def enroll(
             keep()
     if as_json:
         emit_json(summary.to_dict())
+    failure = summary.failure()
+    if failure is not None and len(summary.skipped) == 1:
+        raise failure  # one photo: its one-line reason says it all
     _print_summary(summary)
-    if not summary.added and any(s.reason.value != "duplicate" for s in summary.skipped):
-        raise EnrollmentError("no usable face in any image; nothing was enrolled")
+    if failure is not None:
+        raise failure
 
 
 # --- people --------------------------------------------------------------------------
@@ -168,15 +192,20 @@ def enroll(
 
 @click.group("people")
 def people() -> None:
-    """List, inspect, rename, remove, export and import enrolled people."""
+    """List, inspect, rename, remove, export and import enrolled people.
+
+    Each subcommand does one thing: exit 0 when done, otherwise a one-line error
+    and the gallery unchanged (6 for a missing, read-only or unusable gallery, 7 for
+    an unknown person or a name already taken).
+    """
 
 
 @people.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per person.")
 @db_option()
-def people_list(as_json: bool, db: Path | None) -> None:
+def people_list(as_json: bool, db: str | None) -> None:
     """Every enrolled person with their sample count."""
-    with _open(db, create=False) as gallery:
+    with contextlib.closing(open_db(db)) as gallery:
         rows = gallery.people()
         model = gallery.model_id
     if as_json:
@@ -198,15 +227,19 @@ def people_list(as_json: bool, db: Path | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @click.option("--thumbnails", "thumb_dir", type=click.Path(file_okay=False, path_type=Path), help="Write each sample's face thumbnail here.")
 @db_option()
-def people_show(name: str, as_json: bool, thumb_dir: Path | None, db: Path | None) -> None:
+def people_show(name: str, as_json: bool, thumb_dir: Path | None, db: str | None) -> None:
     """One person's samples: source file, face box, when added."""
-    with _open(db, create=False) as gallery:
+    with contextlib.closing(open_db(db)) as gallery:
         person = gallery.person(name)
         samples = gallery.samples(name)
     if thumb_dir is not None:
-        thumb_dir.mkdir(parents=True, exist_ok=True)
-        for s in samples:
-            (thumb_dir / f"{s.id}.jpg").write_bytes(s.thumbnail_jpeg)
+        try:
+            thumb_dir.mkdir(parents=True, exist_ok=True)
+            for s in samples:
+                if s.thumbnail_jpeg:  # imported samples may come without one
+                    (thumb_dir / f"{s.id}.jpg").write_bytes(s.thumbnail_jpeg)
+        except OSError as exc:
+            raise ImageError(f"{thumb_dir}: cannot write thumbnails ({exc.strerror or exc})") from exc
     if as_json:
         emit_json(
             {
@@ -236,9 +269,9 @@ def people_show(name: str, as_json: bool, thumb_dir: Path | None, db: Path | Non
 @click.argument("old")
 @click.argument("new")
 @db_option()
-def people_rename(old: str, new: str, db: Path | None) -> None:
+def people_rename(old: str, new: str, db: str | None) -> None:
     """Rename OLD to NEW."""
-    with _open(db, create=False) as gallery:
+    with contextlib.closing(open_db(db, read_only=False)) as gallery:
         person = gallery.rename_person(old, new)
     click.echo(f"renamed {old!r} to {person.name!r}", err=True)
 
@@ -247,9 +280,9 @@ def people_rename(old: str, new: str, db: Path | None) -> None:
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @db_option()
-def people_remove(name: str, yes: bool, db: Path | None) -> None:
+def people_remove(name: str, yes: bool, db: str | None) -> None:
     """Remove NAME and all their samples."""
-    with _open(db, create=False) as gallery:
+    with contextlib.closing(open_db(db, read_only=False)) as gallery:
         person = gallery.person(name)
         if not yes:
             click.confirm(f"remove {person.name!r} and their {person.n_samples} samples?", abort=True, err=True)
@@ -260,9 +293,9 @@ def people_remove(name: str, yes: bool, db: Path | None) -> None:
 @people.command("export")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @db_option()
-def people_export(file: Path, db: Path | None) -> None:
+def people_export(file: Path, db: str | None) -> None:
     """Write every person and sample to FILE (portable .npz: embeddings, metadata, thumbnails)."""
-    with _open(db, create=False) as gallery:
+    with contextlib.closing(open_db(db)) as gallery:
         n = gallery.export_file(file)
         people_n = len(gallery.people())
     click.echo(f"exported {people_n} people, {n} samples to {file}", err=True)
@@ -271,12 +304,16 @@ def people_export(file: Path, db: Path | None) -> None:
 @people.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @db_option()
-def people_import(file: Path, db: Path | None) -> None:
-    """Merge an export FILE into the gallery (existing people gain its samples; duplicates are skipped)."""
+def people_import(file: Path, db: str | None) -> None:
+    """Merge an export FILE into the gallery (existing people gain its samples; duplicates are skipped).
+
+    All or nothing: exit 0 when the file was merged (even if every sample was
+    already there); a file that is not a facesense export changes nothing (exit 6).
+    """
     from facesense.gallery.base import read_export
 
     read_export(file)  # validate before creating a gallery file
-    with _new_gallery_guard(db) as keep, _open(db, create=True) as gallery:
+    with _new_gallery_guard(db) as keep, contextlib.closing(open_db(db, create=True, read_only=False)) as gallery:
         result = gallery.import_file(file)
         if result.samples_added or gallery.people():
             keep()
@@ -300,14 +337,14 @@ def _annotate_path(outdir: Path, src: Path, used: set[str]) -> Path:
     return outdir / name
 
 
-@click.command("recognize")
+@click.command("recognize", epilog=RECOGNIZE_RULE)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout.")
 @click.option("--annotate", "outdir", type=click.Path(file_okay=False, path_type=Path), help="Write copies with boxes and names drawn here.")
 @click.option("--threshold", type=click.FloatRange(0), default=None, help="Score above which a face is unknown [default: calibrated, see docs/recognition.md].")
 @click.option("--no-reject", is_flag=True, help="Always name the closest person (no unknowns).")
 @click.option("--no-normalize", is_flag=True, help="Threshold raw distances instead of normalised scores.")
-@click.option("--matcher", "matcher_kind", type=click.Choice(["knn", "svm", "mean"]), default="knn", show_default=True)
+@matcher_option()
 @click.option("-k", "k", type=click.IntRange(1), default=None, help="Neighbours for knn [default: 3].")
 @db_option()
 def recognize(
@@ -317,9 +354,9 @@ def recognize(
     threshold: float | None,
     no_reject: bool,
     no_normalize: bool,
-    matcher_kind: str,
+    matcher_kind: MatcherKind,
     k: int | None,
-    db: Path | None,
+    db: str | None,
 ) -> None:
     """Name every face in the images in PATHS (files or folders).
 
@@ -327,9 +364,8 @@ def recognize(
     {"path", "faces": [{"box": [x1, y1, x2, y2], "score", "name", "distance", "confidence"}]}
     where name is "unknown" for strangers.
     """
-    from facesense.analyzer import FaceAnalyzer
-    from facesense.imageio import iter_image_paths, load_image
-    from facesense.match import DEFAULT_K, make_matcher
+    from facesense.imageio import iter_image_paths, load_image, save_image
+    from facesense.match import DEFAULT_K
     from facesense.recognize import Recognizer, draw_faces
 
     if no_reject and threshold is not None:
@@ -337,31 +373,27 @@ def recognize(
     files = list(iter_image_paths(paths))
     if not files:
         raise ConfigError(f"no image files in {', '.join(map(str, paths))}")
-    analyzer = FaceAnalyzer()
-    matcher = make_matcher(
-        matcher_kind,
-        model_id=analyzer.model_id,
-        threshold=None if no_reject else ("auto" if threshold is None else threshold),
-        normalize=not no_normalize,
-        k=DEFAULT_K if k is None else k,
-    )
-    with _open(db, create=False) as gallery:
-        recognizer = Recognizer(gallery, analyzer=analyzer, matcher=matcher)
-    if outdir is not None:
-        outdir.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(open_db(db)) as gallery:
+        # Recognizer fits its matcher through the same code as facesense.recognize.fit_matcher.
+        recognizer = Recognizer(
+            gallery,
+            analyzer=_analyzer(),
+            kind=matcher_kind,
+            threshold=None if no_reject else ("auto" if threshold is None else threshold),
+            normalize=not no_normalize,
+            k=DEFAULT_K if k is None else k,
+        )
     used: set[str] = set()
-    failed: list[FacesenseError] = []
+    batch = FileBatch(total=len(files), as_json=as_json)
     with progress(files, length=len(files), label="recognizing") as bar:
         for path in bar:
             try:
                 image = load_image(path)
-                result = recognizer.identify(image)
-            except FacesenseError as exc:
-                failed.append(exc)
-                click.echo(f"error: {exc}", err=True)
-                if as_json:
-                    emit_json({"path": str(path), "faces": [], "error": str(exc)})
+            except ImageError as exc:
+                batch.fail(path, exc)
                 continue
+            result = recognizer.identify(image)
+            batch.ok()
             records = result.records()
             if as_json:
                 emit_json({"path": str(path), "faces": records})
@@ -371,15 +403,8 @@ def recognize(
                 )
                 click.echo(f"{path}: {found or 'no faces'}")
             if outdir is not None:
-                import cv2
-
-                target = _annotate_path(outdir, path, used)
-                if not cv2.imwrite(str(target), draw_faces(image, result.faces)):
-                    raise ConfigError(f"{target}: cannot write the annotated image")
-    if failed:
-        if len(files) > 1:
-            click.echo(f"{len(failed)} of {len(files)} images failed", err=True)
-        sys.exit(failed[0].exit_code)
+                save_image(_annotate_path(outdir, path, used), draw_faces(image, result.faces))
+    batch.finish()
 
 
 # --- reembed -------------------------------------------------------------------------
@@ -388,54 +413,17 @@ def recognize(
 @click.command("reembed")
 @click.option("--drop-missing", is_flag=True, help="Remove samples whose source photo is gone or changed instead of failing.")
 @db_option()
-def reembed(drop_missing: bool, db: Path | None) -> None:
+def reembed(drop_missing: bool, db: str | None) -> None:
     """Recompute every embedding with the current model from the original photos.
 
     Needed after the model or its preprocessing changes. All samples are replaced in
-    one transaction: if any source photo is gone the gallery is left unchanged
-    (unless --drop-missing).
+    one transaction: if any source photo is gone the gallery is left unchanged and
+    the exit code is 7 (unless --drop-missing, which removes those samples and exits 0).
     """
-    from facesense.analyzer import FaceAnalyzer
     from facesense.enroll import reembed as do_reembed
 
-    with _open(db, create=False) as gallery, progress_callback("reembedding") as on_progress:
-        result = do_reembed(gallery, FaceAnalyzer(), drop_missing=drop_missing, on_progress=on_progress)
+    with contextlib.closing(open_db(db, read_only=False)) as gallery, progress_callback("reembedding") as on_progress:
+        result = do_reembed(gallery, _analyzer(), drop_missing=drop_missing, on_progress=on_progress)
     for sid, src, why in result.dropped:
         click.echo(f"dropped sample {sid} ({src}): {why}", err=True)
     click.echo(f"reembedded {result.reembedded} samples with {result.model_id}", err=True)
-
-
-# --- eval identify ---------------------------------------------------------------------
-
-
-@click.command("identify")
-@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True, help="LFW folder of <name>/<name>_NNNN.jpg.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
-@click.option("--cache", "cache", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Reuse/store the embeddings in this .npz.")
-@click.option("--folds", type=click.IntRange(2), default=5, show_default=True, help="Cross-validation folds (by person) for the threshold.")
-@click.option("--matcher", "matcher_kind", type=click.Choice(["knn", "svm", "mean"]), default="knn", show_default=True)
-@click.option("--no-normalize", is_flag=True, help="Threshold raw distances (no score normalisation).")
-@embedder_option()
-def eval_identify(images: Path, as_json: bool, cache: Path | None, folds: int, matcher_kind: str, no_normalize: bool, embedder_kind: str) -> None:
-    """Open-set identification on LFW: one photo enrolled per person, strangers must be unknown.
-
-    People with two or more images are enrolled from their first image and probed with
-    the others; people with one image are strangers. Reports rank-1 accuracy with
-    rejection off, the threshold curve, thresholds for 1 % and 2 % stranger
-    false-accept rates (in-sample and cross-validated by person), and the default
-    threshold's numbers by gallery size.
-    """
-    from facesense.analyzer import FaceAnalyzer
-    from facesense.embed.fusion import make_embedder
-    from facesense.eval.identify import evaluate_identify
-    from facesense.match import make_matcher
-
-    analyzer = FaceAnalyzer(embedder=make_embedder(embedder_kind))
-    matcher = make_matcher(matcher_kind, model_id=analyzer.model_id, normalize=not no_normalize)
-    with progress_callback("LFW images") as on_progress:
-        report = evaluate_identify(analyzer, images, matcher=matcher, cache=cache, folds=folds, on_progress=on_progress)
-    if as_json:
-        emit_json(report.to_dict())
-        return
-    for line in report.lines():
-        click.echo(line)

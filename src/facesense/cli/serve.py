@@ -2,6 +2,12 @@
 
 A thin adapter over :func:`facesense.web.app.create_app`: it checks the options,
 builds the app and runs uvicorn until Ctrl-C or SIGTERM.
+
+Shutdown stays within :data:`GRACEFUL_SHUTDOWN_S`: as soon as uvicorn starts
+shutting down, the app ends its MJPEG streams and asks its sources to stop
+(:meth:`facesense.web.app.WebState.begin_shutdown`); otherwise an open Live page
+would hold every connection for the whole grace period, and uvicorn would then
+cancel the streams with a traceback each.
 """
 
 from __future__ import annotations
@@ -9,11 +15,15 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from facesense.cli._common import db_option
+from facesense.cli._common import db_option, min_face_option
 from facesense.errors import ConfigError
+
+if TYPE_CHECKING:
+    import socket
 
 logger = logging.getLogger("facesense.cli")
 
@@ -30,21 +40,21 @@ GRACEFUL_SHUTDOWN_S = 3  # open MJPEG streams are cut after this on shutdown
 @click.option("--token", envvar="FACESENSE_TOKEN", default=None, help="Shared secret for the API (Bearer) and the pages (login) [env FACESENSE_TOKEN].")
 @click.option("--loop", is_flag=True, help="Play file and folder sources again and again.")
 @click.option("--every", type=click.IntRange(min=1), default=3, show_default=True, help="Detect faces every N frames on the sources; track in between.")
-@click.option("--min-face", "min_face_px", type=click.FloatRange(min=12), default=40.0, show_default=True, help="Smallest face to find on the sources, pixels.")
+@min_face_option("video")
 @click.option("--threshold", type=click.FloatRange(min=0), default=None, help="Score above which a face is unknown [default: calibrated].")
 @click.option("--events-db", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Events file [default: <gallery>.events.db beside the gallery].")
 @click.option("--keep-events", type=click.IntRange(min=1), default=10_000, show_default=True, help="Keep at most this many events.")
 @click.option("--keep-days", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True, help="Drop events older than this.")
 @click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="Largest accepted image upload.")
 def serve(
-    db: Path | None,
+    db: str | None,
     sources: tuple[str, ...],
     host: str,
     port: int,
     token: str | None,
     loop: bool,
     every: int,
-    min_face_px: float,
+    min_face_px: float | None,
     threshold: float | None,
     events_db: Path | None,
     keep_events: int,
@@ -96,7 +106,8 @@ def serve(
         parse_source(spec)  # a missing file fails here, with one line, before the server starts
     app = create_app(config, warm_up=True)
     level = logging.getLogger("facesense").getEffectiveLevel()
-    server = uvicorn.Server(
+    server = _server_class(uvicorn.Server)(
+        app.state.facesense.begin_shutdown,
         uvicorn.Config(
             app,
             host=host,
@@ -105,14 +116,29 @@ def serve(
             access_log=level <= logging.DEBUG,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
             server_header=False,
-        )
+        ),
     )
     shown = f"[{host}]" if ":" in host else host
     click.echo(
-        f"facesense: serving http://{shown}:{port}/ (gallery {config.gallery_path}"
+        f"facesense: serving http://{shown}:{port}/ (gallery {config.gallery.display}"
         + (f"; {len(sources)} source(s)" if sources else "")
         + ("; token required" if token else "")
         + "); Ctrl-C stops",
         err=True,
     )
     server.run()
+
+
+def _server_class(base: type[Any]) -> type[Any]:
+    """``uvicorn.Server`` that tells the app when shutdown begins (uvicorn is imported lazily)."""
+
+    class FacesenseServer(base):  # type: ignore[misc]
+        def __init__(self, on_shutdown: Any, config: Any) -> None:
+            super().__init__(config)
+            self._on_shutdown = on_shutdown
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            self._on_shutdown()  # end the streams before uvicorn waits for connections
+            await super().shutdown(sockets=sockets)
+
+    return FacesenseServer

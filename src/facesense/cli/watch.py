@@ -1,8 +1,12 @@
 """``facesense watch``: faces in a camera, video file, stream or image folder, live.
 
-A thin adapter over :class:`facesense.pipeline.Pipeline`: it opens the source, builds
-the detector, the matcher (from the gallery) and the sinks from the options, and
-shows progress on stderr. Events go to a file (or stdout with ``--events -``).
+A thin adapter over :class:`facesense.pipeline.Pipeline`: it opens the source
+(:func:`facesense.capture.open_source`), builds the detector and embedder
+(:func:`facesense.detect.make_detector` with the video defaults,
+:func:`facesense.embed.make_embedder`), the gallery's hot-reloading matcher
+(:func:`facesense.gallery.open_gallery`, :class:`facesense.recognize.LiveMatcher`) and
+the sinks from the options, and shows progress on stderr. Events go to a file (or
+stdout with ``--events -``).
 """
 
 from __future__ import annotations
@@ -20,13 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from facesense.cli._common import db_option
+from facesense.cli._common import db_option, detector_option, min_face_option, open_db
 from facesense.errors import ConfigError
 
 if TYPE_CHECKING:
     from facesense.capture import VideoSource
-    from facesense.pipeline import EmbeddingMatcher, FrameResult, WatchEvent
+    from facesense.detect import DetectorKind
+    from facesense.gallery.base import GalleryStore
+    from facesense.recognize import LiveMatcher
     from facesense.sinks.base import Sink
+    from facesense.types import Event, FrameResult
 
 logger = logging.getLogger("facesense.cli")
 
@@ -50,21 +57,34 @@ def _quiet_native_logs() -> None:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
-def _open_matcher(db: Path | None, explicit: bool, threshold: float | None, analyzer: Any) -> EmbeddingMatcher | None:
-    """The fitted matcher of the gallery, or ``None`` when there is no gallery to use."""
-    from facesense.gallery.sqlite import SQLiteGallery, default_db_path
-    from facesense.match import make_matcher
-    from facesense.recognize import Recognizer
+def _open_matcher(
+    db: str | None, explicit: bool, threshold: float | None, model_id: str
+) -> tuple[GalleryStore, LiveMatcher] | None:
+    """The gallery and its hot-reloading matcher, or ``None`` when there is no gallery to use.
 
-    path = db if db is not None else default_db_path()
-    if not explicit and not Path(path).expanduser().exists():
-        logger.info("no gallery at %s: every face stays unknown (enroll people, or pass --db)", path)
+    Without ``--db`` (or ``$FACESENSE_DB``) a missing default gallery just means nobody
+    is named; a gallery named explicitly must exist. The matcher is fitted once now, so
+    a gallery of another model fails here rather than on the first face.
+
+    Raises:
+        GalleryError: an explicit gallery is missing, or the gallery is unusable.
+        ConfigError: an unsupported gallery URL.
+    """
+    from facesense.gallery.location import parse_location
+    from facesense.recognize import LiveMatcher
+
+    location = parse_location(db)
+    if not explicit and not location.path.exists():
+        logger.info("no gallery at %s: every face stays unnamed (enroll people, or pass --db)", location.display)
         return None
-    with SQLiteGallery(path, create=False) as gallery:
-        matcher = make_matcher("knn", model_id=analyzer.model_id, threshold="auto" if threshold is None else threshold)
-        recognizer = Recognizer(gallery, analyzer=analyzer, matcher=matcher)
-    logger.info("naming faces from %s (%d people)", path, len(recognizer.people))
-    return recognizer.matcher  # type: ignore[return-value]
+    store = open_db(db)
+    try:
+        matcher = LiveMatcher(store, model_id, threshold="auto" if threshold is None else threshold)
+        matcher.refresh()
+    except BaseException:
+        store.close()
+        raise
+    return store, matcher
 
 
 class _ClearLine(logging.Filter):
@@ -124,7 +144,7 @@ class _Progress:
             self._last = now
             self._line()
 
-    def status(self, event: WatchEvent) -> None:
+    def status(self, event: Event) -> None:
         self._state = event.status or ""
         if self.enabled and self._bar is None:
             self._line()
@@ -155,13 +175,15 @@ class _Summary:
         self.named: dict[str, set[int]] = {}
         self.reconnects = 0
 
-    def event(self, event: WatchEvent) -> None:
-        kind = event.type.value
-        if kind == "appeared":
+    def event(self, event: Event) -> None:
+        from facesense.capture import StatusKind
+        from facesense.types import EventType
+
+        if event.type is EventType.APPEARED:
             self.tracks += 1
-        elif kind == "recognized" and event.name is not None and event.track_id is not None:
+        elif event.type is EventType.RECOGNIZED and event.name is not None and event.track_id is not None:
             self.named.setdefault(event.name, set()).add(event.track_id)
-        elif kind == "status" and event.status == "reconnected":
+        elif event.type is EventType.STATUS and event.status == StatusKind.RECONNECTED:
             self.reconnects += 1
 
 
@@ -201,12 +223,13 @@ def _stop_on_sigterm(stop: Any) -> Iterator[None]:
 @click.option("--snapshots", type=click.Path(file_okay=False, path_type=Path), help="Save a crop of each unknown face's track here.")
 @click.option("--loop", is_flag=True, help="Play a file or folder again and again.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
-@click.option("--min-face", "min_face_px", type=click.FloatRange(min=12), default=40.0, show_default=True, help="Smallest face to find, pixels.")
+@min_face_option("video")
+@detector_option()
 @click.option("--threshold", type=click.FloatRange(min=0), default=None, help="Score above which a face is unknown [default: calibrated, see docs/recognition.md].")
 @click.option("--fps", "folder_fps", type=click.FloatRange(min=0.1), default=None, help="Frame rate of an image folder [default: 25].")
 def watch(
     source: str,
-    db: Path | None,
+    db: str | None,
     output: Path | None,
     segment_minutes: float | None,
     events_path: str | None,
@@ -215,7 +238,8 @@ def watch(
     snapshots: Path | None,
     loop: bool,
     max_frames: int | None,
-    min_face_px: float,
+    min_face_px: float | None,
+    detector_kind: DetectorKind,
     threshold: float | None,
     folder_fps: float | None,
 ) -> None:
@@ -223,77 +247,64 @@ def watch(
     rtsp:// or http(s):// stream, or a folder of images (played in name order).
 
     Files are processed frame by frame, none dropped; live sources keep the newest
-    frame and reconnect when they drop out.
+    frame and reconnect when they drop out. The gallery is followed while watching:
+    people enrolled meanwhile (by another command or the web server) are named
+    from then on, without a restart.
+
+    \b
+    Exit status: 0 when the source ended (or --max-frames, a closed window, Ctrl-C
+    as 130, SIGTERM); 5 when it cannot be opened, or when a folder holds no readable
+    image (unreadable images in a folder are skipped with a warning); 6 for an
+    unusable gallery; 2 for bad options. A live source that drops out is retried,
+    never an error.
     """
-    from facesense.capture import CaptureConfig, VideoSource
-    from facesense.pipeline import (
-        Pipeline,
-        PipelineConfig,
-        default_tracker,
-        fps_or_default,
-    )
+    from facesense.capture import CaptureConfig, open_source
+    from facesense.detect import make_detector
+    from facesense.embed import make_embedder
+    from facesense.pipeline import Pipeline, PipelineConfig, default_tracker
+    from facesense.types import EventType
 
     _quiet_native_logs()
     explicit_db = db is not None or bool(os.environ.get("FACESENSE_DB"))
-    capture_cfg = CaptureConfig(loop=loop, **({"folder_fps": folder_fps} if folder_fps else {}))
+    capture_cfg = CaptureConfig(loop=loop) if folder_fps is None else CaptureConfig(loop=loop, folder_fps=folder_fps)
     progress_ref: list[_Progress] = []
     summary = _Summary()
 
-    def on_event(event: WatchEvent) -> None:
+    def on_event(event: Event) -> None:
         summary.event(event)
-        if event.type.value == "status" and progress_ref:
+        if event.type is EventType.STATUS and progress_ref:
             progress_ref[0].status(event)
 
-    video_source = VideoSource(source, capture_cfg)
-    sinks: list[Sink] = []
     with contextlib.ExitStack() as stack:
+        video_source = open_source(source, capture_cfg)
         stack.callback(video_source.close)
-        video_source.open()
         if loop and video_source.live:
             logger.warning("--loop has no effect on a live source")
 
-        from facesense.analyzer import FaceAnalyzer
-        from facesense.detect.mtcnn import MTCNNConfig, MTCNNDetector
+        detector = make_detector(detector_kind, min_face_px=min_face_px, use="video")
+        embedder = make_embedder()
+        opened = _open_matcher(db, explicit_db, threshold, embedder.model_id)
+        matcher = None
+        if opened is not None:
+            store, matcher = opened
+            stack.callback(store.close)
 
-        detector = MTCNNDetector(MTCNNConfig(min_face_px=min_face_px))
-        analyzer = FaceAnalyzer(detector=detector)
-        matcher = _open_matcher(db, explicit_db, threshold, analyzer)
-
-        def add(sink: Sink) -> None:
-            sinks.append(sink)
-            stack.callback(_close_quietly, sink)
-
-        if output is not None:
-            from facesense.sinks.video import VideoFileSink
-
-            out_fps = fps_or_default(video_source.fps)
-            segment = None if segment_minutes is None else max(1, round(segment_minutes * 60 * out_fps))
-            add(VideoFileSink(output, fps=out_fps, size_wh=video_source.size_wh, segment_frames=segment))
-        if events_path is not None:
-            from facesense.sinks.events import JsonlEventSink
-
-            add(JsonlEventSink(events_path))
-        if snapshots is not None:
-            from facesense.sinks.snapshots import SnapshotSink
-
-            add(SnapshotSink(snapshots))
-        if display is not False:
-            from facesense.sinks.window import WindowSink, gui_available
-
-            ok, reason = gui_available()
-            if ok:
-                add(WindowSink(f"facesense: {video_source.source_id}"))
-            elif display:
-                raise ConfigError(f"cannot show a window: {reason}; run with --no-display")
-            else:
-                logger.info("no window: %s", reason)
+        sinks = _make_sinks(
+            stack,
+            video_source,
+            output=output,
+            segment_minutes=segment_minutes,
+            events_path=events_path,
+            snapshots=snapshots,
+            display=display,
+        )
         if not sinks:
             logger.warning("no output chosen (--output, --events, --snapshots or a display): only counting faces")
 
         pipeline = Pipeline(
             video_source,
             detector=detector,
-            embedder=analyzer.embedder if matcher is not None else None,
+            embedder=embedder if matcher is not None else None,
             matcher=matcher,
             tracker=default_tracker(every),
             sinks=sinks,
@@ -305,7 +316,10 @@ def watch(
         started = time.perf_counter()
         frames = 0
         try:
-            with _stop_on_sigterm(pipeline.stop), contextlib.closing(iter(pipeline)) as results:
+            results = iter(pipeline)
+            with _stop_on_sigterm(pipeline.stop), contextlib.ExitStack() as ending:
+                # Finish the pipeline (sinks closed, tracks left) now, not when collected.
+                ending.callback(getattr(results, "close", lambda: None))
                 for result in results:
                     frames += 1
                     bar.frame(result)
@@ -322,6 +336,56 @@ def watch(
         + (f"; {summary.reconnects} reconnect(s)" if summary.reconnects else ""),
         err=True,
     )
+
+
+def _make_sinks(
+    stack: contextlib.ExitStack,
+    video_source: VideoSource,
+    *,
+    output: Path | None,
+    segment_minutes: float | None,
+    events_path: str | None,
+    snapshots: Path | None,
+    display: bool | None,
+) -> list[Sink]:
+    """The sinks the options ask for, each closed by ``stack`` if the pipeline never starts.
+
+    Raises:
+        ConfigError: ``--display`` without a usable GUI, or a bad output option.
+    """
+    from facesense.pipeline import fps_or_default
+
+    sinks: list[Sink] = []
+
+    def add(sink: Sink) -> None:
+        sinks.append(sink)
+        stack.callback(_close_quietly, sink)
+
+    if output is not None:
+        from facesense.sinks.video import VideoFileSink
+
+        out_fps = fps_or_default(video_source.fps)
+        segment = None if segment_minutes is None else max(1, round(segment_minutes * 60 * out_fps))
+        add(VideoFileSink(output, fps=out_fps, size_wh=video_source.size_wh, segment_frames=segment))
+    if events_path is not None:
+        from facesense.sinks.events import JsonlEventSink
+
+        add(JsonlEventSink(events_path))
+    if snapshots is not None:
+        from facesense.sinks.snapshots import SnapshotSink
+
+        add(SnapshotSink(snapshots))
+    if display is not False:
+        from facesense.sinks.window import WindowSink, gui_available
+
+        ok, reason = gui_available()
+        if ok:
+            add(WindowSink(f"facesense: {video_source.source_id}"))
+        elif display:
+            raise ConfigError(f"cannot show a window: {reason}; run with --no-display")
+        else:
+            logger.info("no window: %s", reason)
+    return sinks
 
 
 def _close_quietly(sink: Any) -> None:

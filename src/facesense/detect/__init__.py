@@ -1,10 +1,22 @@
-"""Face detectors: the :class:`Detector` interface and the MTCNN implementation.
+"""Face detectors: the :class:`Detector` interface, the MTCNN implementation, and the factory.
 
-Importing this package is cheap: OpenCV and ONNX Runtime are imported, and the
-models loaded, on a detector's first :meth:`~Detector.detect` call.
+Build detectors with :func:`make_detector`, which takes its defaults from the one table
+:data:`DEFAULTS` (per use: photos or video streams). Importing this package is cheap:
+OpenCV and ONNX Runtime are imported, and the models loaded, on a detector's first
+:meth:`~Detector.detect` call.
 """
 
 from facesense.detect.base import Detector
+from facesense.detect.factory import DEFAULTS, DetectorDefaults, DetectorKind, DetectorUse, make_detector
 from facesense.detect.mtcnn import MTCNNConfig, MTCNNDetector
 
-__all__ = ["Detector", "MTCNNConfig", "MTCNNDetector"]
+__all__ = [
+    "DEFAULTS",
+    "Detector",
+    "DetectorDefaults",
+    "DetectorKind",
+    "DetectorUse",
+    "MTCNNConfig",
+    "MTCNNDetector",
+    "make_detector",
+]

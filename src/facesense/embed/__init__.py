@@ -3,8 +3,11 @@
 * :class:`FaceNetEmbedder`: FaceNet 20180408-102900, 512-d, on box crops.
 * :class:`DlibResNetEmbedder`: dlib's face-recognition ResNet, 128-d, on landmark-warped chips.
 * :class:`FusedEmbedder`: both, each scaled by its impostor distance and concatenated:
-  the default (:func:`make_embedder`).
+  the default.
 
+Build them with :func:`make_embedder` (``"fusion"``, ``"facenet"`` or ``"dlib"``); each
+model's facts (weights, input, crop, impostor statistics, calibration) are in
+:mod:`facesense.models.registry`, and each embedder's ``model_id`` is derived from them.
 :class:`~facesense.embed.base.Embedder` is the interface every embedder follows.
 """
 
@@ -16,7 +19,8 @@ from facesense.embed.facenet import (
     Standardization,
     preprocess_crops,
 )
-from facesense.embed.fusion import EmbedderKind, FusedEmbedder, make_embedder
+from facesense.embed.factory import EmbedderKind, make_embedder
+from facesense.embed.fusion import FusedEmbedder
 
 __all__ = [
     "Backend",

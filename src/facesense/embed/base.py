@@ -34,4 +34,4 @@ class Embedder(Protocol):
 def l2_normalize(x: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """Rows scaled to unit length (all-zero rows stay zero), as float32."""
     a = np.asarray(x, dtype=np.float32)
-    return (a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)).astype(np.float32, copy=False)
+    return np.asarray(a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12), dtype=np.float32)

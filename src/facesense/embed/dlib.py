@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facesense.errors import ConfigError, ModelError
+from facesense.models.registry import embedder_spec
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -30,8 +31,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DlibResNetEmbedder"]
 
-CHIP_PX = 150
-EMBEDDING_DIM = 128
+_SPEC = embedder_spec("dlib")
+CHIP_PX = _SPEC.input_size_px
+EMBEDDING_DIM = _SPEC.dim
 
 
 class DlibResNetEmbedder:
@@ -62,10 +64,11 @@ class DlibResNetEmbedder:
 
     @property
     def model_id(self) -> str:
-        """``"dlib-resnet-v1/mtcnn5"``: dlib's ResNet on chips warped from MTCNN's landmarks."""
-        from facesense.models.dlib_onnx import MODEL_NAME
+        """``"dlib-resnet-v1/mtcnn5"``: dlib's ResNet on chips warped from MTCNN's landmarks.
 
-        return f"{MODEL_NAME}/mtcnn5"
+        Derived from the registry entry (:data:`facesense.models.registry.EMBEDDERS`).
+        """
+        return _SPEC.model_id()
 
     def load(self) -> None:
         """Load (and on first use convert) the model now (idempotent).

@@ -14,15 +14,16 @@ when the conversion or session fails. Both give the same embeddings (cosine > 0.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from facesense.align import CropConfig
+from facesense.choices import parse_choice
 from facesense.errors import ConfigError, ModelError
 from facesense.models.facenet_onnx import (
     EMBEDDING_DIM,
@@ -31,13 +32,13 @@ from facesense.models.facenet_onnx import (
     MODEL_NAME,
     OUTPUT_NAME,
 )
+from facesense.models.registry import embedder_spec
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     import numpy.typing as npt
 
-    from facesense.align import CropConfig
     from facesense.types import Faces
 
 __all__ = ["Backend", "FaceNetEmbedder", "Precision", "Standardization", "preprocess_crops"]
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 FIXED_MEAN = 127.5
 FIXED_SCALE = 1.0 / 128.0
+
+_SPEC = embedder_spec("facenet")
 
 
 class Backend(str, enum.Enum):
@@ -60,8 +63,11 @@ class Precision(str, enum.Enum):
     """Numeric precision of the ONNX Runtime model.
 
     ``INT8`` (the default) is the FP32 conversion statically quantised with activation
-    ranges measured on real faces (:mod:`facesense.models.facenet_int8`): same LFW
-    accuracy (98.60% both), embeddings within cosine 0.997 of FP32, about twice as fast.
+    ranges measured on real faces and 7-bit weights, so the same embeddings come out on
+    CPUs with and without VNNI (:mod:`facesense.models.facenet_int8`): embeddings within
+    cosine 0.997 of FP32 on LFW faces, several times faster. Before INT8 is used on a kind
+    of CPU it is checked there against FP32 on real faces, once; the verdict is cached
+    beside the model, and a CPU that rejects it runs FP32 (logged at info level).
     OpenCV DNN always runs FP32.
     """
 
@@ -81,21 +87,6 @@ class Standardization(str, enum.Enum):
     PER_IMAGE = "per_image"
 
 
-_E = TypeVar("_E", bound=enum.Enum)
-
-
-def _parse_choice(kind: type[_E], value: Any, what: str) -> _E:
-    try:
-        return kind(value)
-    except ValueError:
-        choices = [m.value for m in kind]  # type: ignore[attr-defined]
-        close = difflib.get_close_matches(str(value), choices, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(
-            f"{what} must be one of {', '.join(map(repr, choices))}, got {value!r}{hint}"
-        ) from None
-
-
 def preprocess_crops(
     crops: npt.NDArray[np.uint8], standardization: Standardization | str = Standardization.FIXED
 ) -> npt.NDArray[np.float32]:
@@ -108,7 +99,7 @@ def preprocess_crops(
     Returns:
         ``(N, 3, 160, 160)`` float32 RGB, standardised, C-contiguous.
     """
-    mode = _parse_choice(Standardization, standardization, "standardization")
+    mode = parse_choice(Standardization, standardization, "standardization")
     rgb = crops[..., ::-1]
     if mode is Standardization.FIXED:
         x = (rgb.astype(np.float32) - np.float32(FIXED_MEAN)) * np.float32(FIXED_SCALE)
@@ -180,7 +171,9 @@ class FaceNetEmbedder:
             calls ``cv2.setNumThreads``, which applies to the whole process.
         batch_size: crops per ONNX Runtime call (OpenCV always runs one at a time).
         precision: ``"int8"`` (default) or ``"fp32"`` for ONNX Runtime; see :class:`Precision`.
-        crop: how :meth:`embed` cuts faces out of the image; ``size_px`` must be 160.
+        crop: how :meth:`embed` cuts faces out of the image (``size_px`` must be 160);
+            ``None`` for the registry's default crop. Part of :attr:`model_id` when it
+            is not the default.
 
     Raises:
         ConfigError: an argument is out of range or not one of the choices.
@@ -203,14 +196,18 @@ class FaceNetEmbedder:
         crop: CropConfig | None = None,
         precision: Precision | str = Precision.INT8,
     ) -> None:
-        self.backend = _parse_choice(Backend, backend, "backend")
-        self.precision = _parse_choice(Precision, precision, "precision")
-        self.standardization = _parse_choice(Standardization, standardization, "standardization")
+        self.backend = parse_choice(Backend, backend, "backend")
+        self.precision = parse_choice(Precision, precision, "precision")
+        self.standardization = parse_choice(Standardization, standardization, "standardization")
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ConfigError(f"threads must be a positive integer or None, got {threads!r}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if crop is not None and crop.size_px != INPUT_SIZE_PX:
+        if crop is None and isinstance(_SPEC.crop, CropConfig):
+            crop = _SPEC.crop
+        if not isinstance(crop, CropConfig):
+            raise ConfigError(f"crop must be a CropConfig or None, got {type(crop).__name__}")
+        if crop.size_px != INPUT_SIZE_PX:
             raise ConfigError(
                 f"crop.size_px must be {INPUT_SIZE_PX} for FaceNet, got {crop.size_px}"
             )
@@ -232,10 +229,13 @@ class FaceNetEmbedder:
     def model_id(self) -> str:
         """Model and preprocessing, e.g. ``"facenet-20180408-102900/fixed"``.
 
-        Embeddings with different ids must not be compared. The backend is not part of
-        the id: both give the same embeddings.
+        Derived from the registry entry (:meth:`facesense.models.registry.EmbedderSpec.model_id`):
+        the standardisation, then the crop's tag when it is not the default crop
+        (``".../fixed/box160m0.2+0"``). Embeddings with different ids must not be
+        compared. The backend and precision are not part of the id: they give the same
+        embeddings (to cosine 0.997 for INT8).
         """
-        return f"{MODEL_NAME}/{self.standardization.value}"
+        return _SPEC.model_id(preprocessing=self.standardization.value, crop=self.crop)
 
     @property
     def active_backend(self) -> Backend | None:
@@ -345,6 +345,9 @@ class FaceNetEmbedder:
     def onnx_path(self) -> Path | None:
         """The ONNX file this embedder runs (INT8 or FP32), or ``None`` for ``backend="opencv"``.
 
+        For ``precision="int8"``: the INT8 model when this CPU's verdict accepts it
+        (:func:`facesense.models.facenet_int8.facenet_int8`), else the FP32 one.
+
         Raises:
             ModelError: the model cannot be converted.
         """
@@ -353,13 +356,19 @@ class FaceNetEmbedder:
         from facesense.models.facenet_onnx import facenet_onnx_path
 
         path = facenet_onnx_path()
-        if self.precision is Precision.INT8:
-            from facesense.models.facenet_int8 import facenet_int8_path
+        if self.precision is not Precision.INT8:
+            return path
+        from facesense.models.facenet_int8 import facenet_int8
 
-            try:
-                path = facenet_int8_path(path)
-            except ModelError as exc:
-                logger.warning("INT8 FaceNet is unavailable (%s); using FP32", exc)
+        try:
+            verdict = facenet_int8(path)
+        except ModelError as exc:  # a fault (missing data files, unwritable cache), not a CPU verdict
+            logger.warning("INT8 FaceNet is unavailable (%s); using FP32", exc)
+            return path
+        if verdict.accepted:
+            return verdict.path
+        # Judged once for this kind of CPU and remembered: FP32 is the right answer here, not a fault.
+        logger.info("INT8 FaceNet is not used on this CPU (%s): %s; using FP32", verdict.cpu, verdict.reason)
         return path
 
     def prepare(self, image: npt.NDArray[np.uint8], faces: Faces) -> npt.NDArray[np.float32]:
@@ -387,7 +396,7 @@ class FaceNetEmbedder:
     def _load_opencv(self) -> _OpenCvRunner:
         from facesense.models.registry import packaged_file
 
-        path = packaged_file("facenet_pb")
+        path = packaged_file(_SPEC.weights)
         try:
             import cv2
         except ImportError as exc:  # pragma: no cover - a hard dependency

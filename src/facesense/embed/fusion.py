@@ -6,7 +6,8 @@ concatenated and the result L2-normalised again. The squared distance between tw
 vectors is then proportional to ``sum_i (d_i / m_i)**2``: every model's distance counts
 in units of its own impostor scale, so neither dominates because its space is larger.
 The scales are model constants measured once on faces outside the evaluation sets
-(``scripts/fit_dlib_template.py`` on the WIDER FACE subset) and are part of the model id.
+(``scripts/fit_dlib_template.py`` on the WIDER FACE subset), kept in the model registry
+(:data:`facesense.models.registry.IMPOSTOR_MEDIANS`), and are part of the model id.
 
 When every part can run as an ONNX graph (``onnx_path``/``prepare``/``finish``, as
 FaceNet on ONNX Runtime and dlib's ResNet do), the parts' graphs are merged into one
@@ -22,7 +23,6 @@ why the fusion beats both on LFW verification and open-set identification
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facesense.errors import ConfigError, ModelError
+from facesense.models.registry import IMPOSTOR_MEDIANS, fusion_model_id
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -41,21 +42,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IMPOSTOR_MEDIANS", "EmbedderKind", "FusedEmbedder", "make_embedder"]
-
-IMPOSTOR_MEDIANS: dict[str, float] = {
-    "facenet-20180408-102900/fixed": 1.406,
-    "dlib-resnet-v1/mtcnn5": 0.550,
-}
-"""Median distance between two different people's unit embeddings, per model id."""
-
-
-class EmbedderKind(str, enum.Enum):
-    """The embedders facesense ships."""
-
-    FUSION = "fusion"
-    FACENET = "facenet"
-    DLIB = "dlib"
+__all__ = ["FusedEmbedder"]
 
 
 class FusedEmbedder:
@@ -63,8 +50,8 @@ class FusedEmbedder:
 
     Args:
         parts: the embedders to fuse (at least two).
-        scales: the impostor median of each part; looked up in :data:`IMPOSTOR_MEDIANS`
-            by model id when ``None``.
+        scales: the impostor median of each part; looked up in the registry
+            (:data:`facesense.models.registry.IMPOSTOR_MEDIANS`) by model id when ``None``.
         merge: run the parts as one merged ONNX Runtime graph when they all can
             (same embeddings, much faster); ``False`` calls each part's ``embed``.
         threads: intra-op threads of the merged session (``None``: the runtime default).
@@ -88,7 +75,10 @@ class FusedEmbedder:
         if scales is None:
             missing = [p.model_id for p in parts if p.model_id not in IMPOSTOR_MEDIANS]
             if missing:
-                raise ConfigError(f"no impostor scale measured for {', '.join(missing)}; pass scales=")
+                raise ConfigError(
+                    f"no impostor scale measured for {', '.join(missing)}; pass scales= "
+                    "(the median distance between two different people's embeddings)"
+                )
             scales = [IMPOSTOR_MEDIANS[p.model_id] for p in parts]
         if len(scales) != len(parts) or any(not s > 0 for s in scales):
             raise ConfigError(f"expected {len(parts)} positive scales, got {list(scales)}")
@@ -122,9 +112,8 @@ class FusedEmbedder:
 
     @property
     def model_id(self) -> str:
-        """The parts' ids and weights, e.g. ``"fusion(facenet-.../fixed@0.291+dlib-resnet-v1/mtcnn5@0.709)"``."""
-        inner = "+".join(f"{p.model_id}@{w:.3f}" for p, w in zip(self.parts, self.weights, strict=True))
-        return f"fusion({inner})"
+        """The parts' ids and weights, e.g. ``"fusion(facenet-.../fixed@0.281+dlib-resnet-v1/mtcnn5@0.719)"``."""
+        return fusion_model_id([(p.model_id, s) for p, s in zip(self.parts, self.scales, strict=True)])
 
     def load(self) -> None:
         """Load the models now instead of on the first face (idempotent).
@@ -158,12 +147,18 @@ class FusedEmbedder:
         paths = [p.onnx_path() for p in self.parts]  # type: ignore[attr-defined]
         if any(path is None for path in paths):
             return False
-        from facesense.models.runtime import create_session, merge_models
+        from facesense.models.runtime import create_session, merged_model_path
 
         start = time.perf_counter()
         try:
-            data = merge_models([(f"part{i}", path) for i, path in enumerate(paths)])
-            self._session = create_session(data, threads=self.threads, name="fused embedders")
+            parts = [(f"part{i}", path) for i, path in enumerate(paths)]
+            merged = merged_model_path(parts)
+            try:
+                self._session = create_session(merged, threads=self.threads, name="fused embedders")
+            except ModelError as exc:  # a damaged cached merge: build it again, once
+                logger.warning("rebuilding the cached merged model %s: %s", merged, exc)
+                merged.unlink(missing_ok=True)
+                self._session = create_session(merged_model_path(parts), threads=self.threads, name="fused embedders")
         except ModelError as exc:
             logger.warning("running the fused embedders one by one: %s", exc)
             return False
@@ -209,27 +204,12 @@ class FusedEmbedder:
         return faces.replace(embeddings=self.fuse(parts))
 
 
-def make_embedder(kind: EmbedderKind | str = EmbedderKind.FUSION, **facenet_options: Any) -> Embedder:
-    """Build an embedder by name with facesense's defaults.
+def __getattr__(name: str) -> Any:
+    # ``facesense.embed.fusion.make_embedder`` / ``EmbedderKind`` moved to
+    # facesense.embed.factory; still importable from here. Resolved lazily so that this
+    # module never imports the factory (which imports it).
+    if name in ("EmbedderKind", "make_embedder"):
+        from facesense.embed import factory
 
-    Args:
-        kind: ``fusion`` (default: FaceNet + dlib ResNet), ``facenet`` or ``dlib``.
-        facenet_options: passed to :class:`~facesense.embed.facenet.FaceNetEmbedder`
-            (``backend``, ``precision``, ``threads`` ...).
-
-    Raises:
-        ConfigError: unknown kind.
-    """
-    from facesense.embed.dlib import DlibResNetEmbedder
-    from facesense.embed.facenet import FaceNetEmbedder
-
-    try:
-        kind = EmbedderKind(kind)
-    except ValueError:
-        raise ConfigError(f"unknown embedder {kind!r}; choose one of {', '.join(k.value for k in EmbedderKind)}") from None
-    threads = facenet_options.get("threads")
-    if kind is EmbedderKind.FACENET:
-        return FaceNetEmbedder(**facenet_options)
-    if kind is EmbedderKind.DLIB:
-        return DlibResNetEmbedder(threads=threads)
-    return FusedEmbedder([FaceNetEmbedder(**facenet_options), DlibResNetEmbedder(threads=threads)], threads=threads)
+        return getattr(factory, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

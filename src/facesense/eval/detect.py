@@ -101,13 +101,13 @@ class WiderImage:
     @property
     def invalid(self) -> npt.NDArray[np.bool_]:
         """``(N,)`` faces WIDER FACE flags as invalid."""
-        return self.attributes[:, _INVALID_COLUMN] != 0
+        return np.asarray(self.attributes[:, _INVALID_COLUMN] != 0, dtype=np.bool_)
 
     @property
     def size_px(self) -> npt.NDArray[np.float32]:
         """``(N,)`` shorter side of each face box."""
         wh = self.xyxy[:, 2:4] - self.xyxy[:, 0:2]
-        return np.minimum(wh[:, 0], wh[:, 1])
+        return np.asarray(np.minimum(wh[:, 0], wh[:, 1]), dtype=np.float32)
 
     def __len__(self) -> int:
         return int(self.xyxy.shape[0])
@@ -292,6 +292,7 @@ def run_detection(
 
     Raises:
         ConfigError: unreadable annotations, a missing images folder or a bad limit.
+        ImageError: not one of the images could be read.
         ModelError: the detector failed.
     """
     truths = (
@@ -322,6 +323,8 @@ def run_detection(
             )
         if progress is not None:
             progress(done, len(truths))
+    if results and all(r.faces is None for r in results):
+        raise ImageError(f"none of the {len(results)} images under {root} could be read (first: {results[0].error})")
     return DetectionRun(images=tuple(results))
 
 

@@ -56,6 +56,7 @@ __all__ = [
     "IdentifyReport",
     "OpenSetProtocol",
     "OpenSetScores",
+    "default_threshold",
     "embed_central_faces",
     "evaluate_identify",
     "evaluate_open_set",
@@ -172,7 +173,7 @@ def embed_central_faces(
     for i, rel in enumerate(paths):
         image = load_image(root / rel)
         box = boxes[i] if found[i] else (median * np.tile(sizes[i], 2)).astype(np.float32)
-        face = Faces(xyxy=box[None], scores=np.ones(1), landmarks=landmarks[i][None])
+        face = Faces(xyxy=box[None], scores=np.ones(1, np.float32), landmarks=landmarks[i][None])
         emb = analyzer.embed(image, face).embeddings
         if emb is None:
             raise ImageError(f"{rel}: the embedder returned no embedding")
@@ -461,8 +462,20 @@ def evaluate_open_set(
         cross_validated=cross,
         folds=folds,
         by_gallery_size=tuple(by_size),
-        impostor_quantiles=impostor_quantiles(embeddings, labels_all),
+        impostor_quantiles=impostor_quantiles(embeddings, [str(label) for label in labels_all]),
     )
+
+
+def default_threshold(model_id: str) -> str | None:
+    """``"auto"`` (the calibrated threshold) for a calibrated model, else ``None``.
+
+    This protocol is what calibrates a model, so an uncalibrated one is evaluated
+    without a default threshold (the curve and the FAR thresholds are still measured)
+    instead of being refused.
+    """
+    from facesense.models.registry import find_calibration
+
+    return "auto" if find_calibration(model_id) is not None else None
 
 
 def evaluate_identify(
@@ -478,7 +491,8 @@ def evaluate_identify(
     """Run the whole protocol on an LFW folder (see the module docstring).
 
     Args:
-        matcher: the matcher under test; facesense's default for the analyzer's model when ``None``.
+        matcher: the matcher under test; facesense's default for the analyzer's model when
+            ``None`` (see :func:`default_threshold`).
         baseline: also score the same matcher without normalisation, thresholding raw distances.
         cache: ``.npz`` file for the embeddings (reused when it matches).
     """
@@ -487,7 +501,7 @@ def evaluate_identify(
     protocol = lfw_open_set(images)
     embeddings, no_face = embed_central_faces(analyzer, protocol.root, protocol.all_paths, cache=cache, on_progress=on_progress)
     if matcher is None:
-        matcher = make_matcher("knn", model_id=analyzer.model_id)
+        matcher = make_matcher("knn", model_id=analyzer.model_id, threshold=default_threshold(analyzer.model_id))
     report = evaluate_open_set(matcher, protocol, embeddings, model_id=analyzer.model_id, no_face=no_face, folds=folds)
     if baseline and matcher.norm is not None:
         cal = calibration_for(analyzer.model_id)

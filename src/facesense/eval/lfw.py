@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from facesense.errors import ConfigError, FacesenseError, ImageError
+from facesense.errors import ConfigError, ImageError
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -198,7 +198,11 @@ def embed_lfw_images(
     for i in no_face_idx:
         img = load_image(lfw_image_path(images, keys[i]))
         wh = np.array([img.shape[1], img.shape[0]] * 2)
-        face = Faces(xyxy=(median_rel * wh)[None], scores=np.zeros(1), landmarks=np.zeros((1, 5, 2)))
+        face = Faces(
+            xyxy=(median_rel * wh)[None].astype(np.float32),
+            scores=np.zeros(1, np.float32),
+            landmarks=np.zeros((1, 5, 2), np.float32),
+        )
         out[i] = analyzer.embed(img, face).embeddings[0]  # type: ignore[index]
     no_face = [keys[i] for i in no_face_idx]
     return EmbeddedImages(tuple(keys), out, tuple(no_face), tuple(unreadable))
@@ -304,7 +308,7 @@ def _cosine_distance(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> 
     na = np.linalg.norm(a64, axis=1)
     nb = np.linalg.norm(b64, axis=1)
     denom = np.where((na * nb) > 0, na * nb, 1.0)
-    return 1.0 - np.einsum("ij,ij->i", a64, b64) / denom
+    return np.asarray(1.0 - np.einsum("ij,ij->i", a64, b64) / denom, dtype=np.float64)
 
 
 def evaluate_lfw(
@@ -341,7 +345,7 @@ def evaluate_lfw(
         )
     embedded = embed_lfw_images(analyzer, images, pairs.images, progress=progress)
     if len(embedded.unreadable) == len(embedded.keys):
-        raise FacesenseError(f"none of the {len(embedded.keys)} LFW images under {images} could be read")
+        raise ImageError(f"none of the {len(embedded.keys)} LFW images under {images} could be read")
     index = embedded.index()
     left = embedded.embeddings[[index[k] for k in pairs.left]]
     right = embedded.embeddings[[index[k] for k in pairs.right]]

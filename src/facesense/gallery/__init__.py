@@ -2,6 +2,7 @@
 
 :class:`GalleryStore` is the interface; :class:`SQLiteGallery` the one-file
 implementation (a PostgreSQL + pgvector store can follow behind the same interface).
+Open one with :func:`open_gallery` (a path or ``sqlite:///...``).
 """
 
 from facesense.gallery.base import (
@@ -11,16 +12,22 @@ from facesense.gallery.base import (
     NewSample,
     Person,
     Sample,
+    SearchResult,
 )
+from facesense.gallery.location import GalleryLocation, open_gallery, parse_location
 from facesense.gallery.sqlite import SQLiteGallery, default_db_path
 
 __all__ = [
     "GalleryEmbeddings",
+    "GalleryLocation",
     "GalleryStore",
     "ImportSummary",
     "NewSample",
     "Person",
     "SQLiteGallery",
     "Sample",
+    "SearchResult",
     "default_db_path",
+    "open_gallery",
+    "parse_location",
 ]

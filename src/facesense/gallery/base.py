@@ -16,7 +16,11 @@ Invariants every store keeps:
   first samples in one transaction, and removing a person's last sample removes them;
 * ``(person, model_id, source_sha256)`` is unique: the same image is never added twice
   to one person;
-* each write call is atomic: it happens completely or not at all.
+* each write call is atomic: it happens completely or not at all;
+* :meth:`GalleryStore.revision` changes with every committed write, whoever made it.
+
+``tests/gallery/test_contract.py`` checks all of this for every store (and for a small
+in-memory store written against this interface alone); a new store joins that suite.
 
 The portable export format (``.npz``, see :func:`write_export` / :func:`read_export`)
 lives here too, so every store reads and writes the same files.
@@ -275,15 +279,19 @@ class GalleryStore(Protocol):
         ...
 
     def revision(self) -> int:
-        """A counter that changes whenever people or samples change, in this process or
-        another (hot reload: a matcher refits when it differs from the one it was fitted at)."""
+        """A number that changes with every committed write, through this connection or
+        another (another process included), and not on reads or refused writes. Compare
+        it for equality only (hot reload: a matcher refits when it differs from the one it
+        was fitted at). Called per frame batch, so it must be cheap."""
         ...
 
     def search(self, embeddings: npt.ArrayLike, k: int, *, model_id: str) -> SearchResult:
-        """The ``k`` nearest samples of ``model_id`` to each row of ``(M, D)`` unit embeddings.
+        """The ``k`` nearest samples of ``model_id`` to each row of ``(M, D)`` (or one ``(D,)``)
+        unit embeddings, nearest first; ``min(k, samples)`` columns (none for an empty gallery).
 
         Raises:
-            ModelMismatchError: the gallery holds embeddings of another model.
+            ConfigError: ``k < 1``, or probes that are not finite ``(M, D)`` numbers.
+            ModelMismatchError: the gallery holds embeddings of another model, or of another ``D``.
         """
         ...
 

@@ -20,6 +20,21 @@ Durability: WAL journal, ``synchronous=FULL``, and every write method is one
 ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction. A person row is inserted in the same
 transaction as their first samples, so a process killed mid-enrollment (even with
 ``kill -9``) leaves either the whole image's sample or nothing.
+
+Change counter: every write transaction also bumps ``meta.revision``. :meth:`SQLiteGallery.revision`
+reads ``PRAGMA data_version`` (which changes when *another* connection commits) and
+re-reads the counter only then, so polling it per frame costs one pragma.
+
+Read-only galleries: a file the user cannot write, or one in a folder they cannot
+write (SQLite keeps the write-ahead log ``NAME-wal`` and its index ``NAME-shm`` beside the
+file), is opened read-only: ``mode=ro``, or ``immutable=1`` when the folder is not
+writable and no write-ahead log exists (so SQLite cannot even create the index; the
+file and its log are then watched for changes by :meth:`SQLiteGallery.revision`, which
+reopens the connection). Every read works; every write raises
+:class:`~facesense.errors.GalleryError` saying the gallery is read-only.
+
+Threads: one :class:`SQLiteGallery` may be shared by threads (a request thread and a
+camera thread, say); its calls are serialised by a lock.
 """
 
 from __future__ import annotations
@@ -27,8 +42,10 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
@@ -36,7 +53,7 @@ from typing import Self
 import numpy as np
 import numpy.typing as npt
 
-from facesense.errors import EnrollmentError, GalleryError, ModelMismatchError
+from facesense.errors import ConfigError, EnrollmentError, GalleryError, ModelMismatchError, ReadOnlyGalleryError
 from facesense.gallery.base import (
     ExportData,
     GalleryEmbeddings,
@@ -44,6 +61,7 @@ from facesense.gallery.base import (
     NewSample,
     Person,
     Sample,
+    SearchResult,
     read_export,
     validate_name,
     write_export,
@@ -51,13 +69,14 @@ from facesense.gallery.base import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["APPLICATION", "APPLICATION_ID", "FORMAT_VERSION", "SQLiteGallery", "default_db_path"]
+__all__ = ["APPLICATION", "APPLICATION_ID", "FORMAT_VERSION", "SQLiteGallery", "default_db_path", "read_only_reason"]
 
 APPLICATION = "facesense-gallery"
 APPLICATION_ID = 0x46534E47  # "FSNG"
 FORMAT_VERSION = 1
 DB_ENV = "FACESENSE_DB"
 BUSY_TIMEOUT_S = 10.0
+SEARCH_BLOCK_CELLS = 1 << 23  # probe x sample distances computed at once by search() (32 MiB)
 
 _SCHEMA = """
 CREATE TABLE meta (
@@ -105,6 +124,51 @@ def _blob(embedding: npt.NDArray[np.float32]) -> bytes:
     return np.ascontiguousarray(embedding, dtype="<f4").tobytes()
 
 
+def _sidecar(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+def read_only_reason(path: Path) -> str | None:
+    """Why the existing gallery file ``path`` cannot be written by this process, or ``None``.
+
+    The file itself must be writable, and so must its folder unless the write-ahead
+    log and its index (``NAME-wal``, ``NAME-shm``) already exist and are writable.
+    """
+    if not os.access(path, os.W_OK):
+        return "the file is not writable by this user"
+    sidecars = (_sidecar(path, "-wal"), _sidecar(path, "-shm"))
+    for f in sidecars:
+        if f.exists() and not os.access(f, os.W_OK):
+            return f"its write-ahead log file {f.name} is not writable by this user"
+    folder = path.parent
+    if not os.access(folder, os.W_OK | os.X_OK) and not all(f.exists() for f in sidecars):
+        return f"its folder {folder} is not writable by this user (SQLite keeps {path.name}-wal and -shm beside it)"
+    return None
+
+
+def _is_read_only_error(exc: sqlite3.Error) -> bool:
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    return name.startswith("SQLITE_READONLY")
+
+
+def _cannot_open_sidecars(exc: sqlite3.Error) -> bool:
+    """SQLite could not create or open the write-ahead log's index (``-shm``) for reading."""
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    return name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN"))
+
+
+@dataclass(frozen=True, eq=False)
+class _Index:
+    """The cached search matrix of one model at one revision."""
+
+    revision: int
+    model_id: str
+    labels: tuple[str, ...]
+    matrix: npt.NDArray[np.float32]
+    sq: npt.NDArray[np.float32]
+    sample_ids: npt.NDArray[np.int64]
+
+
 class SQLiteGallery:
     """A :class:`~facesense.gallery.base.GalleryStore` in one SQLite file.
 
@@ -112,42 +176,122 @@ class SQLiteGallery:
         path: the database file; ``None`` means :func:`default_db_path`.
         create: create the file (and its folder) when missing. When false, a missing
             file raises :class:`~facesense.errors.GalleryError` and nothing is created.
+        read_only: ``True`` opens the file read-only (it must exist); ``False`` requires
+            write access (a read-only file raises GalleryError); ``None`` (default)
+            opens read-only exactly when the file or its folder is not writable.
 
     Raises:
-        GalleryError: the file is missing (and ``create`` is false), is not a facesense
-            gallery, was written by a newer version, or cannot be opened.
+        GalleryError: the file is missing (and ``create`` is false or ``read_only``),
+            is not a facesense gallery, was written by a newer version, cannot be
+            opened, or is read-only while ``read_only=False``.
 
-    Use it as a context manager, or call :meth:`close`. One instance belongs to one
-    thread.
+    Use it as a context manager, or call :meth:`close`. It may be shared by threads.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        create: bool = True,
+        read_only: bool | None = None,
+    ) -> None:
         self._path = Path(path).expanduser() if path is not None else default_db_path()
+        self._lock = threading.RLock()
+        self._immutable = False
+        self._index: _Index | None = None
+        self._counter = 0  # meta.revision as last read (or written) by this connection
+        self._data_version: int | None = None  # PRAGMA data_version at that read
+        self._external = 0  # changes by writers that did not bump meta.revision
+        self._file_signature: tuple[object, ...] = ()
         p = self._path
         if p.is_dir():
             raise GalleryError(f"{p}: is a directory, not a gallery file")
         exists = p.exists()
-        if not exists and not create:
+        if not exists and (not create or read_only):
             raise GalleryError(f"{p}: no gallery here (enroll someone first, or pass --db PATH)")
-        if not exists:
+        self._read_only_reason: str | None = None
+        if exists:
+            reason = read_only_reason(p)
+            if reason is not None and read_only is False:
+                raise ReadOnlyGalleryError(_read_only_message(p, reason, "open it for writing"))
+            if reason is None and read_only:
+                reason = "it was opened read-only"
+            self._read_only_reason = reason
+        else:
             try:
                 p.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise GalleryError(f"{p}: cannot create the gallery folder ({exc.strerror or exc})") from exc
-        mode = "rwc" if create else "rw"
+        self._conn = self._connect(create=create and not exists)
         try:
-            self._conn = sqlite3.connect(
-                f"{p.resolve().as_uri()}?mode={mode}", uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_S
-            )
-        except sqlite3.Error as exc:
-            raise GalleryError(f"{p}: cannot open gallery ({exc})") from exc
-        try:
-            self._open(create=create)
+            self._open(create=create and self._read_only_reason is None)
+        except GalleryError as exc:
+            self._conn.close()
+            cause = exc.__cause__
+            if not (exists and read_only is None and self._read_only_reason is None):
+                raise
+            if not (isinstance(cause, sqlite3.Error) and _is_read_only_error(cause)):
+                raise
+            # Permissions said writable, SQLite says otherwise (a read-only mount, say).
+            self._read_only_reason = f"SQLite cannot write it ({cause})"
+            self._conn = self._connect(create=False)
+            try:
+                self._open(create=False)
+            except BaseException:
+                self._conn.close()
+                raise
         except BaseException:
             self._conn.close()
             raise
 
     # --- opening -------------------------------------------------------------------
+
+    def _connect(self, *, create: bool) -> sqlite3.Connection:
+        """A connection: read-write, or ``mode=ro`` / ``immutable=1`` for a read-only gallery."""
+        p = self._path
+        uri = p.resolve().as_uri()
+
+        def connect(query: str) -> sqlite3.Connection:
+            try:
+                return sqlite3.connect(
+                    f"{uri}?{query}", uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_S, check_same_thread=False
+                )
+            except sqlite3.Error as exc:
+                raise GalleryError(f"{p}: cannot open gallery ({exc})") from exc
+
+        self._immutable = False
+        if self._read_only_reason is None:
+            return connect("mode=rwc" if create else "mode=rw")
+        conn = connect("mode=ro")
+        try:
+            conn.execute("PRAGMA application_id").fetchone()
+            return conn
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if not _cannot_open_sidecars(exc):
+                return connect("mode=ro")  # let _open() say what kind of file this is
+            wal = _sidecar(p, "-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                # immutable=1 would ignore the log's committed transactions.
+                raise GalleryError(
+                    f"{p}: cannot read the gallery: {self._read_only_reason}, and its write-ahead log {wal.name} "
+                    f"holds changes SQLite cannot read without creating {p.name}-shm; open it once with write access"
+                ) from exc
+        self._immutable = True
+        self._file_signature = self._stat_signature()
+        logger.info("%s: opened as immutable (%s, no write-ahead log)", p, self._read_only_reason)
+        return connect("mode=ro&immutable=1")
+
+    def _stat_signature(self) -> tuple[object, ...]:
+        parts: list[object] = []
+        for f in (self._path, _sidecar(self._path, "-wal")):
+            try:
+                st = f.stat()
+            except OSError:
+                parts.append(None)
+                continue
+            parts.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        return tuple(parts)
 
     def _open(self, *, create: bool) -> None:
         conn = self._conn
@@ -163,10 +307,11 @@ class SQLiteGallery:
         else:
             self._check_meta(app_id, tables)
         try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                logger.warning("%s: journal mode is %s, not WAL", self._path, mode)
-            conn.execute("PRAGMA synchronous = FULL")
+            if self._read_only_reason is None:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    logger.warning("%s: journal mode is %s, not WAL", self._path, mode)
+                conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
             raise GalleryError(f"{self._path}: cannot open gallery ({exc})") from exc
@@ -212,7 +357,12 @@ class SQLiteGallery:
                         conn.execute(stmt)
                 conn.executemany(
                     "INSERT INTO meta (key, value) VALUES (?, ?)",
-                    [("application", APPLICATION), ("format_version", str(FORMAT_VERSION)), ("created", _now())],
+                    [
+                        ("application", APPLICATION),
+                        ("format_version", str(FORMAT_VERSION)),
+                        ("created", _now()),
+                        ("revision", "0"),
+                    ],
                 )
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
@@ -237,9 +387,16 @@ class SQLiteGallery:
         """The database file."""
         return self._path
 
+    @property
+    def read_only(self) -> bool:
+        """Whether this gallery was opened read-only (every write raises GalleryError)."""
+        return self._read_only_reason is not None
+
     def close(self) -> None:
         """Close the connection (idempotent)."""
-        self._conn.close()
+        with self._lock:
+            self._index = None
+            self._conn.close()
 
     def __enter__(self) -> Self:
         return self
@@ -248,28 +405,59 @@ class SQLiteGallery:
         self.close()
 
     def __repr__(self) -> str:
-        return f"SQLiteGallery({str(self._path)!r})"
+        ro = ", read_only=True" if self.read_only else ""
+        return f"SQLiteGallery({str(self._path)!r}{ro})"
 
     @contextmanager
-    def _errors(self) -> Iterator[None]:
-        """Translate sqlite3 errors into GalleryError."""
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise GalleryError(f"{self._path}: gallery database error ({exc})") from exc
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """The connection, held by this thread, with sqlite3 errors translated into GalleryError."""
+        with self._lock:
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                if _is_read_only_error(exc):
+                    # Permissions looked fine, SQLite found otherwise (a read-only mount):
+                    # remember it, so later writes fail before touching the file.
+                    if self._read_only_reason is None:
+                        self._read_only_reason = f"SQLite cannot write it ({exc})"
+                    raise ReadOnlyGalleryError(_read_only_message(self._path, self._read_only_reason, "change it")) from exc
+                raise GalleryError(f"{self._path}: gallery database error ({exc})") from exc
+
+    def _require_writable(self, action: str) -> None:
+        if self._read_only_reason is not None:
+            raise ReadOnlyGalleryError(_read_only_message(self._path, self._read_only_reason, action))
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: everything inside commits together or not at all."""
-        conn = self._conn
-        with self._errors():
+    def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction: everything inside commits together or not at all.
+
+        It also bumps ``meta.revision``, so every committed write changes :meth:`revision`.
+        """
+        self._require_writable(action)
+        with self._db() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                # Under the write lock nobody else commits until we do, and our own
+                # commit leaves our data_version alone: both stay exact.
+                data_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+                if not conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'revision'").rowcount:
+                    conn.execute("INSERT INTO meta (key, value) VALUES ('revision', '1')")
+                counter = self._read_counter(conn)
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+            self._counter, self._data_version = counter, data_version
+
+    @staticmethod
+    def _read_counter(conn: sqlite3.Connection) -> int:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()
+        try:
+            return 0 if row is None else int(row[0])
+        except (TypeError, ValueError):
+            return 0
 
     def _person_id(self, conn: sqlite3.Connection, name: str) -> int | None:
         row = conn.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
@@ -301,16 +489,47 @@ class SQLiteGallery:
     @property
     def model_id(self) -> str | None:
         """The model id of the stored embeddings, or ``None`` while the gallery is empty."""
-        with self._errors():
-            models = self._model_ids(self._conn)
+        with self._db() as conn:
+            models = self._model_ids(conn)
         if len({m for m, _ in models}) > 1:
             raise GalleryError(f"{self._path}: corrupt gallery (embeddings of several models: {models})")
         return models[0][0] if models else None
 
+    def revision(self) -> int:
+        """A number that changes with every committed write, by this connection or another
+        (another process included). Compare it for equality only.
+
+        Cheap enough to call per frame: one ``PRAGMA data_version``; the counter row is
+        read only when another connection has committed since the last call.
+        """
+        with self._db() as conn:
+            if self._immutable:
+                signature = self._stat_signature()
+                if signature != self._file_signature:
+                    self._reconnect()
+                    conn = self._conn
+            data_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+            if data_version != self._data_version:
+                counter = self._read_counter(conn)
+                if self._data_version is not None and counter == self._counter:
+                    self._external += 1  # a writer that does not keep the counter (an older facesense)
+                self._counter, self._data_version = counter, data_version
+            return self._counter + self._external
+
+    def _reconnect(self) -> None:
+        """Reopen an immutable connection after the file (or a new write-ahead log) changed."""
+        logger.info("%s: the gallery file changed; reopening it", self._path)
+        self._conn.close()
+        self._conn = self._connect(create=False)
+        self._open(create=False)
+        self._external += 1
+        self._data_version = None
+        self._file_signature = self._stat_signature()
+
     def has_source(self, name: str, source_sha256: str, model_id: str) -> bool:
         """Whether ``name`` already has a sample of ``model_id`` from this source."""
-        with self._errors():
-            row = self._conn.execute(
+        with self._db() as conn:
+            row = conn.execute(
                 "SELECT 1 FROM samples s JOIN people p ON p.id = s.person_id "
                 "WHERE p.name = ? AND s.model_id = ? AND s.source_sha256 = ?",
                 (name, model_id, source_sha256),
@@ -324,8 +543,8 @@ class SQLiteGallery:
 
     def people(self) -> list[Person]:
         """Every person, sorted by name."""
-        with self._errors():
-            rows = self._conn.execute(self._PEOPLE_SQL.format(where="")).fetchall()
+        with self._db() as conn:
+            rows = conn.execute(self._PEOPLE_SQL.format(where="")).fetchall()
         return [Person(id=r[0], name=r[1], created=r[2], n_samples=r[3]) for r in rows]
 
     def person(self, name: str) -> Person:
@@ -334,10 +553,22 @@ class SQLiteGallery:
         Raises:
             EnrollmentError: no such person.
         """
-        with self._errors():
-            row = self._conn.execute(self._PEOPLE_SQL.format(where="WHERE p.name = ?"), (name,)).fetchone()
+        with self._db() as conn:
+            row = conn.execute(self._PEOPLE_SQL.format(where="WHERE p.name = ?"), (name,)).fetchone()
         if row is None:
             raise EnrollmentError(f"no person named {name!r} in the gallery {self._path}")
+        return Person(id=row[0], name=row[1], created=row[2], n_samples=row[3])
+
+    def person_by_id(self, person_id: int) -> Person:
+        """One person by store id.
+
+        Raises:
+            EnrollmentError: no such person.
+        """
+        with self._db() as conn:
+            row = conn.execute(self._PEOPLE_SQL.format(where="WHERE p.id = ?"), (int(person_id),)).fetchone()
+        if row is None:
+            raise EnrollmentError(f"no person with id {person_id} in the gallery {self._path}")
         return Person(id=row[0], name=row[1], created=row[2], n_samples=row[3])
 
     def samples(self, name: str | None = None) -> list[Sample]:
@@ -347,12 +578,12 @@ class SQLiteGallery:
             "s.x1, s.y1, s.x2, s.y2, s.thumbnail, s.added FROM samples s "
             "JOIN people p ON p.id = s.person_id {where} ORDER BY s.id"
         )
-        with self._errors():
+        with self._db() as conn:
             if name is None:
-                rows = self._conn.execute(sql.format(where="")).fetchall()
+                rows = conn.execute(sql.format(where="")).fetchall()
             else:
-                self._require_person(self._conn, name)
-                rows = self._conn.execute(sql.format(where="WHERE p.name = ?"), (name,)).fetchall()
+                self._require_person(conn, name)
+                rows = conn.execute(sql.format(where="WHERE p.name = ?"), (name,)).fetchall()
         return [
             Sample(
                 id=r[0], person=r[1], model_id=r[2], dim=r[3], source_path=r[4], source_sha256=r[5],
@@ -361,8 +592,29 @@ class SQLiteGallery:
             for r in rows
         ]
 
+    _EMBEDDINGS_SQL = (
+        "SELECT s.id, p.name, s.dim, s.embedding FROM samples s JOIN people p ON p.id = s.person_id "
+        "WHERE s.model_id = ? AND s.id > ? ORDER BY s.id LIMIT ?"
+    )
+
+    def _embedding_rows(self, rows: list[tuple[int, str, int, bytes]], model_id: str) -> GalleryEmbeddings:
+        dims = {r[2] for r in rows}
+        if len(dims) != 1:
+            raise GalleryError(f"{self._path}: corrupt gallery (embeddings of several lengths {sorted(dims)})")
+        dim = dims.pop()
+        blob = b"".join(r[3] for r in rows)
+        if len(blob) != 4 * dim * len(rows):
+            raise GalleryError(f"{self._path}: corrupt gallery (embedding blobs of the wrong size)")
+        matrix = np.frombuffer(blob, dtype="<f4").reshape(len(rows), dim).astype(np.float32)
+        return GalleryEmbeddings(
+            labels=tuple(r[1] for r in rows),
+            matrix=matrix,
+            sample_ids=np.array([r[0] for r in rows], dtype=np.int64),
+            model_id=model_id,
+        )
+
     def embeddings(self, model_id: str) -> GalleryEmbeddings:
-        """Every embedding made by ``model_id``, ordered by sample id.
+        """Every embedding made by ``model_id``, ordered by sample id (one consistent read).
 
         Returns:
             labels ``(N,)``, matrix ``(N, D)`` float32; ``(0, 0)`` when the gallery is empty.
@@ -370,45 +622,110 @@ class SQLiteGallery:
         Raises:
             ModelMismatchError: the gallery holds another model's embeddings.
         """
-        parts = list(self.iter_embeddings(model_id, batch_size=1_000_000))
-        if not parts:
-            return GalleryEmbeddings((), np.zeros((0, 0), np.float32), np.zeros((0,), np.int64), model_id)
-        if len(parts) == 1:
-            return parts[0]
-        return GalleryEmbeddings(
-            labels=tuple(label for p in parts for label in p.labels),
-            matrix=np.concatenate([p.matrix for p in parts]),
-            sample_ids=np.concatenate([p.sample_ids for p in parts]),
-            model_id=model_id,
-        )
+        return self._embeddings_at_revision(model_id)[0]
+
+    def _embeddings_at_revision(self, model_id: str) -> tuple[GalleryEmbeddings, int]:
+        with self._lock:
+            # The revision first: a write between the two reads can only make the
+            # revision older than the rows (one reload too many, never stale rows).
+            revision = self.revision()
+            with self._db() as conn:
+                conn.execute("BEGIN")  # one snapshot for the model check and the rows
+                try:
+                    self._check_model(conn, model_id, None)
+                    rows = conn.execute(self._EMBEDDINGS_SQL, (model_id, -1, -1)).fetchall()
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("COMMIT")
+        if not rows:
+            empty = GalleryEmbeddings((), np.zeros((0, 0), np.float32), np.zeros((0,), np.int64), model_id)
+            return empty, revision
+        return self._embedding_rows(rows, model_id), revision
 
     def iter_embeddings(self, model_id: str, *, batch_size: int = 10_000) -> Iterator[GalleryEmbeddings]:
-        """Every embedding of ``model_id`` in batches of at most ``batch_size`` rows."""
-        with self._errors():
-            self._check_model(self._conn, model_id, None)
-            cur = self._conn.execute(
-                "SELECT s.id, p.name, s.dim, s.embedding FROM samples s JOIN people p ON p.id = s.person_id "
-                "WHERE s.model_id = ? ORDER BY s.id",
-                (model_id,),
+        """Every embedding of ``model_id`` in batches of at most ``batch_size`` rows, by sample id.
+
+        Each batch is its own read, so other threads and writers are not held up
+        between batches (a write in between shows in the later batches).
+        """
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        with self._db() as conn:
+            self._check_model(conn, model_id, None)
+        last = -1
+        while True:
+            with self._db() as conn:
+                rows = conn.execute(self._EMBEDDINGS_SQL, (model_id, last, batch_size)).fetchall()
+            if not rows:
+                return
+            last = int(rows[-1][0])
+            yield self._embedding_rows(rows, model_id)
+
+    def search(self, embeddings: npt.ArrayLike, k: int, *, model_id: str) -> SearchResult:
+        """The ``k`` nearest samples of ``model_id`` to each probe, nearest first (exact search).
+
+        The model's embeddings are kept in memory between calls and reloaded when
+        :meth:`revision` changes. Ties go to the older sample.
+
+        Args:
+            embeddings: ``(M, D)`` (or ``(D,)``) float32 L2-normalised probes.
+            k: how many neighbours per probe (fewer when the gallery holds fewer samples).
+            model_id: the model the probes were made by.
+
+        Returns:
+            A :class:`~facesense.gallery.base.SearchResult` with ``(M, min(k, N))`` arrays.
+
+        Raises:
+            ConfigError: ``k < 1`` or probes that are not ``(M, D)`` finite numbers.
+            ModelMismatchError: the gallery holds another model, or ``D`` differs from its embeddings'.
+        """
+        from facesense.match import pairwise_distances
+
+        if int(k) < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        q = np.asarray(embeddings, dtype=np.float32)
+        if q.ndim == 1:
+            q = q[None, :]
+        if q.ndim != 2:
+            raise ConfigError(f"embeddings: expected shape (M, D), got {q.shape}")
+        if not np.all(np.isfinite(q)):
+            raise ConfigError("embeddings: contains NaN or infinity")
+        index = self._search_index(model_id)
+        n = len(index.labels)
+        kk = min(int(k), n)
+        m = q.shape[0]
+        if n and q.shape[1] != index.matrix.shape[1]:
+            raise ModelMismatchError(
+                f"{self._path}: model {model_id!r} embeddings are {index.matrix.shape[1]}-d in the gallery, got {q.shape[1]}-d"
             )
-            while True:
-                rows = cur.fetchmany(batch_size)
-                if not rows:
-                    return
-                dims = {r[2] for r in rows}
-                if len(dims) != 1:
-                    raise GalleryError(f"{self._path}: corrupt gallery (embeddings of several lengths {sorted(dims)})")
-                dim = dims.pop()
-                blob = b"".join(r[3] for r in rows)
-                if len(blob) != 4 * dim * len(rows):
-                    raise GalleryError(f"{self._path}: corrupt gallery (embedding blobs of the wrong size)")
-                matrix = np.frombuffer(blob, dtype="<f4").reshape(len(rows), dim).astype(np.float32)
-                yield GalleryEmbeddings(
-                    labels=tuple(r[1] for r in rows),
-                    matrix=matrix,
-                    sample_ids=np.array([r[0] for r in rows], dtype=np.int64),
-                    model_id=model_id,
-                )
+        idx = np.zeros((m, kk), np.int64)
+        dist = np.zeros((m, kk), np.float32)
+        if kk:
+            rows_per_block = max(1, SEARCH_BLOCK_CELLS // n)
+            for start in range(0, m, rows_per_block):
+                d = pairwise_distances(q[start : start + rows_per_block], index.matrix, b_sq=index.sq)
+                if kk < n:
+                    part = np.argpartition(d, kk - 1, axis=1)[:, :kk]
+                else:
+                    part = np.broadcast_to(np.arange(n), d.shape)
+                part = np.sort(part, axis=1)  # by sample id, so the stable sort below breaks ties by age
+                pd = np.take_along_axis(d, part, axis=1)
+                order = np.argsort(pd, axis=1, kind="stable")
+                idx[start : start + len(d)] = np.take_along_axis(part, order, axis=1)
+                dist[start : start + len(d)] = np.take_along_axis(pd, order, axis=1)
+        labels = tuple(tuple(index.labels[j] for j in row) for row in idx.tolist())
+        return SearchResult(labels=labels, distances=dist, sample_ids=index.sample_ids[idx], model_id=model_id)
+
+    def _search_index(self, model_id: str) -> _Index:
+        with self._lock:
+            index = self._index
+            if index is not None and index.model_id == model_id and index.revision == self.revision():
+                return index
+            emb, revision = self._embeddings_at_revision(model_id)
+            matrix = np.ascontiguousarray(emb.matrix)
+            sq = np.einsum("ij,ij->i", matrix, matrix) if matrix.size else np.zeros((len(emb),), np.float32)
+            self._index = _Index(revision, model_id, emb.labels, matrix, sq, emb.sample_ids)
+            return self._index
 
     # --- writes --------------------------------------------------------------------
 
@@ -429,15 +746,16 @@ class SQLiteGallery:
         Raises:
             EnrollmentError: unknown person and not ``create``, or no samples.
             ModelMismatchError: the samples' model differs from the gallery's.
-            GalleryError: a duplicate source for this person, or a database error.
+            GalleryError: a duplicate source for this person, a read-only gallery, or a database error.
         """
+        self._require_writable(f"add samples to {name!r}")
         if not samples:
             raise EnrollmentError(f"no samples to add for {name!r}")
         models = {(s.model_id, int(s.embedding.shape[0])) for s in samples}
         if len(models) != 1:
             raise ModelMismatchError(f"samples for {name!r} mix models or lengths: {sorted(models)}")
         model_id, dim = models.pop()
-        with self._transaction() as conn:
+        with self._transaction(f"add samples to {name!r}") as conn:
             self._check_model(conn, model_id, dim)
             pid = self._person_id(conn, name)
             if pid is None:
@@ -463,9 +781,11 @@ class SQLiteGallery:
         Raises:
             EnrollmentError: ``old`` is unknown or ``new`` is taken.
             ConfigError: ``new`` is not a valid name.
+            GalleryError: the gallery is read-only.
         """
+        self._require_writable(f"rename {old!r}")
         clean = validate_name(new)
-        with self._transaction() as conn:
+        with self._transaction(f"rename {old!r}") as conn:
             pid = self._require_person(conn, old)
             other = self._person_id(conn, clean)
             if other is not None and other != pid:
@@ -475,7 +795,7 @@ class SQLiteGallery:
 
     def remove_person(self, name: str) -> int:
         """Remove ``name`` and their samples; returns the number of samples removed."""
-        with self._transaction() as conn:
+        with self._transaction(f"remove {name!r}") as conn:
             pid = self._require_person(conn, name)
             n = conn.execute("DELETE FROM samples WHERE person_id = ?", (pid,)).rowcount
             conn.execute("DELETE FROM people WHERE id = ?", (pid,))
@@ -487,7 +807,7 @@ class SQLiteGallery:
         Raises:
             EnrollmentError: no sample with this id.
         """
-        with self._transaction() as conn:
+        with self._transaction(f"remove sample {sample_id}") as conn:
             row = conn.execute("SELECT person_id FROM samples WHERE id = ?", (int(sample_id),)).fetchone()
             if row is None:
                 raise EnrollmentError(f"no sample with id {sample_id} in the gallery {self._path}")
@@ -509,10 +829,11 @@ class SQLiteGallery:
             ModelMismatchError: the replacements mix models or embedding lengths.
             EnrollmentError: a replacement names a sample id that does not exist.
         """
+        self._require_writable("re-embed its samples")
         models = {(s.model_id, int(s.embedding.shape[0])) for s in replacements.values()}
         if len(models) > 1:
             raise ModelMismatchError(f"replacement samples mix models or lengths: {sorted(models)}")
-        with self._transaction() as conn:
+        with self._transaction("re-embed its samples") as conn:
             existing = {int(r[0]) for r in conn.execute("SELECT id FROM samples")}
             unknown = set(replacements) - existing
             if unknown:
@@ -533,11 +854,12 @@ class SQLiteGallery:
     def export_file(self, path: str | os.PathLike[str]) -> int:
         """Write the whole gallery to a portable ``.npz`` (see :func:`~facesense.gallery.base.write_export`).
 
+        Works on read-only galleries too.
+
         Returns:
             The number of samples written.
         """
-        with self._errors():
-            conn = self._conn
+        with self._db() as conn:
             conn.execute("BEGIN")  # one consistent snapshot for both queries
             try:
                 people = tuple((r[0], r[1]) for r in conn.execute("SELECT name, created FROM people ORDER BY name"))
@@ -547,7 +869,8 @@ class SQLiteGallery:
                     "JOIN people p ON p.id = s.person_id ORDER BY s.id"
                 ).fetchall()
             finally:
-                conn.execute("COMMIT")
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
         dims = {r[2] for r in rows}
         if len(dims) > 1:
             raise GalleryError(f"{self._path}: corrupt gallery (embeddings of several lengths {sorted(dims)})")
@@ -571,9 +894,10 @@ class SQLiteGallery:
         skipped.
 
         Raises:
-            GalleryError: the file is not a valid export.
+            GalleryError: the file is not a valid export, or the gallery is read-only.
             ModelMismatchError: its embeddings come from another model than the gallery's.
         """
+        self._require_writable(f"import {path}")
         data = read_export(path)
         models = {(str(s["model_id"]), int(data.matrix.shape[1])) for s in data.samples}
         if len(models) > 1:
@@ -583,7 +907,7 @@ class SQLiteGallery:
         created_at = dict(data.people)
         added_people: list[str] = []
         n_added = n_skipped = 0
-        with self._transaction() as conn:
+        with self._transaction(f"import {path}") as conn:
             if models:
                 model_id, dim = next(iter(models))
                 self._check_model(conn, model_id, dim)
@@ -601,12 +925,11 @@ class SQLiteGallery:
                         )
                         added_people.append(name)
                     person_ids[name] = pid
-                xyxy = s.get("xyxy") or [0.0, 0.0, 0.0, 0.0]
                 try:
                     sample = NewSample(
                         embedding=data.matrix[i], model_id=str(s["model_id"]), source_sha256=str(s["source_sha256"]),
                         source_path=None if s.get("source_path") is None else str(s["source_path"]),
-                        xyxy=tuple(float(v) for v in xyxy),  # type: ignore[arg-type]
+                        xyxy=_box(s.get("xyxy")),
                         thumbnail_jpeg=data.thumbnails[i],
                     )
                 except (TypeError, ValueError) as exc:
@@ -625,3 +948,21 @@ class SQLiteGallery:
                 else:
                     n_skipped += 1
         return ImportSummary(people_added=tuple(added_people), samples_added=n_added, samples_skipped=n_skipped)
+
+
+def _box(value: object) -> tuple[float, float, float, float]:
+    """An export's ``xyxy`` entry as four floats (``(0, 0, 0, 0)`` when absent)."""
+    if value is None:
+        return (0.0, 0.0, 0.0, 0.0)
+    if not isinstance(value, list | tuple) or len(value) != 4:
+        raise ValueError(f"xyxy: expected 4 numbers, got {value!r}")
+    x1, y1, x2, y2 = (float(v) for v in value)
+    return (x1, y1, x2, y2)
+
+
+def _read_only_message(path: Path, reason: str, action: str) -> str:
+    """The one wording of "this gallery is read-only" (CLI and web show it as is)."""
+    return (
+        f"gallery {path} is read-only: {reason}; cannot {action} "
+        "(ask its owner for write access, or export it and import it into a gallery of your own)"
+    )

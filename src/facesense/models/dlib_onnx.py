@@ -29,6 +29,7 @@ verified before it is moved into place.
 
 from __future__ import annotations
 
+import builtins
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ from facesense.models.registry import (
     cached_conversion,
     check_onnx,
     check_onnx_signature,
+    embedder_spec,
     packaged_file,
 )
 
@@ -61,12 +63,13 @@ __all__ = [
     "dlib_resnet_onnx_path",
 ]
 
-MODEL_NAME = "dlib-resnet-v1"
+_SPEC = embedder_spec("dlib")
+MODEL_NAME = _SPEC.name
 CONVERTER_VERSION = 1
 INPUT_NAME = "input"
 OUTPUT_NAME = "embeddings"
-INPUT_SIZE_PX = 150
-EMBEDDING_DIM = 128
+INPUT_SIZE_PX = _SPEC.input_size_px
+EMBEDDING_DIM = _SPEC.dim
 OPSET = 17
 IR_VERSION = 8
 _INPUT_SCALE = 256.0  # dlib's input_rgb_image: (pixel - mean) / 256
@@ -107,7 +110,7 @@ class _Reader:
             raise _FormatError(f"unlikely string length {n} at byte {self.pos}")
         return self._take(n).decode("ascii", errors="replace")
 
-    def bools(self, n: int) -> None:
+    def bools(self, n: builtins.int) -> None:
         raw = self._take(n)
         if any(c not in b"01" for c in raw):
             raise _FormatError(f"expected {n} booleans at byte {self.pos - n}, got {raw!r}")
@@ -121,7 +124,7 @@ class _Reader:
         values = np.frombuffer(self._take(4 * count), dtype="<f4").astype(np.float32)
         return values.reshape(shape)
 
-    def alias(self) -> tuple[int, ...]:
+    def alias(self) -> tuple[builtins.int, ...]:
         version = self.int()
         if version != 1:
             raise _FormatError(f"alias tensor version {version} at byte {self.pos}, expected 1")
@@ -387,7 +390,7 @@ def dlib_resnet_onnx_path(dat_path: Path | None = None) -> Path:
         ModelError: the weights are missing, or conversion or verification failed.
     """
     return cached_conversion(
-        Path(dat_path) if dat_path is not None else packaged_file("dlib_resnet"),
+        Path(dat_path) if dat_path is not None else packaged_file(_SPEC.weights),
         stem=MODEL_NAME,
         version=CONVERTER_VERSION,
         what="dlib's face-recognition ResNet",

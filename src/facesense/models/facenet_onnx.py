@@ -43,6 +43,7 @@ from facesense.models.registry import (
     cached_conversion,
     check_onnx,
     check_onnx_signature,
+    embedder_spec,
     packaged_file,
 )
 
@@ -64,13 +65,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MODEL_NAME = "facenet-20180408-102900"
+_SPEC = embedder_spec("facenet")
+MODEL_NAME = _SPEC.name
 # Bump whenever the generated ONNX changes, so stale cache files are not reused.
 CONVERTER_VERSION = 2
 INPUT_NAME = "input"
 OUTPUT_NAME = "embeddings"
-INPUT_SIZE_PX = 160
-EMBEDDING_DIM = 512
+INPUT_SIZE_PX = _SPEC.input_size_px
+EMBEDDING_DIM = _SPEC.dim
 OPSET = 17
 IR_VERSION = 8  # opset 17's IR; readable by every onnxruntime facesense supports
 CONVERT_SECONDS_ESTIMATE = 3  # measured 1.7-2.9 s on 2 busy cores (translate, verify, write)
@@ -118,6 +120,7 @@ def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
 
 def _fields(buf: memoryview) -> Iterator[tuple[int, int, Any]]:
     """Yield ``(field_number, wire_type, value)``; value is an int or a memoryview."""
+    value: int | memoryview
     pos = 0
     end = len(buf)
     while pos < end:
@@ -573,7 +576,8 @@ class _Converter:
             ),
         )
         model.ir_version = IR_VERSION
-        return model
+        result: onnx.ModelProto = model
+        return result
 
     # -- ops -----------------------------------------------------------------------------
 
@@ -696,11 +700,8 @@ class _Converter:
                 p.shape[k] != shape[k] for k in range(rank) if k != axis
             ):
                 raise _UnsupportedGraph(f"{node.name}: cannot concatenate {shape} and {p.shape}")
-            shape[axis] = (
-                None
-                if shape[axis] is None or p.shape[axis] is None
-                else shape[axis] + p.shape[axis]
-            )
+            mine, theirs = shape[axis], p.shape[axis]
+            shape[axis] = None if mine is None or theirs is None else mine + theirs
         onnx_axis = _NHWC_AXIS_IN_NCHW[axis] if parts[0].nchw else axis
         out = self._node("Concat", [p.name for p in parts], node.name, axis=onnx_axis)
         return _Value(out, tuple(shape), parts[0].nchw)
@@ -876,7 +877,7 @@ def convert_facenet(pb_path: Path | str) -> bytes:
         ", ".join(f"{op} {n}" for op, n in sorted(converter.op_counts.items())),
     )
     check_onnx(model, path)
-    return model.SerializeToString()
+    return bytes(model.SerializeToString())
 
 
 # ---------------------------------------------------------------------------------------
@@ -942,7 +943,7 @@ def facenet_onnx_path(pb_path: Path | None = None) -> Path:
         ModelError: the weights are missing, or conversion or verification failed.
     """
     return cached_conversion(
-        Path(pb_path) if pb_path is not None else packaged_file("facenet_pb"),
+        Path(pb_path) if pb_path is not None else packaged_file(_SPEC.weights),
         stem=MODEL_NAME,
         version=CONVERTER_VERSION,
         what="FaceNet",

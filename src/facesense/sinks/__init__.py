@@ -1,9 +1,11 @@
 """Where pipeline results go: an annotated video file, JSON Lines events, snapshots
 of unknown faces, a live window.
 
-Every sink has ``write(frame, result)`` and ``close()`` (:class:`~facesense.sinks.base.Sink`);
-sinks that care about events between frames also have ``notify(events)``. Importing
-this package is cheap: each sink imports OpenCV only when it is built.
+Every sink has ``write(result)`` and ``close()`` (:class:`~facesense.sinks.base.Sink`,
+``result`` a :class:`~facesense.types.FrameResult`); sinks that care about events
+between frames also have ``notify(events)``. Sinks depend on :mod:`facesense.types`,
+never on the pipeline. Importing this package is cheap: each sink imports OpenCV only
+when it is built.
 """
 
 from __future__ import annotations

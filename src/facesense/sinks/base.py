@@ -2,13 +2,16 @@
 
 A sink receives every processed frame in order, on the pipeline's consumer thread::
 
-    sink.write(frame, result)   # once per frame
+    sink.write(result)          # once per frame (result.frame is the frame)
     sink.notify(events)         # optional: events between frames (status, final "left")
     sink.close()                # once, at the end (also after an error)
 
 ``write`` should return quickly: a sink with slow work (video encoding) hands it to
 its own thread behind a bounded queue. A sink that wants the loop to end (a window
-closed with ``q``) sets ``wants_stop``.
+closed with ``q``) has ``wants_stop``.
+
+This module imports only :mod:`facesense.types`, so a sink never depends on the
+pipeline that drives it.
 """
 
 from __future__ import annotations
@@ -17,8 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from facesense.pipeline import FrameResult, WatchEvent
-    from facesense.types import Frame
+    from facesense.types import Event, FrameResult
 
 __all__ = ["EventSink", "Sink", "StopSink"]
 
@@ -27,8 +29,8 @@ __all__ = ["EventSink", "Sink", "StopSink"]
 class Sink(Protocol):
     """Receives every frame's result."""
 
-    def write(self, frame: Frame, result: FrameResult) -> None:
-        """Handle one frame (``result.frame is frame``)."""
+    def write(self, result: FrameResult) -> None:
+        """Handle one frame: ``result.frame`` with its faces, events and timings."""
         ...
 
     def close(self) -> None:
@@ -40,7 +42,7 @@ class Sink(Protocol):
 class EventSink(Sink, Protocol):
     """A sink that also wants the events that happen between frames."""
 
-    def notify(self, events: Sequence[WatchEvent]) -> None:
+    def notify(self, events: Sequence[Event]) -> None:
         """Handle events outside any frame: source status changes, tracks leaving at the end."""
         ...
 

@@ -1,7 +1,8 @@
 """Drawing results onto frames: boxes, names, track ids and an FPS line.
 
-Functions return a new image and never modify their input. Colours are BGR:
-known names green, unknown faces orange, faces not identified yet grey.
+Functions return a new image and never modify their input. Colours are BGR, one per
+:class:`~facesense.types.IdentityState`: known faces green, unknown faces orange,
+faces not identified yet grey.
 """
 
 from __future__ import annotations
@@ -11,26 +12,30 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from facesense.types import IdentityState
+
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-    from facesense.pipeline import FrameResult
-    from facesense.types import Faces
+    from facesense.types import Face, Faces, FrameResult
 
 __all__ = [
     "KNOWN_BGR",
     "PENDING_BGR",
+    "STATE_BGR",
     "UNKNOWN_BGR",
     "annotate",
     "annotate_faces",
     "draw_faces",
     "draw_hud",
     "face_label",
+    "face_state",
 ]
 
 KNOWN_BGR = (60, 200, 60)
 UNKNOWN_BGR = (0, 140, 255)
 PENDING_BGR = (170, 170, 170)
+STATE_BGR = {IdentityState.KNOWN: KNOWN_BGR, IdentityState.UNKNOWN: UNKNOWN_BGR, IdentityState.PENDING: PENDING_BGR}
 TEXT_BGR = (255, 255, 255)
 REFERENCE_SIDE_PX = 720.0  # text scale 1.0 on a 720p frame
 
@@ -40,34 +45,37 @@ def _ascii(text: str) -> str:
     return text.encode("ascii", "replace").decode("ascii")
 
 
-def face_label(track_id: int | None, name: str | None, confidence: float | None = None) -> str:
-    """The text drawn above a face: ``"#3 Lin 92%"``, ``"#4 unknown"``, ``"#5"``."""
-    parts = [] if track_id is None else [f"#{track_id}"]
-    if name is not None:
-        parts.append(name)
-        if confidence is not None and math.isfinite(confidence):
-            parts.append(f"{confidence * 100:.0f}%")
-    elif confidence is not None and confidence > 0:
+def face_state(face: Face) -> IdentityState:
+    """The face's identity state; for faces never identified, ``KNOWN`` if named, else ``PENDING``."""
+    if face.state is not None:
+        return face.state
+    return IdentityState.KNOWN if face.name is not None else IdentityState.PENDING
+
+
+def face_label(face: Face) -> str:
+    """The text drawn above a face: ``"#3 Lin 92%"``, ``"#4 unknown"``, ``"#5"`` (pending)."""
+    parts = [] if face.track_id is None else [f"#{face.track_id}"]
+    state = face_state(face)
+    if state is IdentityState.KNOWN and face.name is not None:
+        parts.append(face.name)
+        if face.confidence is not None and math.isfinite(face.confidence):
+            parts.append(f"{face.confidence * 100:.0f}%")
+    elif state is IdentityState.UNKNOWN:
         parts.append("unknown")
     return " ".join(parts)
 
 
 def _scale(image: npt.NDArray[np.uint8]) -> float:
-    return max(0.4, min(image.shape[0], image.shape[1]) / REFERENCE_SIDE_PX)
+    return max(0.4, min(int(image.shape[0]), int(image.shape[1])) / REFERENCE_SIDE_PX)
 
 
-def draw_faces(
-    image: npt.NDArray[np.uint8],
-    faces: Faces,
-    confidences: npt.ArrayLike | None = None,
-) -> npt.NDArray[np.uint8]:
-    """A copy of ``image`` with a box and label for every face.
+def draw_faces(image: npt.NDArray[np.uint8], faces: Faces) -> npt.NDArray[np.uint8]:
+    """A copy of ``image`` with a box and label for every face, in its state's colour.
 
     Args:
         image: ``(H, W, 3)`` uint8 BGR.
-        faces: boxes, with ``track_ids`` and ``names`` when known.
-        confidences: ``(N,)`` name confidences; a face with confidence 0 and no name is
-            drawn as not identified yet.
+        faces: boxes, with ``track_ids``, ``names``, ``states`` and ``confidences`` when
+            known (see :func:`face_state` for faces without states).
 
     Returns:
         The annotated copy.
@@ -79,19 +87,12 @@ def draw_faces(
         return out
     scale = _scale(out)
     thick = max(1, round(2 * scale))
-    conf = np.zeros(len(faces)) if confidences is None else np.asarray(confidences, np.float64).reshape(-1)
     h, w = out.shape[:2]
-    for i, face in enumerate(faces):
-        x1, y1, x2, y2 = (int(round(float(v))) for v in face.xyxy)
-        c = float(conf[i]) if i < len(conf) else 0.0
-        if face.name is not None:
-            color = KNOWN_BGR
-        elif c > 0:
-            color = UNKNOWN_BGR
-        else:
-            color = PENDING_BGR
+    for face in faces:
+        x1, y1, x2, y2 = (round(float(v)) for v in face.xyxy)
+        color = STATE_BGR[face_state(face)]
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thick, cv2.LINE_AA)
-        label = _ascii(face_label(face.track_id, face.name, c))
+        label = _ascii(face_label(face))
         if not label:
             continue
         font_scale = 0.5 * scale
@@ -118,7 +119,7 @@ def draw_hud(image: npt.NDArray[np.uint8], text: str) -> npt.NDArray[np.uint8]:
 
 def annotate(result: FrameResult, *, show_fps: bool = True) -> npt.NDArray[np.uint8]:
     """The frame of ``result`` with its faces and (optionally) an FPS line drawn on."""
-    out = draw_faces(result.frame.image, result.faces, result.confidences)
+    out = draw_faces(result.frame.image, result.faces)
     if show_fps:
         out = draw_hud(out, f"{result.fps:5.1f} fps  frame {result.frame.index}  faces {len(result.faces)}")
     return out
@@ -138,13 +139,13 @@ def annotate_faces(image: npt.NDArray[np.uint8], faces: Faces) -> npt.NDArray[np
     radius = max(1, round(2 * scale))
     h = out.shape[0]
     for face in faces:
-        x1, y1, x2, y2 = (int(round(float(v))) for v in face.xyxy)
+        x1, y1, x2, y2 = (round(float(v)) for v in face.xyxy)
         cv2.rectangle(out, (x1, y1), (x2, y2), KNOWN_BGR, thick, cv2.LINE_AA)
         for x, y in face.landmarks:
-            cv2.circle(out, (int(round(float(x))), int(round(float(y)))), radius, UNKNOWN_BGR, -1, cv2.LINE_AA)
+            cv2.circle(out, (round(float(x)), round(float(y))), radius, UNKNOWN_BGR, -1, cv2.LINE_AA)
         label = f"{face.score:.2f}"
         font_scale = 0.5 * scale
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+        (_, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
         ty = y1 - 4 if y1 - th - base - 4 >= 0 else min(y2 + th + 4, h - base)
         cv2.putText(out, label, (max(0, x1), ty), cv2.FONT_HERSHEY_SIMPLEX, font_scale, KNOWN_BGR, 1, cv2.LINE_AA)
     return out

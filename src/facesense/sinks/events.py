@@ -2,13 +2,15 @@
 
 Track events::
 
-    {"time": 3.47, "frame": 104, "type": "recognized", "track_id": 3,
-     "name": "lin", "confidence": 0.93, "box": [212.4, 61.0, 301.7, 172.2]}
+    {"time": 3.47, "frame": 104, "type": "recognized", "source": "clip.mp4",
+     "track_id": 3, "name": "lin", "confidence": 0.93, "box": [212.4, 61.0, 301.7, 172.2]}
 
 ``type`` is ``appeared`` (a track is confirmed), ``recognized`` (its voted name
-became a name) or ``left`` (it was not seen for the tracker's max age, or the stream
-ended); ``name`` is ``null`` for unknown faces. ``time`` is the frame's timestamp:
-media seconds for files and folders, epoch seconds for live sources.
+became a person), ``unknown`` (its vote settled on nobody enrolled; once per track)
+or ``left`` (it was not seen for the tracker's max age, was split, or the shot or
+stream ended); ``name`` is ``null`` for faces not named. ``time`` is the frame's
+timestamp: media seconds for files and folders, epoch seconds for live sources. The
+lines are :meth:`facesense.types.Event.to_dict`.
 
 Live sources also log their connection::
 
@@ -18,6 +20,7 @@ Live sources also log their connection::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -29,8 +32,7 @@ from typing import IO, TYPE_CHECKING
 from facesense.errors import ConfigError, FacesenseError
 
 if TYPE_CHECKING:
-    from facesense.pipeline import FrameResult, WatchEvent
-    from facesense.types import Frame
+    from facesense.types import Event, FrameResult
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +54,15 @@ class JsonlEventSink:
     def __init__(self, target: str | os.PathLike[str] | IO[str], *, append: bool = False) -> None:
         self._own = False
         self.events_written = 0
-        if hasattr(target, "write"):
-            self._fh: IO[str] = target  # type: ignore[assignment]
-            self.name = getattr(target, "name", "<stream>")
-        elif os.fspath(target) == "-":  # type: ignore[arg-type]
+        self._fh: IO[str]
+        if not isinstance(target, (str, os.PathLike)):
+            self._fh = target
+            self.name = str(getattr(target, "name", "<stream>"))
+        elif os.fspath(target) == "-":
             self._fh = sys.stdout
             self.name = "<stdout>"
         else:
-            path = Path(target)  # type: ignore[arg-type]
+            path = Path(target)
             try:
                 self._fh = path.open("a" if append else "w", encoding="utf-8")
             except OSError as exc:
@@ -67,7 +70,7 @@ class JsonlEventSink:
             self._own = True
             self.name = str(path)
 
-    def _emit(self, events: Sequence[WatchEvent]) -> None:
+    def _emit(self, events: Sequence[Event]) -> None:
         if not events:
             return
         try:
@@ -78,11 +81,11 @@ class JsonlEventSink:
             raise FacesenseError(f"{self.name}: cannot write events ({exc})") from exc
         self.events_written += len(events)
 
-    def write(self, frame: Frame, result: FrameResult) -> None:
+    def write(self, result: FrameResult) -> None:
         """Write the frame's track events."""
         self._emit(result.events)
 
-    def notify(self, events: Sequence[WatchEvent]) -> None:
+    def notify(self, events: Sequence[Event]) -> None:
         """Write events from between frames (status changes, the final ``left``s)."""
         self._emit(events)
 
@@ -91,7 +94,5 @@ class JsonlEventSink:
         if self._own and not self._fh.closed:
             self._fh.close()
         elif not self._own:
-            try:
+            with contextlib.suppress(OSError, ValueError):  # a stream closed by its owner
                 self._fh.flush()
-            except (OSError, ValueError):
-                pass

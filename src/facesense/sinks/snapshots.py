@@ -1,9 +1,10 @@
-"""One crop of each unknown track, saved once.
+"""One crop of each track that is not named, saved once.
 
-While a track is unknown, the sink keeps the crop of its best-quality detection so
-far. The crop is written once, as ``<prefix>track<id>_f<frame>.jpg``, when the track
-leaves or after it has been unknown for ``after_frames`` frames, whichever comes
-first; a track that gets a name before then is never saved.
+While a confirmed track is not ``KNOWN`` (unknown, or not identified yet), the sink
+keeps the crop of its best-quality detection so far. The crop is written once, as
+``<prefix>track<id>_f<frame>.jpg``, when the track leaves or after it has gone
+unnamed for ``after_frames`` frames, whichever comes first; a track that gets a name
+before then is never saved.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ import numpy as np
 
 from facesense.align import expand_boxes
 from facesense.errors import ConfigError, FacesenseError
+from facesense.types import EventType
 
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-    from facesense.pipeline import FrameResult, WatchEvent
-    from facesense.types import Frame
+    from facesense.types import Event, FrameResult
 
 logger = logging.getLogger(__name__)
 
@@ -86,16 +87,16 @@ class SnapshotSink:
         x2, y2 = int(min(w, math.ceil(box[2]))), int(min(h, math.ceil(box[3])))
         return image[y1 : max(y2, y1 + 1), x1 : max(x2, x1 + 1)].copy()
 
-    def write(self, frame: Frame, result: FrameResult) -> None:
+    def write(self, result: FrameResult) -> None:
         """Track candidates and save those that are due."""
         self._handle_events(result.events)
-        faces = result.faces
-        if result.detected and faces.track_ids is not None and faces.names is not None:
-            for i, tid in enumerate(faces.track_ids):
-                tid = int(tid)
-                if tid not in self._appeared or faces.names[i] is not None:
+        frame, faces = result.frame, result.faces
+        known = faces.known_mask()
+        if result.detected and faces.track_ids is not None and faces.quality is not None:
+            for i, tid in enumerate(faces.track_ids.tolist()):
+                if tid not in self._appeared or known[i]:
                     continue
-                q = float(result.quality[i]) if i < len(result.quality) else 0.0
+                q = float(faces.quality[i])
                 q = q if math.isfinite(q) else 0.0
                 best = self._candidates.get(tid)
                 if best is None or q > best.quality:
@@ -105,25 +106,24 @@ class SnapshotSink:
         for tid, first in list(self._appeared.items()):
             if frame.index - first >= self.after_frames and tid in self._candidates:
                 self._save(tid)
-        if faces.names is not None and faces.track_ids is not None:
-            for tid, name in zip(faces.track_ids, faces.names, strict=True):
-                if name is not None:
-                    self._forget(int(tid))
+        if faces.track_ids is not None:
+            for tid in faces.track_ids[known].tolist():
+                self._forget(tid)
 
-    def notify(self, events: Sequence[WatchEvent]) -> None:
+    def notify(self, events: Sequence[Event]) -> None:
         """Handle ``left`` events at the end of the stream."""
         self._handle_events(events)
 
-    def _handle_events(self, events: Sequence[WatchEvent]) -> None:
+    def _handle_events(self, events: Sequence[Event]) -> None:
         for event in events:
             if event.track_id is None:
                 continue
             tid = event.track_id
-            if event.type.value == "appeared" and event.name is None:
+            if event.type is EventType.APPEARED and event.name is None:
                 self._appeared[tid] = event.frame
-            elif event.type.value == "recognized":
+            elif event.type is EventType.RECOGNIZED:
                 self._forget(tid)
-            elif event.type.value == "left":
+            elif event.type is EventType.LEFT:
                 if event.name is None and tid in self._candidates:
                     self._save(tid)
                 self._forget(tid)
@@ -155,4 +155,3 @@ class SnapshotSink:
         for tid in list(self._candidates):
             self._save(tid)
         self._appeared.clear()
-

@@ -18,8 +18,7 @@ from facesense.errors import ConfigError
 from facesense.sinks.draw import annotate
 
 if TYPE_CHECKING:
-    from facesense.pipeline import FrameResult
-    from facesense.types import Frame
+    from facesense.types import FrameResult
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +76,7 @@ class WindowSink:
         """True once the user pressed ``q``/Esc or closed the window."""
         return self._wants_stop
 
-    def write(self, frame: Frame, result: FrameResult) -> None:
+    def write(self, result: FrameResult) -> None:
         """Show the frame and poll the keyboard."""
         import cv2
 

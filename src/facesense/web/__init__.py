@@ -4,10 +4,20 @@
   :class:`~facesense.web.config.ServeConfig`;
 * :mod:`facesense.web.api`: the REST API under ``/api``;
 * :mod:`facesense.web.pages`: the Live, People and Events pages;
-* :mod:`facesense.web.engine`: recognition, uploads and people, without HTTP;
+* the work behind them, without HTTP, one module per job:
+  :mod:`~facesense.web.models` (the shared detector and embedder),
+  :mod:`~facesense.web.people` (people, samples, upload enrollment),
+  :mod:`~facesense.web.recognition` (detect and recognise one image),
+  :mod:`~facesense.web.naming` (naming an unknown face enrolls it),
+  :mod:`~facesense.web.thumbnails` (face crops and thumbnails);
 * :mod:`facesense.web.live`: the watched sources, one thread each;
-* :mod:`facesense.web.events`: the events store (SQLite, beside the gallery);
-* :mod:`facesense.web.security`: token, session cookie, body limit, headers.
+* :mod:`facesense.web.events`: the events log (an interface; SQLite beside the gallery);
+* :mod:`facesense.web.security`: token, session cookie, body limit, origins, headers.
+
+The gallery is reached only through :func:`facesense.gallery.open_gallery` and the
+:class:`~facesense.gallery.base.GalleryStore` interface, and faces are named by a
+:class:`facesense.recognize.LiveMatcher`, which refits when the gallery's revision
+changes (whoever changed it).
 
 Importing this package
 is cheap; FastAPI is imported by the modules that need it.

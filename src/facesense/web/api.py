@@ -18,9 +18,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from facesense.errors import ConfigError
-from facesense.web.engine import NotFound, PayloadTooLarge, Upload, clean_filename
-from facesense.web.events import EVENT_TYPES, EventQuery
+from facesense.errors import ConfigError, NotFoundError, PayloadTooLargeError
+from facesense.types import EventType
+from facesense.web.events import EVENT_TYPES, EventQuery, StoredEvent
+from facesense.web.people import Upload, clean_filename
 from facesense.web.security import is_authorized
 
 __all__ = ["STREAM_INTERVAL_S", "health_router", "router", "state_of"]
@@ -226,7 +227,7 @@ def sample_out(person_id: int, s: Any) -> dict[str, Any]:
     }
 
 
-def event_out(e: Any) -> dict[str, Any]:
+def event_out(e: StoredEvent) -> dict[str, Any]:
     out = e.to_dict()
     out["crop_url"] = f"/api/events/{e.id}/crop" if e.has_crop else None
     return out
@@ -237,7 +238,7 @@ def read_upload(upload: UploadFile, limit: int) -> Upload:
     name = clean_filename(upload.filename)
     data = upload.file.read(limit + 1)
     if len(data) > limit:
-        raise PayloadTooLarge(f"{name}: over the {limit / (1024 * 1024):g} MB upload limit")
+        raise PayloadTooLargeError(f"{name}: over the {limit / (1024 * 1024):g} MB upload limit")
     return Upload(name, data)
 
 
@@ -258,8 +259,8 @@ def parse_time(value: str | None, what: str) -> float | None:
         pass
     try:
         when = datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"{what}: expected epoch seconds or an ISO 8601 time, got {value!r}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{what}: expected epoch seconds or an ISO 8601 time, got {value!r}") from exc
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.timestamp()
@@ -281,6 +282,16 @@ def health(request: Request) -> dict[str, Any]:
     return {"status": "ok", "version": __version__, "uptime_s": round(time.monotonic() - state.started, 1)}
 
 
+# --- the schema ------------------------------------------------------------------------------
+
+
+@router.get("/openapi.json", include_in_schema=False)
+async def openapi_schema(request: Request) -> JSONResponse:
+    """The OpenAPI document of this API (behind the token, like the ``/api-docs`` page)."""
+    schema = await run_in_threadpool(request.app.openapi)
+    return JSONResponse(schema)
+
+
 # --- recognition ----------------------------------------------------------------------------
 
 
@@ -291,7 +302,7 @@ def recognize(request: Request, file: Annotated[UploadFile, File(description="An
     confidence. Every face is unknown while nobody is enrolled."""
     state = state_of(request)
     image = decode_upload(file, state.config.max_upload_bytes)
-    return {"faces": state.engine.recognize(image)}
+    return {"faces": state.recognition.recognize(image)}
 
 
 @router.post("/detect", response_model=DetectResponse, responses=ERRORS, summary="Find faces in an image")
@@ -299,7 +310,7 @@ def detect(request: Request, file: Annotated[UploadFile, File(description="An im
     """Boxes, scores and five landmarks per face, as `facesense detect --json`."""
     state = state_of(request)
     image = decode_upload(file, state.config.max_upload_bytes)
-    return {"width": int(image.shape[1]), "height": int(image.shape[0]), "faces": state.engine.detect(image)}
+    return {"width": int(image.shape[1]), "height": int(image.shape[0]), "faces": state.recognition.detect(image)}
 
 
 # --- people -------------------------------------------------------------------------------------
@@ -307,7 +318,7 @@ def detect(request: Request, file: Annotated[UploadFile, File(description="An im
 
 @router.get("/people", response_model=PeopleResponse, summary="Everybody in the gallery")
 def list_people(request: Request) -> dict[str, Any]:
-    return {"people": [person_out(p) for p in state_of(request).engine.people()]}
+    return {"people": [person_out(p) for p in state_of(request).people.people()]}
 
 
 @router.post(
@@ -327,7 +338,7 @@ def create_person(
     usable nobody is created and the answer is 422 with the outcomes."""
     state = state_of(request)
     uploads = [read_upload(f, state.config.max_upload_bytes) for f in files]
-    person, outcomes = state.engine.create_person(name, uploads)
+    person, outcomes = state.people.create_person(name, uploads)
     results = [o.to_dict() for o in outcomes]
     if person is None:
         return JSONResponse(
@@ -339,9 +350,9 @@ def create_person(
 
 @router.get("/people/{person_id}", response_model=PersonDetail, responses=ERRORS, summary="One person and their face samples")
 def get_person(request: Request, person_id: int) -> dict[str, Any]:
-    engine = state_of(request).engine
-    person = engine.person(person_id)
-    return {**person_out(person), "faces": [sample_out(person_id, s) for s in engine.samples(person_id)]}
+    people = state_of(request).people
+    person = people.person(person_id)
+    return {**person_out(person), "faces": [sample_out(person_id, s) for s in people.samples(person_id)]}
 
 
 @router.patch(
@@ -351,12 +362,12 @@ def get_person(request: Request, person_id: int) -> dict[str, Any]:
     summary="Rename a person",
 )
 def rename_person(request: Request, person_id: int, body: RenameRequest) -> dict[str, Any]:
-    return person_out(state_of(request).engine.rename(person_id, body.name))
+    return person_out(state_of(request).people.rename(person_id, body.name))
 
 
 @router.delete("/people/{person_id}", responses=ERRORS, summary="Remove a person and all their samples")
 def delete_person(request: Request, person_id: int) -> dict[str, Any]:
-    removed = state_of(request).engine.delete(person_id)
+    removed = state_of(request).people.delete(person_id)
     return {"deleted": person_id, "samples_removed": removed}
 
 
@@ -367,7 +378,7 @@ def delete_person(request: Request, person_id: int) -> dict[str, Any]:
     summary="A person's thumbnail (JPEG)",
 )
 def person_thumbnail(request: Request, person_id: int) -> Response:
-    return image_response(state_of(request).engine.person_thumbnail(person_id))
+    return image_response(state_of(request).people.thumbnail(person_id))
 
 
 @router.post("/people/{person_id}/faces", response_model=EnrollResponse, responses=ERRORS, summary="Add photos to a person")
@@ -379,7 +390,7 @@ def add_faces(
     """Outcomes as for `POST /api/people`."""
     state = state_of(request)
     uploads = [read_upload(f, state.config.max_upload_bytes) for f in files]
-    person, outcomes = state.engine.add_faces(person_id, uploads)
+    person, outcomes = state.people.add_faces(person_id, uploads)
     return {"person": person_out(person), "results": [o.to_dict() for o in outcomes]}
 
 
@@ -390,16 +401,16 @@ def add_faces(
     summary="One face sample's thumbnail (JPEG)",
 )
 def sample_thumbnail(request: Request, person_id: int, sample_id: int) -> Response:
-    sample = state_of(request).engine.sample(person_id, sample_id)
+    sample = state_of(request).people.sample(person_id, sample_id)
     if not sample.thumbnail_jpeg:
-        raise NotFound(f"sample {sample_id} has no thumbnail")
+        raise NotFoundError(f"sample {sample_id} has no thumbnail")
     return image_response(sample.thumbnail_jpeg, cache="private, max-age=3600")
 
 
 @router.delete("/people/{person_id}/faces/{sample_id}", responses=ERRORS, summary="Remove one face sample")
 def delete_sample(request: Request, person_id: int, sample_id: int) -> dict[str, Any]:
     """Removing a person's last sample removes the person (`person_removed`)."""
-    still = state_of(request).engine.remove_sample(person_id, sample_id)
+    still = state_of(request).people.remove_sample(person_id, sample_id)
     return {"deleted": sample_id, "person_removed": not still}
 
 
@@ -417,10 +428,12 @@ def list_events(
     since: str | None = Query(None, description="From this time (epoch seconds or ISO 8601)."),
     until: str | None = Query(None, description="Up to this time (epoch seconds or ISO 8601)."),
 ) -> dict[str, Any]:
+    from facesense.choices import parse_choice
+
     store = state_of(request).events
     query = EventQuery(
         name=name or None,
-        type=type or None,
+        type=parse_choice(EventType, type, "event type") if type else None,
         source=source or None,
         since=parse_time(since, "since"),
         until=parse_time(until, "until"),
@@ -439,7 +452,7 @@ def list_events(
 def get_event(request: Request, event_id: int) -> dict[str, Any]:
     event = state_of(request).events.get(event_id)
     if event is None:
-        raise NotFound(f"no event with id {event_id}")
+        raise NotFoundError(f"no event with id {event_id}")
     return event_out(event)
 
 
@@ -452,7 +465,7 @@ def get_event(request: Request, event_id: int) -> dict[str, Any]:
 def event_crop(request: Request, event_id: int) -> Response:
     data = state_of(request).events.crop(event_id)
     if data is None:
-        raise NotFound(f"event {event_id} has no face crop")
+        raise NotFoundError(f"event {event_id} has no face crop")
     return image_response(data, cache="private, max-age=3600")
 
 
@@ -465,7 +478,7 @@ def event_crop(request: Request, event_id: int) -> Response:
 def name_face(request: Request, event_id: int, body: NameFaceRequest) -> dict[str, Any]:
     """The face stored with an `unknown` event becomes a sample of `name`; a new
     name creates the person."""
-    person, sample_id = state_of(request).engine.name_event(event_id, body.name)
+    person, sample_id = state_of(request).naming.name_event(event_id, body.name)
     return {"person": person_out(person), "sample_id": sample_id}
 
 
@@ -480,7 +493,7 @@ def list_sources(request: Request) -> dict[str, Any]:
 def _runner(request: Request, source_id: int) -> Any:
     runners = state_of(request).runners
     if not 0 <= source_id < len(runners):
-        raise NotFound(f"no source with id {source_id}")
+        raise NotFoundError(f"no source with id {source_id}")
     return runners[source_id]
 
 
@@ -498,10 +511,10 @@ def get_source(request: Request, source_id: int) -> dict[str, Any]:
 def source_snapshot(request: Request, source_id: int) -> Response:
     from starlette.exceptions import HTTPException
 
-    _, jpeg = _runner(request, source_id).latest_jpeg()
-    if not jpeg:
+    latest = _runner(request, source_id).latest_jpeg()
+    if latest is None:
         raise HTTPException(status_code=503, detail="no frame yet")
-    return image_response(jpeg, cache="no-store")
+    return image_response(latest[1], cache="no-store")
 
 
 @router.get(
@@ -519,9 +532,9 @@ async def source_stream(request: Request, source_id: int) -> StreamingResponse:
         last = -1
         while not state.closing:
             if runner.seq != last:
-                seq, jpeg = await run_in_threadpool(runner.latest_jpeg)
-                if jpeg and seq != last:
-                    last = seq
+                latest = await run_in_threadpool(runner.latest_jpeg)
+                if latest is not None and latest[0] != last:
+                    last, jpeg = latest
                     yield (
                         b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
                         + str(len(jpeg)).encode("ascii")

@@ -15,6 +15,7 @@ with a bare 500.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -32,22 +33,32 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facesense.errors import (
     ConfigError,
+    ConflictError,
     EnrollmentError,
     FacesenseError,
     GalleryError,
     ImageError,
     ModelError,
     ModelMismatchError,
+    NotFoundError,
+    PayloadTooLargeError,
 )
 from facesense.web.config import ServeConfig, is_loopback
-from facesense.web.engine import Engine, WebError
-from facesense.web.events import EventStore
+from facesense.web.events import EventLog, SQLiteEventStore
 from facesense.web.live import SourceRunner
+from facesense.web.models import WebModels
+from facesense.web.naming import EventNaming
+from facesense.web.people import PeopleService
+from facesense.web.recognition import RecognitionService
 from facesense.web.security import (
     BodyLimitMiddleware,
     HostCheckMiddleware,
     SecurityHeadersMiddleware,
 )
+
+if TYPE_CHECKING:
+    from facesense.gallery.base import GalleryStore
+    from facesense.recognize import LiveMatcher
 
 logger = logging.getLogger(__name__)
 
@@ -59,26 +70,70 @@ STATIC_FILES = {
     "favicon.svg": "image/svg+xml",
 }
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+SOURCES_STOP_S = 1.0  # how long shutdown waits for the sources' threads, in all (a frame takes ~0.1 s)
 
 
 @dataclass(eq=False)
 class WebState:
-    """Everything the routes share (``app.state.facesense``)."""
+    """Everything the routes share (``app.state.facesense``), one object per job.
+
+    Attributes:
+        config: the server settings.
+        models: the shared detector and embedder.
+        store: the gallery, open for the server's life.
+        matcher: names faces from the gallery, refitting when it changes.
+        people: people and samples (the People page, ``/api/people``).
+        recognition: ``/api/detect`` and ``/api/recognize``.
+        naming: naming unknown faces from the events page.
+        events: the events log.
+        runners: the watched sources.
+    """
 
     config: ServeConfig
-    engine: Engine
-    events: EventStore
+    models: WebModels
+    store: GalleryStore
+    matcher: LiveMatcher
+    people: PeopleService
+    recognition: RecognitionService
+    naming: EventNaming
+    events: EventLog
     runners: list[SourceRunner]
     templates: Any
     static: dict[str, tuple[bytes, str]]
     started: float = field(default_factory=time.monotonic)
     closing: bool = False
 
+    def begin_shutdown(self) -> None:
+        """The server is stopping: end the MJPEG streams and ask every source to stop.
+
+        Returns at once. ``facesense serve`` calls it as soon as uvicorn starts shutting
+        down, so open streams do not hold the graceful shutdown for its whole period;
+        the app's lifespan calls it again (it is idempotent) before waiting for the sources.
+        """
+        self.closing = True
+        for runner in self.runners:
+            runner.request_stop()
+
+    @property
+    def gallery_problem(self) -> str | None:
+        """Why faces cannot be named from the gallery (a mismatched or broken file), or ``None``."""
+        problem = self.matcher.problem
+        return None if problem is None else str(problem)
+
+    def close(self) -> None:
+        """Close the events log and the gallery (after the sources stopped)."""
+        self.events.close()
+        self.store.close()
+
 
 def status_for(exc: FacesenseError) -> int:
     """The HTTP status of a facesense error."""
-    if isinstance(exc, WebError):
-        return exc.status_code
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, ConflictError):
+        return 409
+    if isinstance(exc, PayloadTooLargeError):
+        return 413
     if isinstance(exc, ModelMismatchError):
         return 409
     if isinstance(exc, ImageError):
@@ -130,34 +185,45 @@ def _validation_message(exc: RequestValidationError) -> str:
 def create_app(
     config: ServeConfig,
     *,
-    engine: Engine | None = None,
+    models: WebModels | None = None,
     start_sources: bool = True,
     warm_up: bool = False,
 ) -> FastAPI:
     """Build the web app.
 
+    Opens the gallery (created when missing) and the events log for the app's life;
+    they are closed when the app shuts down.
+
     Args:
         config: the server settings.
-        engine: models and gallery access; one built from ``config`` by default.
+        models: the detector and embedder; built from ``config`` (on first use) by default.
         start_sources: start watching ``config.sources`` when the app starts (its lifespan).
         warm_up: load the models in the background as the app starts.
 
     Raises:
-        GalleryError: the events file cannot be opened.
-        ConfigError: bad settings.
+        GalleryError: the gallery or the events file cannot be opened.
+        ConfigError: bad settings, or a gallery URL facesense does not support.
     """
     from facesense import __version__
+    from facesense.gallery import open_gallery
+    from facesense.recognize import LiveMatcher
 
-    events = EventStore(config.events_path, keep_events=config.keep_events, keep_days=config.keep_days)
-    if engine is None:
-        engine = Engine(config, events=events)
-    elif engine.events is None:
-        engine.events = events
+    if models is None:
+        models = WebModels(min_face_px=config.min_face_px)
+    with contextlib.ExitStack() as on_error:
+        store = open_gallery(config.db, create=True)
+        on_error.callback(store.close)
+        events = SQLiteEventStore(config.events_path, keep_events=config.keep_events, keep_days=config.keep_days)
+        on_error.callback(events.close)
+        threshold: float | str = "auto" if config.threshold is None else config.threshold
+        matcher = LiveMatcher(store, models.model_id, threshold=threshold)
+        on_error.pop_all()  # the app owns them now (closed by its lifespan)
     runners = [
         SourceRunner(
             i,
             spec,
-            engine,
+            models,
+            matcher,
             events,
             loop=config.loop,
             every=config.every,
@@ -165,28 +231,40 @@ def create_app(
         )
         for i, spec in enumerate(config.sources)
     ]
-    state = WebState(config=config, engine=engine, events=events, runners=runners, templates=_templates(), static=_load_static())
+    state = WebState(
+        config=config,
+        models=models,
+        store=store,
+        matcher=matcher,
+        people=PeopleService(store, models, on_rename=events.rename),
+        recognition=RecognitionService(models, matcher),
+        naming=EventNaming(store, events, models.model_id),
+        events=events,
+        runners=runners,
+        templates=_templates(),
+        static=_load_static(),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if warm_up:
-            threading.Thread(target=_warm, args=(engine,), name="facesense-warm-up", daemon=True).start()
+            threading.Thread(target=_warm, args=(models, matcher), name="facesense-warm-up", daemon=True).start()
         if start_sources:
             for runner in runners:
                 runner.start()
         try:
             yield
         finally:
-            state.closing = True
-            await run_in_threadpool(_stop_all, runners)
-            events.close()
+            state.begin_shutdown()
+            await run_in_threadpool(_join_all, runners, SOURCES_STOP_S)
+            state.close()
 
     app = FastAPI(
         title="facesense",
         version=__version__,
         summary="Face detection and recognition: REST API of facesense serve",
         lifespan=lifespan,
-        openapi_url="/api/openapi.json",
+        openapi_url=None,  # served by facesense.web.api behind the token check
         docs_url=None,
         redoc_url=None,
     )
@@ -231,15 +309,30 @@ def create_app(
     return app
 
 
-def _warm(engine: Engine) -> None:
+def _warm(models: WebModels, matcher: LiveMatcher) -> None:
+    start = time.monotonic()
     try:
-        engine.warm_up()
+        models.warm_up()
     except FacesenseError as exc:
         logger.error("cannot load the models: %s", exc)
+    else:
+        logger.info("models ready (%.1f s)", time.monotonic() - start)
+    try:
+        matcher.refresh()
+    except FacesenseError as exc:  # the matcher logs it and keeps it for the pages
+        logger.debug("the gallery cannot name faces yet: %s", exc)
 
 
-def _stop_all(runners: list[SourceRunner]) -> None:
+def _join_all(runners: list[SourceRunner], timeout_s: float) -> None:
+    """Wait up to ``timeout_s`` in all for the sources' threads (already asked to stop).
+
+    A source still opening a stream sits in OpenCV's blocking open for up to its open
+    timeout (10 s) and cannot be interrupted; it is left behind (its thread is a
+    daemon), so a server whose cameras are unreachable still stops at once.
+    """
+    deadline = time.monotonic() + timeout_s
     for runner in runners:
-        runner.request_stop()
-    for runner in runners:
-        runner.stop()
+        runner.join(max(0.0, deadline - time.monotonic()))
+    stuck = [runner.source_id for runner in runners if runner.alive]
+    if stuck:
+        logger.info("not waiting for %d source(s) still opening: %s", len(stuck), ", ".join(stuck))

@@ -7,8 +7,12 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facesense.errors import ConfigError
+
+if TYPE_CHECKING:
+    from facesense.gallery.location import GalleryLocation
 
 __all__ = ["TOKEN_ENV", "ServeConfig", "is_loopback"]
 
@@ -36,16 +40,19 @@ class ServeConfig:
     """Everything the web app needs to know.
 
     Attributes:
-        db: the gallery file (``None``: :func:`facesense.gallery.default_db_path`).
+        db: the gallery, a path or URL for :func:`facesense.gallery.open_gallery`
+            (``None``: ``$FACESENSE_DB``, else the default gallery file).
         sources: video sources to watch in the background (camera index, file, URL, folder).
         host: address the server binds to (only recorded here, for the token rule).
         port: TCP port.
         token: the shared secret for the API (bearer) and the pages (login). Required
             when ``host`` is not a loopback address.
-        events_db: the events file (``None``: ``<gallery stem>.events.db`` beside the gallery).
+        events_db: the events file (``None``: ``<gallery stem>.events.db`` beside the
+            gallery file).
         loop: play file and folder sources again and again.
         every: detect faces every ``every`` frames on the sources; track in between.
-        min_face_px: smallest face the live detector looks for.
+        min_face_px: smallest face the sources' detector looks for (``None``: the video
+            default of :data:`facesense.detect.DEFAULTS`).
         threshold: matcher threshold (``None``: the calibrated default).
         max_upload_bytes: largest accepted image upload.
         max_request_bytes: largest request body (several photos at once).
@@ -55,7 +62,7 @@ class ServeConfig:
             named) after this many frames, or when it leaves.
     """
 
-    db: Path | None = None
+    db: str | os.PathLike[str] | None = None
     sources: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8000
@@ -63,7 +70,7 @@ class ServeConfig:
     events_db: Path | None = None
     loop: bool = False
     every: int = 3
-    min_face_px: float = 40.0
+    min_face_px: float | None = None
     threshold: float | None = None
     max_upload_bytes: int = 10 * 1024 * 1024
     max_request_bytes: int = 50 * 1024 * 1024
@@ -86,7 +93,7 @@ class ServeConfig:
             raise ConfigError(f"port must be in 0-65535, got {self.port}")
         if not isinstance(self.every, int) or self.every < 1:
             raise ConfigError(f"every must be a positive integer, got {self.every!r}")
-        if not (self.min_face_px >= 12 and math.isfinite(self.min_face_px)):
+        if self.min_face_px is not None and not (self.min_face_px >= 12 and math.isfinite(self.min_face_px)):
             raise ConfigError(f"min_face_px must be >= 12, got {self.min_face_px}")
         if self.threshold is not None and not self.threshold >= 0:
             raise ConfigError(f"threshold must be >= 0, got {self.threshold}")
@@ -99,20 +106,25 @@ class ServeConfig:
         if self.unknown_after_frames < 1:
             raise ConfigError(f"unknown_after_frames must be >= 1, got {self.unknown_after_frames}")
         object.__setattr__(self, "sources", tuple(str(s) for s in self.sources))
+        from facesense.gallery import parse_location
+
+        parse_location(self.db)  # a gallery URL facesense cannot open fails here, before anything starts
 
     @property
-    def gallery_path(self) -> Path:
-        """The gallery file this server reads and writes."""
-        if self.db is not None:
-            return Path(os.path.expanduser(self.db))
-        from facesense.gallery.sqlite import default_db_path
+    def gallery(self) -> GalleryLocation:
+        """Where the gallery is (parsed from ``db``; nothing is opened).
 
-        return default_db_path()
+        Raises:
+            ConfigError: ``db`` is a URL facesense does not support.
+        """
+        from facesense.gallery import parse_location
+
+        return parse_location(self.db)
 
     @property
     def events_path(self) -> Path:
-        """The events file: ``events_db``, or ``<gallery stem>.events.db`` beside the gallery."""
+        """The events file: ``events_db``, or ``<gallery stem>.events.db`` beside the gallery file."""
         if self.events_db is not None:
             return Path(os.path.expanduser(self.events_db))
-        gallery = self.gallery_path
+        gallery = self.gallery.path
         return gallery.with_name(gallery.stem + ".events.db")

@@ -1,4 +1,10 @@
-"""The events store: what the watched sources saw, kept in an SQLite file of its own.
+"""The events log: what the watched sources saw.
+
+:class:`EventLog` is the interface the web layer uses (add, read, filter, mark a face
+named, follow a rename); :class:`SQLiteEventStore` keeps it in an SQLite file of its
+own. Events are :class:`facesense.types.Event` (one vocabulary, :class:`~facesense.
+types.EventType`) with what the dashboard keeps beside them (:class:`EventRecord`:
+when the server saw it, a crop of the face, the embedding of an unknown face).
 
 The file sits beside the gallery (``<gallery stem>.events.db`` by default) and is
 only ever written by ``facesense serve``. Schema (format version 1)::
@@ -31,23 +37,33 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from facesense.errors import ConfigError, GalleryError
+from facesense.types import Event, EventType
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EVENT_TYPES", "EventPage", "EventQuery", "EventStore", "NewEvent", "StoredEvent"]
+__all__ = [
+    "EVENT_TYPES",
+    "EventLog",
+    "EventPage",
+    "EventQuery",
+    "EventRecord",
+    "SQLiteEventStore",
+    "StoredEvent",
+    "iso_time",
+]
 
 APPLICATION = "facesense-events"
 APPLICATION_ID = 0x46534556  # "FSEV"
 FORMAT_VERSION = 1
 PRUNE_EVERY = 200
 BUSY_TIMEOUT_S = 10.0
-EVENT_TYPES = ("appeared", "recognized", "left", "unknown", "status")
+EVENT_TYPES = tuple(t.value for t in EventType)  # for messages and the API's documentation
 
 _SCHEMA = """
 CREATE TABLE meta (
@@ -79,41 +95,31 @@ CREATE INDEX events_type ON events(type, time);
 
 
 @dataclass(frozen=True, kw_only=True)
-class NewEvent:
-    """An event about to be stored.
+class EventRecord:
+    """An event about to be stored, with what the dashboard keeps beside it.
 
     Attributes:
-        time: wall-clock epoch seconds.
-        source: the source id.
-        type: one of :data:`EVENT_TYPES`.
-        track_id, name, confidence, xyxy, frame, media_time: as in
-            :class:`facesense.pipeline.WatchEvent` (``name`` ``None`` = unknown).
-        status, message: for ``status`` events.
-        crop_jpeg: a JPEG of the face, or ``b""``.
-        embedding: ``(D,)`` float32 embedding of that face (``unknown`` events), or ``None``.
+        event: what happened (type, media time, frame, source, track, name, box; for
+            ``STATUS`` events the status and message).
+        seen_at: wall-clock epoch seconds when the server saw it.
+        crop_jpeg: a JPEG of the face, or ``None``.
+        embedding: ``(D,)`` float32 embedding of that face (``UNKNOWN`` events, so the
+            face can be named), or ``None``.
         model_id: the embedder's model id, with ``embedding``.
+
+    Raises:
+        ConfigError: an embedding without its model id.
     """
 
-    time: float
-    source: str
-    type: str
-    track_id: int | None = None
-    name: str | None = None
-    confidence: float | None = None
-    xyxy: tuple[float, float, float, float] | None = None
-    frame: int | None = None
-    media_time: float | None = None
-    status: str | None = None
-    message: str | None = None
-    crop_jpeg: bytes = b""
+    event: Event
+    seen_at: float
+    crop_jpeg: bytes | None = None
     embedding: npt.NDArray[np.float32] | None = None
     model_id: str | None = None
 
     def __post_init__(self) -> None:
-        if self.type not in EVENT_TYPES:
-            raise ValueError(f"type: expected one of {EVENT_TYPES}, got {self.type!r}")
         if self.embedding is not None and not self.model_id:
-            raise ValueError("an embedding needs its model_id")
+            raise ConfigError("an embedding needs its model_id")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,16 +128,23 @@ class StoredEvent:
 
     Attributes:
         id: the store's id.
-        has_crop: a crop JPEG is stored (:meth:`EventStore.crop`).
+        time: wall-clock epoch seconds when the server saw it.
+        source: the source id.
+        type: what happened.
+        track_id, name, confidence, xyxy, frame: as in :class:`facesense.types.Event`
+            (``name`` ``None`` = unknown).
+        media_time: the frame's own timestamp (``Event.time``; ``None`` for status events).
+        status, message: for ``STATUS`` events.
+        has_crop: a crop JPEG is stored (:meth:`EventLog.crop`).
         has_embedding: an embedding is stored, so the face can be named (enrolled).
+        model_id: the model of that embedding.
         sample_id: the gallery sample this face became when it was named, or ``None``.
-        (the rest as in :class:`NewEvent`)
     """
 
     id: int
     time: float
     source: str
-    type: str
+    type: EventType
     track_id: int | None
     name: str | None
     confidence: float | None
@@ -148,7 +161,7 @@ class StoredEvent:
     @property
     def can_name(self) -> bool:
         """An unknown face that can still be named (enrolled)."""
-        return self.type == "unknown" and self.has_embedding and self.sample_id is None
+        return self.type is EventType.UNKNOWN and self.has_embedding and self.sample_id is None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form (``time`` as ISO 8601 UTC, ``timestamp`` as epoch seconds)."""
@@ -157,7 +170,7 @@ class StoredEvent:
             "time": iso_time(self.time),
             "timestamp": round(self.time, 3),
             "source": self.source,
-            "type": self.type,
+            "type": self.type.value,
             "track_id": self.track_id,
             "name": self.name,
             "confidence": None if self.confidence is None else round(self.confidence, 4),
@@ -178,43 +191,23 @@ class EventQuery:
 
     Attributes:
         name: events of this person (``"unknown"``: of faces nobody was named for).
-        type: one of :data:`EVENT_TYPES`.
+        type: only events of this type.
         source: the source id.
         since, until: wall-clock epoch seconds, inclusive.
     """
 
     name: str | None = None
-    type: str | None = None
+    type: EventType | None = None
     source: str | None = None
     since: float | None = None
     until: float | None = None
 
     def __post_init__(self) -> None:
-        if self.type is not None and self.type not in EVENT_TYPES:
-            raise ConfigError(f"unknown event type {self.type!r}; choose one of {', '.join(EVENT_TYPES)}")
-
-    def where(self) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        args: list[Any] = []
-        if self.name is not None:
-            if self.name.lower() == "unknown":
-                clauses.append("name IS NULL AND type != 'status'")
-            else:
-                clauses.append("name = ?")
-                args.append(self.name)
         if self.type is not None:
-            clauses.append("type = ?")
-            args.append(self.type)
-        if self.source is not None:
-            clauses.append("source = ?")
-            args.append(self.source)
-        if self.since is not None:
-            clauses.append("time >= ?")
-            args.append(float(self.since))
-        if self.until is not None:
-            clauses.append("time <= ?")
-            args.append(float(self.until))
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+            from facesense.choices import parse_choice
+
+            # A member, or its name from a query string: "unknwon" gets a did-you-mean.
+            object.__setattr__(self, "type", parse_choice(EventType, self.type, "event type"))
 
 
 @dataclass(frozen=True)
@@ -232,6 +225,52 @@ class EventPage:
         return max(1, -(-self.total // self.per_page))
 
 
+@runtime_checkable
+class EventLog(Protocol):
+    """Where the dashboard keeps events (one instance is shared by every thread)."""
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        ...
+
+    def add(self, record: EventRecord) -> int:
+        """Store one event; returns its id."""
+        ...
+
+    def get(self, event_id: int) -> StoredEvent | None:
+        """One event, or ``None``."""
+        ...
+
+    def crop(self, event_id: int) -> bytes | None:
+        """The JPEG crop of an event, or ``None``."""
+        ...
+
+    def embedding(self, event_id: int) -> npt.NDArray[np.float32] | None:
+        """The stored embedding of an event, or ``None``."""
+        ...
+
+    def query(self, query: EventQuery | None = None, *, page: int = 1, per_page: int = 50) -> EventPage:
+        """Events matching ``query``, newest first, one page of them."""
+        ...
+
+    def count(self) -> int:
+        """How many events are stored."""
+        ...
+
+    def mark_named(self, event_id: int, name: str, sample_id: int) -> None:
+        """Record that an unknown face became ``sample_id`` of ``name``."""
+        ...
+
+    def rename(self, old: str, new: str) -> None:
+        """Follow a person's rename in the stored events."""
+        ...
+
+    def close(self) -> None:
+        """Release the store (idempotent)."""
+        ...
+
+
 def iso_time(epoch_s: float) -> str:
     """Epoch seconds as ISO 8601 UTC with seconds, e.g. ``2024-06-01T12:00:00+00:00``."""
     return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds")
@@ -246,14 +285,40 @@ _COLUMNS = (
 def _row(r: tuple[Any, ...]) -> StoredEvent:
     box = None if r[7] is None else (float(r[7]), float(r[8]), float(r[9]), float(r[10]))
     return StoredEvent(
-        id=int(r[0]), time=float(r[1]), source=str(r[2]), type=str(r[3]), track_id=r[4], name=r[5],
+        id=int(r[0]), time=float(r[1]), source=str(r[2]), type=EventType(r[3]), track_id=r[4], name=r[5],
         confidence=r[6], xyxy=box, frame=r[11], media_time=r[12], status=r[13], message=r[14],
         has_crop=bool(r[15]), has_embedding=bool(r[16]), model_id=r[17], sample_id=r[18],
     )
 
 
-class EventStore:
-    """Events and unknown-face crops in one SQLite file.
+def _where(query: EventQuery) -> tuple[str, list[Any]]:
+    """The SQL ``WHERE`` clause and its arguments for ``query``."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    if query.name is not None:
+        if query.name.lower() == "unknown":
+            clauses.append("name IS NULL AND type != ?")
+            args.append(EventType.STATUS.value)
+        else:
+            clauses.append("name = ?")
+            args.append(query.name)
+    if query.type is not None:
+        clauses.append("type = ?")
+        args.append(query.type.value)
+    if query.source is not None:
+        clauses.append("source = ?")
+        args.append(query.source)
+    if query.since is not None:
+        clauses.append("time >= ?")
+        args.append(float(query.since))
+    if query.until is not None:
+        clauses.append("time <= ?")
+        args.append(float(query.until))
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+class SQLiteEventStore:
+    """An :class:`EventLog` in one SQLite file: events and unknown-face crops.
 
     Args:
         path: the file (created with its folder when missing).
@@ -272,6 +337,7 @@ class EventStore:
         self.keep_days = float(keep_days)
         self._lock = threading.Lock()
         self._inserts = 0
+        self._closed = False
         if self.path.is_dir():
             raise GalleryError(f"{self.path}: is a directory, not an events file")
         try:
@@ -335,9 +401,15 @@ class EventStore:
         except sqlite3.Error as exc:
             raise GalleryError(f"{self.path}: events database error ({exc})") from exc
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
     def close(self) -> None:
         """Close the connection (idempotent)."""
         with self._lock:
+            self._closed = True
             self._conn.close()
 
     def __enter__(self) -> Self:
@@ -348,21 +420,29 @@ class EventStore:
 
     # --- writes --------------------------------------------------------------------
 
-    def add(self, event: NewEvent) -> int:
-        """Store one event; returns its id."""
+    def add(self, record: EventRecord) -> int:
+        """Store one event; returns its id.
+
+        Raises:
+            GalleryError: the store is closed or the write failed.
+        """
+        event = record.event
         box = event.xyxy if event.xyxy is not None else (None, None, None, None)
+        media_time = None if event.type is EventType.STATUS else event.time
         emb = None
-        if event.embedding is not None:
-            emb = np.ascontiguousarray(np.asarray(event.embedding, np.float32).reshape(-1), dtype="<f4").tobytes()
+        if record.embedding is not None:
+            emb = np.ascontiguousarray(np.asarray(record.embedding, np.float32).reshape(-1), dtype="<f4").tobytes()
         with self._lock, self._errors():
+            if self._closed:
+                raise GalleryError(f"{self.path}: the events store is closed")
             cur = self._conn.execute(
                 "INSERT INTO events (time, source, type, track_id, name, confidence, x1, y1, x2, y2, frame,"
                 " media_time, status, message, crop, embedding, model_id) VALUES"
                 " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    event.time, event.source, event.type, event.track_id, event.name, event.confidence, *box,
-                    event.frame, event.media_time, event.status, event.message, event.crop_jpeg or None, emb,
-                    event.model_id,
+                    record.seen_at, event.source or "", event.type.value, event.track_id, event.name,
+                    event.confidence, *box, event.frame, media_time, event.status, event.message,
+                    record.crop_jpeg or None, emb, record.model_id,
                 ),
             )
             self._inserts += 1
@@ -427,7 +507,7 @@ class EventStore:
             raise ConfigError(f"page must be >= 1, got {page}")
         if not 1 <= per_page <= 500:
             raise ConfigError(f"per_page must be in 1-500, got {per_page}")
-        where, args = (query or EventQuery()).where()
+        where, args = _where(query or EventQuery())
         with self._lock, self._errors():
             total = int(self._conn.execute(f"SELECT count(*) FROM events{where}", args).fetchone()[0])
             rows = self._conn.execute(

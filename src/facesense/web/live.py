@@ -1,12 +1,12 @@
 """The sources ``facesense serve`` watches: one :class:`SourceRunner` thread per source.
 
 Each runner drives its own :class:`~facesense.pipeline.Pipeline` (its own tracker;
-the detector and embedder are the engine's, shared) and keeps what the pages show:
-the newest annotated frame (JPEG-encoded on demand, once per frame, for the MJPEG
-stream), the current tracks, the FPS and the status (``starting``, ``live``,
-``reconnecting``, ``ended``, ``error``). :class:`WebSink` stores the events with a
-crop of the face, and once per track that stays unknown an ``unknown`` event with
-the embedding of its best face, so it can be named (enrolled) from the events page.
+the detector, embedder and matcher are the server's, shared) and keeps what the pages
+show: the newest annotated frame (JPEG-encoded on demand, once per frame, for the
+MJPEG stream), the current tracks, the FPS and the state (:class:`SourceState`).
+:class:`WebSink` stores the events with a crop of the face and, once per track that
+stays unknown, an ``UNKNOWN`` event with the embedding of its best face, so that it
+can be named (enrolled) from the events page.
 
 Files and folders are played at their own frame rate (a dashboard shows them like
 a camera, not as fast as the CPU allows); live sources keep the newest frame. A
@@ -15,41 +15,52 @@ runner whose pipeline fails retries with backoff until the server stops.
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from facesense.errors import FacesenseError
-from facesense.web.engine import GalleryMatcher
-from facesense.web.events import NewEvent
+from facesense.types import Event, EventType, IdentityState
+from facesense.web.events import EventRecord
+from facesense.web.thumbnails import face_crop_jpeg
 
 if TYPE_CHECKING:
     import numpy.typing as npt
 
     from facesense.capture import VideoSource
-    from facesense.pipeline import FrameResult, WatchEvent
-    from facesense.types import Faces, Frame
-    from facesense.web.engine import Engine
-    from facesense.web.events import EventStore
+    from facesense.embed.base import Embedder
+    from facesense.recognize import LiveMatcher
+    from facesense.types import Faces, Frame, FrameResult
+    from facesense.web.events import EventLog
+    from facesense.web.models import WebModels
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SourceRunner", "WebSink", "face_crop_jpeg", "public_source"]
+__all__ = ["SourceRunner", "SourceState", "WebSink", "public_source"]
 
-CROP_PX = 128
-CROP_MARGIN_RATIO = 0.25
 JPEG_QUALITY = 80
 STREAM_MAX_SIDE_PX = 1280  # larger frames are shrunk for the browser
 RETRY_INITIAL_S = 1.0
 RETRY_MAX_S = 30.0
 CANDIDATE_MAX_IDLE_FRAMES = 120  # forget a track's best face when not seen for this long
 PACE_MAX_LAG_S = 1.0  # a file source further behind than this stops trying to catch up
+
+
+class SourceState(str, enum.Enum):
+    """What a watched source is doing (``GET /api/sources``' ``status``)."""
+
+    STARTING = "starting"
+    LIVE = "live"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"
+    ERROR = "error"
 
 
 def public_source(source_id: str) -> str:
@@ -71,28 +82,6 @@ def public_source(source_id: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def face_crop_jpeg(image: npt.NDArray[np.uint8], xyxy: npt.ArrayLike, *, size_px: int = CROP_PX) -> bytes:
-    """A square JPEG of one face (box grown to a square plus 25 % margin per side).
-
-    Args:
-        image: ``(H, W, 3)`` uint8 BGR.
-        xyxy: ``(4,)`` the face box, pixels.
-        size_px: side of the crop.
-    """
-    import cv2
-
-    from facesense.align import CropConfig, crop_faces
-    from facesense.types import Faces
-
-    box = np.asarray(xyxy, np.float32).reshape(1, 4)
-    if not np.all(np.isfinite(box)) or box[0, 2] <= box[0, 0] or box[0, 3] <= box[0, 1]:
-        return b""
-    faces = Faces(xyxy=box, scores=np.ones(1, np.float32), landmarks=np.zeros((1, 5, 2), np.float32))
-    crop = crop_faces(image, faces, CropConfig(size_px=size_px, margin_ratio=CROP_MARGIN_RATIO, margin_px=0.0, square=True))
-    ok, buf = cv2.imencode(".jpg", crop[0], [cv2.IMWRITE_JPEG_QUALITY, 88])
-    return buf.tobytes() if ok else b""
-
-
 @dataclass
 class _Candidate:
     """The best view so far of one track."""
@@ -105,56 +94,82 @@ class _Candidate:
     last_seen: int
 
 
+@dataclass
+class _PendingUnknown:
+    """A track voted unknown, waiting ``unknown_after_frames`` for a better face."""
+
+    since: int
+    event: Event | None = None  # the identity stage's UNKNOWN event, once it came
+
+
+def _crop(image: npt.NDArray[np.uint8], xyxy: npt.ArrayLike) -> bytes | None:
+    """A face crop JPEG, or ``None`` (logged) when the box cannot be cropped."""
+    try:
+        return face_crop_jpeg(image, xyxy)
+    except FacesenseError as exc:
+        logger.debug("no face crop: %s", exc)
+        return None
+
+
 class WebSink:
-    """A pipeline sink that feeds a :class:`SourceRunner` and the events store.
+    """A pipeline sink that feeds a :class:`SourceRunner` and the events log.
 
     Args:
         runner: receives every frame's result (for the stream and the live page).
-        engine: embeds the best face of tracks that stay unknown.
+        embedder: embeds the best face of tracks that stay unknown.
         events: where events go (``None``: nowhere).
         unknown_after_frames: store an unknown track this many frames after it was
             first voted unknown (or when it leaves, if sooner).
     """
 
-    def __init__(self, runner: SourceRunner, engine: Engine, events: EventStore | None, *, unknown_after_frames: int) -> None:
+    def __init__(
+        self,
+        runner: SourceRunner,
+        embedder: Embedder,
+        events: EventLog | None,
+        *,
+        unknown_after_frames: int,
+    ) -> None:
         self.runner = runner
-        self.engine = engine
+        self.embedder = embedder
         self.events = events
         self.unknown_after_frames = unknown_after_frames
         self._best: dict[int, _Candidate] = {}
-        self._unknown_since: dict[int, int] = {}
+        self._unknown: dict[int, _PendingUnknown] = {}
         self._stored_unknown: set[int] = set()
 
     # -- sink interface ------------------------------------------------------------
-    def write(self, frame: Frame, result: FrameResult) -> None:
+    def write(self, result: FrameResult) -> None:
         """Publish the frame and store its events."""
-        self.runner._publish(result)
-        self._track_candidates(frame, result)
+        frame = result.frame
+        self.runner.publish(result)
+        self._track_candidates(result)
+        self._check_unknowns(result)
         for event in result.events:
             self._store(event, frame)
-        self._check_unknowns(frame, result)
         if frame.index % 30 == 0:
             self._forget_idle(frame.index)
 
-    def notify(self, events: Sequence[WatchEvent]) -> None:
+    def notify(self, events: Sequence[Event]) -> None:
         """Events between frames: source status changes and the last tracks leaving."""
         for event in events:
-            if event.type.value == "status":
-                self.runner._set_status_from_event(event)
+            if event.type is EventType.STATUS:
+                self.runner.on_status(event)
             self._store(event, None)
 
     def close(self) -> None:
         """Forget every track."""
         self._best.clear()
-        self._unknown_since.clear()
+        self._unknown.clear()
+        self._stored_unknown.clear()
 
     # -- internals -----------------------------------------------------------------
-    def _track_candidates(self, frame: Frame, result: FrameResult) -> None:
-        faces = result.faces
-        if not result.detected or faces.track_ids is None:
+    def _track_candidates(self, result: FrameResult) -> None:
+        faces, frame = result.faces, result.frame
+        if not result.detected or faces.track_ids is None or faces.quality is None:
             return
         for i, tid in enumerate(faces.track_ids.tolist()):
-            q = float(result.quality[i]) if i < len(result.quality) else math.nan
+            q = float(faces.quality[i])
             if not math.isfinite(q):
                 continue
             best = self._best.get(tid)
@@ -163,94 +178,93 @@ class WebSink:
             else:
                 best.last_seen = frame.index
 
-    def _check_unknowns(self, frame: Frame, result: FrameResult) -> None:
-        faces = result.faces
-        if faces.track_ids is None or faces.names is None:
+    def _check_unknowns(self, result: FrameResult) -> None:
+        faces, frame = result.faces, result.frame
+        if faces.track_ids is None or faces.states is None:
             return
-        for i, tid in enumerate(faces.track_ids.tolist()):
-            if faces.names[i] is not None:
-                self._unknown_since.pop(tid, None)
+        for tid, state in zip(faces.track_ids.tolist(), faces.states, strict=True):
+            if state is IdentityState.KNOWN:
+                self._unknown.pop(tid, None)
                 continue
-            voted_unknown = i < len(result.confidences) and float(result.confidences[i]) > 0
-            if not voted_unknown or tid in self._stored_unknown:
+            if state is not IdentityState.UNKNOWN or tid in self._stored_unknown:
                 continue
-            since = self._unknown_since.setdefault(tid, frame.index)
-            if frame.index - since >= self.unknown_after_frames:
-                self._store_unknown(tid, frame.source_id)
+            pending = self._unknown.setdefault(tid, _PendingUnknown(since=frame.index))
+            if frame.index - pending.since >= self.unknown_after_frames:
+                self._store_unknown(tid, pending, frame.source_id)
 
     def _forget_idle(self, index: int) -> None:
         for tid in [t for t, c in self._best.items() if index - c.last_seen > CANDIDATE_MAX_IDLE_FRAMES]:
             self._best.pop(tid, None)
-            self._unknown_since.pop(tid, None)
+            self._unknown.pop(tid, None)
 
-    def _store(self, event: WatchEvent, frame: Frame | None) -> None:
-        kind = event.type.value
-        crop = b""
+    def _store(self, event: Event, frame: Frame | None) -> None:
         tid = event.track_id
-        if kind in ("appeared", "recognized") and frame is not None and event.xyxy is not None:
-            crop = face_crop_jpeg(frame.image, event.xyxy)
-        elif kind == "left" and tid is not None:
-            if event.name is None and tid in self._unknown_since and tid not in self._stored_unknown:
-                self._store_unknown(tid, event.source or self.runner.source_id)
+        crop: bytes | None = None
+        if event.type is EventType.UNKNOWN:
+            # Stored once per track, with the best face and its embedding (see _store_unknown).
+            if tid is not None and tid not in self._stored_unknown:
+                    self._unknown.setdefault(tid, _PendingUnknown(since=event.frame)).event = event
+            return
+        if event.type in (EventType.APPEARED, EventType.RECOGNIZED) and frame is not None and event.xyxy is not None:
+            crop = _crop(frame.image, event.xyxy)
+        elif event.type is EventType.LEFT and tid is not None:
+            pending = self._unknown.pop(tid, None)
+            if event.name is None and pending is not None and tid not in self._stored_unknown:
+                self._store_unknown(tid, pending, event.source or self.runner.source_id)
             best = self._best.pop(tid, None)
             if best is not None:
-                crop = face_crop_jpeg(best.image, best.face.xyxy[0])
-            self._unknown_since.pop(tid, None)
+                crop = _crop(best.image, best.face.xyxy[0])
             self._stored_unknown.discard(tid)
-        self._add(
-            NewEvent(
-                time=time.time(),
-                source=public_source(event.source or self.runner.source_id),
-                type=kind,
-                track_id=tid,
-                name=event.name,
-                confidence=event.confidence,
-                xyxy=event.xyxy,
-                frame=event.frame,
-                media_time=event.time if kind != "status" else None,
-                status=event.status,
-                message=self.runner.scrub(event.message),
-                crop_jpeg=crop,
-            )
-        )
+        self._add(EventRecord(event=_public(event, self.runner), seen_at=time.time(), crop_jpeg=crop))
 
-    def _store_unknown(self, tid: int, source: str) -> None:
+    def _store_unknown(self, tid: int, pending: _PendingUnknown, source: str) -> None:
         self._stored_unknown.add(tid)
+        self._unknown.pop(tid, None)
         best = self._best.get(tid)
         if best is None:
             return
         embedding = None
         model_id = None
         try:
-            embedded = self.engine.analyzer.embedder.embed(best.image, best.face)
+            embedded = self.embedder.embed(best.image, best.face)
             if embedded.embeddings is not None and len(embedded.embeddings):
                 embedding = embedded.embeddings[0]
-                model_id = self.engine.model_id
+                model_id = self.embedder.model_id
         except FacesenseError as exc:
             logger.warning("cannot embed unknown track %d: %s", tid, exc)
+        box = best.face.xyxy[0]
+        event = Event(
+            type=EventType.UNKNOWN,
+            time=best.media_time,
+            frame=best.frame_index,
+            source=source,
+            track_id=tid,
+            confidence=None if pending.event is None else pending.event.confidence,
+            xyxy=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+        )
         self._add(
-            NewEvent(
-                time=time.time(),
-                source=public_source(source),
-                type="unknown",
-                track_id=tid,
-                confidence=None,
-                xyxy=tuple(float(v) for v in best.face.xyxy[0]),  # type: ignore[arg-type]
-                frame=best.frame_index,
-                media_time=best.media_time,
-                crop_jpeg=face_crop_jpeg(best.image, best.face.xyxy[0]),
+            EventRecord(
+                event=_public(event, self.runner),
+                seen_at=time.time(),
+                crop_jpeg=_crop(best.image, box),
                 embedding=embedding,
                 model_id=model_id,
             )
         )
 
-    def _add(self, event: NewEvent) -> None:
-        if self.events is None:
+    def _add(self, record: EventRecord) -> None:
+        events = self.events
+        if events is None or events.closed:  # closed: the server stopped under a late source
             return
         try:
-            self.events.add(event)
+            events.add(record)
         except FacesenseError as exc:
             logger.error("cannot store an event: %s", exc)
+
+
+def _public(event: Event, runner: SourceRunner) -> Event:
+    """``event`` as the dashboard shows it: no URL credentials in its source or message."""
+    return replace(event, source=public_source(event.source or runner.source_id), message=runner.scrub(event.message))
 
 
 class SourceRunner:
@@ -259,7 +273,8 @@ class SourceRunner:
     Args:
         index: the source's number in URLs (``/api/sources/{index}``).
         spec: what the user passed to ``--source``.
-        engine: models and matcher.
+        models: the shared detector and embedder.
+        matcher: names faces from the gallery (shared, refits when it changes).
         events: where events go.
         loop: play files and folders again and again.
         every: detect every N frames.
@@ -270,8 +285,9 @@ class SourceRunner:
         self,
         index: int,
         spec: str,
-        engine: Engine,
-        events: EventStore | None,
+        models: WebModels,
+        matcher: LiveMatcher,
+        events: EventLog | None,
         *,
         loop: bool = False,
         every: int = 1,
@@ -279,14 +295,15 @@ class SourceRunner:
     ) -> None:
         self.index = index
         self.spec = spec
-        self.engine = engine
+        self.models = models
+        self.matcher = matcher
         self.events = events
         self.loop = loop
         self.every = every
         self.unknown_after_frames = unknown_after_frames
         self.source_id = spec
         self.kind = ""
-        self.status = "starting"
+        self.state = SourceState.STARTING
         self.message = ""
         self.fps = 0.0
         self.frames = 0
@@ -294,7 +311,7 @@ class SourceRunner:
         self._encode_lock = threading.Lock()
         self._latest: FrameResult | None = None
         self._seq = 0
-        self._jpeg: tuple[int, bytes] = (0, b"")
+        self._jpeg: tuple[int, bytes] | None = None
         self._stop = threading.Event()
         self._pipeline: Any = None
         self._thread: threading.Thread | None = None
@@ -314,13 +331,24 @@ class SourceRunner:
         if pipeline is not None:
             pipeline.stop()
 
+    def join(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the thread to end (after :meth:`request_stop`);
+        returns whether it has."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=max(0.0, timeout_s))
+        return not self.alive
+
+    @property
+    def alive(self) -> bool:
+        """Whether the runner's thread is running."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout_s: float = 15.0) -> None:
-        """Stop watching and wait for the thread."""
+        """Stop watching and wait up to ``timeout_s`` for the thread."""
         self.request_stop()
-        if self._thread is not None:
-            self._thread.join(timeout=timeout_s)
-            if self._thread.is_alive():  # pragma: no cover - a driver that ignores timeouts
-                logger.warning("source %s did not stop in time", self.source_id)
+        if not self.join(timeout_s):
+            logger.warning("source %s did not stop within %g s", self.source_id, timeout_s)
 
     def _run(self) -> None:
         delay = RETRY_INITIAL_S
@@ -328,14 +356,14 @@ class SourceRunner:
             try:
                 ended = self._watch_once()
             except FacesenseError as exc:
-                self._set_status("error", str(exc))
-                logger.error("source %s: %s (retrying in %.0f s)", self.source_id, exc, delay)
+                self._set_state(SourceState.ERROR, str(exc))
+                logger.error("source %s: %s (retrying in %.0f s)", self.source_id, self.scrub(str(exc)), delay)
             except Exception as exc:
-                self._set_status("error", f"internal error: {type(exc).__name__}")
+                self._set_state(SourceState.ERROR, f"internal error: {type(exc).__name__}")
                 logger.exception("source %s failed (retrying in %.0f s)", self.source_id, delay)
             else:
                 if ended:
-                    self._set_status("ended", "end of the video")
+                    self._set_state(SourceState.ENDED, "end of the video")
                     logger.info("source %s: end of the video", self.source_id)
                     return
                 delay = RETRY_INITIAL_S
@@ -361,13 +389,14 @@ class SourceRunner:
             raise
         self.source_id = source.source_id
         self.kind = source.kind.value
-        sink = WebSink(self, self.engine, self.events, unknown_after_frames=self.unknown_after_frames)
+        embedder = self.models.embedder
+        sink = WebSink(self, embedder, self.events, unknown_after_frames=self.unknown_after_frames)
         frames: Any = source if source.live else _paced(source, self._stop)
         pipeline = Pipeline(
             frames,
-            detector=self.engine.live_detector,
-            embedder=self.engine.analyzer.embedder,
-            matcher=GalleryMatcher(self.engine),
+            detector=self.models.live_detector,
+            embedder=embedder,
+            matcher=self.matcher,
             tracker=default_tracker(self.every),
             sinks=[sink],
             config=PipelineConfig(every=self.every),
@@ -384,9 +413,9 @@ class SourceRunner:
             source.close()
         return not self._stop.is_set() and not source.live
 
-    def _set_status(self, status: str, message: str) -> None:
+    def _set_state(self, state: SourceState, message: str) -> None:
         with self._lock:
-            self.status = status
+            self.state = state
             self.message = self.scrub(message) or ""
 
     def scrub(self, text: str | None) -> str | None:
@@ -404,65 +433,78 @@ class SourceRunner:
         """Increases with every processed frame."""
         return self._seq
 
-    def _publish(self, result: FrameResult) -> None:
+    def publish(self, result: FrameResult) -> None:
+        """Make ``result`` the newest frame (called by :class:`WebSink`)."""
         with self._lock:
             self._latest = result
             self._seq += 1
             self.frames += 1
             self.fps = float(result.fps)
-            if self.status != "live":
-                self.status = "live"
+            if self.state is not SourceState.LIVE:
+                self.state = SourceState.LIVE
                 self.message = ""
 
-    def _set_status_from_event(self, event: WatchEvent) -> None:
+    def on_status(self, event: Event) -> None:
+        """Follow a live source's connection change (a ``STATUS`` event)."""
+        from facesense.capture import StatusKind
+
+        try:
+            kind: StatusKind | None = StatusKind(event.status)
+        except ValueError:
+            kind = None
         with self._lock:
-            if event.status in ("disconnected", "reconnecting"):
-                self.status = "reconnecting"
-            elif event.status == "reconnected":
-                self.status = "live"
+            if kind in (StatusKind.DISCONNECTED, StatusKind.RECONNECTING):
+                self.state = SourceState.RECONNECTING
+            elif kind is StatusKind.RECONNECTED:
+                self.state = SourceState.LIVE
             self.message = self.scrub(event.message) or ""
 
-    def latest_jpeg(self) -> tuple[int, bytes]:
-        """``(seq, JPEG)`` of the newest annotated frame; ``(0, b"")`` before the first."""
+    def latest_jpeg(self) -> tuple[int, bytes] | None:
+        """``(seq, JPEG)`` of the newest annotated frame; ``None`` before the first one.
+
+        Raises:
+            ImageError: the frame cannot be encoded.
+        """
         with self._lock:
             result, seq = self._latest, self._seq
         if result is None:
-            return 0, b""
+            return None
         with self._encode_lock:
-            if self._jpeg[0] == seq:
+            if self._jpeg is not None and self._jpeg[0] == seq:
                 return self._jpeg
             import cv2
 
+            from facesense.errors import ImageError
             from facesense.sinks.draw import annotate
 
-            image = annotate(result)
+            image: Any = annotate(result)
             h, w = image.shape[:2]
             if max(h, w) > STREAM_MAX_SIDE_PX:
                 scale = STREAM_MAX_SIDE_PX / max(h, w)
                 image = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
             ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-            if ok:
-                self._jpeg = (seq, buf.tobytes())
+            if not ok:
+                raise ImageError(f"source {self.index}: cannot encode frame {result.frame.index} as JPEG")
+            self._jpeg = (seq, bytes(buf.tobytes()))
             return self._jpeg
 
     def tracks(self) -> list[dict[str, Any]]:
-        """The faces on the newest frame: track id, name, confidence, box, state."""
+        """The faces on the newest frame: track id, name, confidence, box, identity state."""
         with self._lock:
             result = self._latest
         if result is None:
             return []
-        faces = result.faces
         out = []
-        for i, face in enumerate(faces):
-            conf = float(result.confidences[i]) if i < len(result.confidences) else 0.0
-            state = "known" if face.name is not None else ("unknown" if conf > 0 else "pending")
+        for face in result.faces:
+            state = face.state or IdentityState.PENDING
+            conf = face.confidence if face.confidence is not None and math.isfinite(face.confidence) else 0.0
             out.append(
                 {
                     "track_id": face.track_id,
                     "name": face.name,
                     "confidence": round(conf, 4),
                     "box": [round(float(v), 1) for v in face.xyxy],
-                    "state": state,
+                    "state": state.value,
                 }
             )
         return out
@@ -470,16 +512,16 @@ class SourceRunner:
     def info(self) -> dict[str, Any]:
         """What ``GET /api/sources`` says about this source."""
         with self._lock:
-            status, message, fps, frames = self.status, self.message, self.fps, self.frames
+            state, message, fps, frames = self.state, self.message, self.fps, self.frames
         return {
             "id": self.index,
             "source": public_source(self.source_id),
             "kind": self.kind or None,
-            "status": status,
+            "status": state.value,
             "message": message or None,
             "fps": round(fps, 1),
             "frames": frames,
-            "tracks": self.tracks() if status == "live" else [],
+            "tracks": self.tracks() if state is SourceState.LIVE else [],
             "stream_url": f"/api/sources/{self.index}/stream",
             "snapshot_url": f"/api/sources/{self.index}/snapshot",
         }

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from facesense.types import EventType
 from facesense.web.api import event_out, person_out, sample_out, state_of
 from facesense.web.events import EVENT_TYPES, EventQuery
 from facesense.web.security import (
@@ -128,17 +129,15 @@ def live(request: Request) -> Response:
 def people(request: Request) -> Response:
     if (redirect := _login_redirect(request)) is not None:
         return redirect
-    engine = state_of(request).engine
-    everyone = engine.people()
+    state = state_of(request)
+    everyone = state.people.people()
     by_name: dict[str, list[dict[str, Any]]] = {p.name: [] for p in everyone}
     ids = {p.name: p.id for p in everyone}
-    with engine.gallery() as g:
-        samples = [] if g is None else g.samples()
-    for s in samples:
+    for s in state.people.all_samples():
         if s.person in by_name:
             by_name[s.person].append(sample_out(ids[s.person], s))
     cards = [{**person_out(p), "faces": by_name.get(p.name, [])} for p in everyone]
-    return _render(request, "people.html", title="People", page="people", people=cards, problem=engine.gallery_problem)
+    return _render(request, "people.html", title="People", page="people", people=cards, problem=state.gallery_problem)
 
 
 @router.get("/events")
@@ -153,16 +152,17 @@ def events(
         return redirect
     state = state_of(request)
     name = name or None
-    kind = type if type in EVENT_TYPES else None
+    kind = EventType(type) if type in EVENT_TYPES else None
     span = PERIODS.get(period or "")
     since = time.time() - span[1] if span else None
     result = state.events.query(EventQuery(name=name, type=kind, since=since), page=page, per_page=EVENTS_PER_PAGE)
-    filters = {k: v for k, v in (("name", name), ("type", kind), ("period", period if span else None)) if v}
+    shown = (("name", name), ("type", kind.value if kind else None), ("period", period if span else None))
+    filters = {k: v for k, v in shown if v}
 
     def link(p: int) -> str:
         return "/events?" + urlencode({**filters, "page": p})
 
-    names = sorted({p.name for p in state.engine.people()} | ({name} if name and name != "unknown" else set()))
+    names = sorted({p.name for p in state.people.people()} | ({name} if name and name != "unknown" else set()))
     return _render(
         request,
         "events.html",

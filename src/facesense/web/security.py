@@ -9,7 +9,9 @@
   with 413 before the app reads them (by ``Content-Length``, and by counting for
   chunked uploads).
 * **Hosts and origins**: :class:`HostCheckMiddleware` refuses other ``Host`` names
-  on a server without a token (DNS rebinding) and writes from other sites' pages.
+  on a server without a token (DNS rebinding) and, token or not, writes that a
+  browser sends for any page but the dashboard's own (``Origin`` null or foreign,
+  or ``Sec-Fetch-Site`` other than same-origin): cross-site request forgery.
 * **Headers**: :class:`SecurityHeadersMiddleware` adds a strict Content Security
   Policy (everything from this server, no inline script), ``nosniff`` and
   ``frame-ancestors 'none'``.
@@ -34,11 +36,13 @@ __all__ = [
     "SecurityHeadersMiddleware",
     "check_token",
     "is_authorized",
+    "is_same_origin",
     "safe_next",
     "session_value",
 ]
 
 SESSION_COOKIE = "facesense_session"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 _SESSION_MESSAGE = b"facesense-session-v1"
 
 CONTENT_SECURITY_POLICY = (
@@ -68,7 +72,9 @@ def is_authorized(request: Request, token: str | None) -> bool:
     if scheme.lower() == "bearer" and check_token(value.strip(), token):
         return True
     cookie = request.cookies.get(SESSION_COOKIE)
-    return bool(cookie) and hmac.compare_digest(cookie.encode("utf-8"), session_value(token).encode("utf-8"))
+    if not cookie:
+        return False
+    return hmac.compare_digest(cookie.encode("utf-8"), session_value(token).encode("utf-8"))
 
 
 def safe_next(target: str | None, default: str = "/") -> str:
@@ -179,9 +185,20 @@ class HostCheckMiddleware:
     * With ``allowed_hosts`` (a server without a token, bound to loopback), the
       ``Host`` header must name one of them: a web page elsewhere cannot reach the
       dashboard by pointing a DNS name of its own at 127.0.0.1 (DNS rebinding).
-    * A write (POST, PUT, PATCH, DELETE) whose ``Origin`` header names another site is
-      refused with 403, so a page elsewhere cannot post to the dashboard from the
-      user's browser.
+    * A write (POST, PUT, PATCH, DELETE) sent by a browser on behalf of any page but
+      the dashboard's own is refused with 403, token or not (cross-site request
+      forgery: a form post, or a ``no-cors`` ``fetch`` from a sandboxed iframe, needs
+      no CORS permission to *send*). The browser says who is asking:
+
+      - ``Origin`` must be this server's own origin (the ``Host`` the request was sent
+        to); ``null`` (sandboxed frames, ``data:`` and ``file:`` pages, some redirects)
+        and every other origin, another port on the same host included, are refused;
+      - without ``Origin``, ``Sec-Fetch-Site`` (Fetch Metadata) must be ``same-origin``
+        or ``none`` (typed by the user); ``same-site`` (another port of 127.0.0.1 is
+        the same *site*) and ``cross-site`` are refused.
+
+      A request with neither header is not from a browser page (curl, scripts, the
+      CLI) and passes: browsers send ``Origin`` with every write they make.
 
     Args:
         app: the ASGI app.
@@ -189,6 +206,7 @@ class HostCheckMiddleware:
     """
 
     UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+    SAFE_FETCH_SITES = frozenset({"same-origin", "none"})
 
     def __init__(self, app: ASGIApp, allowed_hosts: frozenset[str] | None) -> None:
         self.app = app
@@ -203,14 +221,62 @@ class HostCheckMiddleware:
         if self.allowed_hosts is not None and _hostname(host) not in self.allowed_hosts:
             await _send_json(send, 400, {"error": f"unexpected Host header {host!r}"})
             return
-        origin = headers.get("origin")
-        if scope.get("method", "GET") in self.UNSAFE and origin is not None and origin != "null":
-            from urllib.parse import urlsplit
-
-            if urlsplit(origin).netloc.lower() != host.lower():
-                await _send_json(send, 403, {"error": "cross-site request refused"})
-                return
+        if scope.get("method", "GET") in self.UNSAFE and not self._same_origin(headers, host, scope.get("scheme", "http")):
+            await _send_json(send, 403, {"error": "cross-site request refused"})
+            return
         await self.app(scope, receive, send)
+
+    def _same_origin(self, headers: dict[str, str], host: str, scheme: str) -> bool:
+        """Whether a write comes from this server's own pages (or from no browser page at all)."""
+        origin = headers.get("origin")
+        if origin is not None:
+            return is_same_origin(origin, host, scheme)
+        site = headers.get("sec-fetch-site")
+        return site is None or site.strip().lower() in self.SAFE_FETCH_SITES
+
+
+def is_same_origin(origin: str, host: str, scheme: str = "http") -> bool:
+    """Whether an ``Origin`` header names the server the request was sent to.
+
+    Args:
+        origin: the ``Origin`` header.
+        host: the ``Host`` header.
+        scheme: the request's scheme (``https`` behind a TLS proxy that says so), for
+            the port of a ``Host`` without one.
+
+    ``null``, anything that is not ``http(s)://host[:port]``, and another host name or
+    port are not the same origin (a port left out is the scheme's default, 80 or 443).
+    """
+    from urllib.parse import urlsplit
+
+    text = origin.strip().lower()
+    if not text or text == "null":
+        return False
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return False
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or parts.path or parts.query or parts.fragment:
+        return False
+    if parts.username is not None or parts.password is not None:
+        return False
+    served = _host_and_port(host, _DEFAULT_PORTS.get(scheme.lower(), 80))
+    return served == (parts.hostname, port or _DEFAULT_PORTS[parts.scheme])
+
+
+def _host_and_port(host: str, default_port: int) -> tuple[str, int] | None:
+    """``(host name, port)`` of a ``Host`` header, ``None`` when it is malformed."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit("//" + host.strip().lower())
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname or parts.path or parts.username is not None:
+        return None
+    return parts.hostname, port or default_port
 
 
 def _hostname(host: str) -> str:

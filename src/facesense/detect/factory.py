@@ -1,0 +1,113 @@
+"""Building detectors: :func:`make_detector` and the one table of defaults, :data:`DEFAULTS`.
+
+Every detector the library, the CLI, the web server and the bench use is built here, so
+a default can never differ between them. The defaults depend on what the detector is
+for, not on who builds it:
+
+* ``image`` (photos: ``facesense detect``, ``eval``, enrollment from files,
+  :class:`~facesense.analyzer.FaceAnalyzer`): look for faces from 20 px, the smallest
+  the networks find reliably (WIDER FACE subset, ``facesense eval detect``).
+* ``video`` (streams: ``watch``, ``serve``, camera enrollment, ``bench``): from 40 px.
+  The pyramid starts at ``12 / min_face_px``, so its first level has a quarter of the
+  pixels, which keeps detection real-time on two cores; and faces under 40 px are mostly
+  upsampling blur to the embedders (FaceNet sees 160 px crops; enrollment refuses them,
+  :data:`facesense.enroll.DEFAULT_MIN_FACE_PX`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from facesense.choices import did_you_mean, parse_choice
+from facesense.errors import ConfigError
+
+if TYPE_CHECKING:
+    from facesense.detect.base import Detector
+
+__all__ = ["DEFAULTS", "DetectorDefaults", "DetectorKind", "DetectorUse", "make_detector"]
+
+
+class DetectorKind(str, enum.Enum):
+    """The detectors facesense ships (keys of :data:`facesense.models.registry.DETECTORS`)."""
+
+    MTCNN = "mtcnn"
+
+
+class DetectorUse(str, enum.Enum):
+    """What a detector is for; picks its row of :data:`DEFAULTS`."""
+
+    IMAGE = "image"
+    VIDEO = "video"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectorDefaults:
+    """The settings a detector gets unless told otherwise.
+
+    Attributes:
+        min_face_px: smallest face side to look for, in image pixels.
+    """
+
+    min_face_px: float
+
+
+DEFAULTS: Mapping[DetectorUse, DetectorDefaults] = MappingProxyType(
+    {
+        DetectorUse.IMAGE: DetectorDefaults(min_face_px=20.0),
+        DetectorUse.VIDEO: DetectorDefaults(min_face_px=40.0),
+    }
+)
+"""Detector defaults by use (see the module docstring); ``DEFAULTS["video"]`` works too."""
+
+
+def make_detector(
+    kind: DetectorKind | str = DetectorKind.MTCNN,
+    *,
+    use: DetectorUse | str = DetectorUse.IMAGE,
+    min_face_px: float | None = None,
+    threads: int | None = None,
+    **options: Any,
+) -> Detector:
+    """Build a detector with facesense's defaults for ``use``.
+
+    Models load on the first :meth:`~facesense.detect.base.Detector.detect` call, not here.
+
+    Args:
+        kind: which detector (``"mtcnn"``).
+        use: ``"image"`` (photos) or ``"video"`` (streams); picks the row of
+            :data:`DEFAULTS` for every setting not given.
+        min_face_px: smallest face to look for, in pixels; ``None`` takes the default
+            for ``use``.
+        threads: inference threads; ``None`` uses ``$FACESENSE_THREADS`` or every core.
+        options: further settings of the detector's config (for MTCNN the fields of
+            :class:`~facesense.detect.mtcnn.MTCNNConfig`: ``thresholds``, ``scale_factor``).
+
+    Returns:
+        The detector (for ``"mtcnn"`` an :class:`~facesense.detect.mtcnn.MTCNNDetector`).
+
+    Raises:
+        ConfigError: unknown kind, use or option (with a did-you-mean), or a bad value.
+    """
+    kind = parse_choice(DetectorKind, kind, "detector")
+    use = parse_choice(DetectorUse, use, "detector use")
+    defaults = DEFAULTS[use]
+    from facesense.detect.mtcnn import MTCNNConfig, MTCNNDetector
+
+    known = [f.name for f in fields(MTCNNConfig) if f.name not in ("min_face_px", "threads")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        name = unknown[0]
+        raise ConfigError(
+            f"unknown {kind.value} option {name!r}{did_you_mean(name, known)}; "
+            f"choose from min_face_px, threads, {', '.join(known)}"
+        )
+    config = MTCNNConfig(
+        min_face_px=defaults.min_face_px if min_face_px is None else min_face_px,
+        threads=threads,
+        **options,
+    )
+    return MTCNNDetector(config)

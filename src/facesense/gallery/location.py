@@ -1,0 +1,170 @@
+"""Where a gallery lives, and :func:`open_gallery`, the one way to open one.
+
+A gallery is named by a file path or by a URL::
+
+    gallery.db                      an SQLite file (relative to the working directory)
+    ~/faces/gallery.db              an SQLite file (``~`` is expanded)
+    sqlite:///gallery.db            the same file, as a URL (three slashes: relative path)
+    sqlite:////srv/faces/g.db       an absolute path (four slashes), as SQLAlchemy spells it
+    postgresql://user@host/db       PostgreSQL + pgvector (not supported in this version)
+
+Text that looks like a URL (``scheme://...`` or ``scheme:/...``) is never taken for a
+file name: an unknown scheme raises :class:`~facesense.errors.ConfigError` with a
+did-you-mean, and nothing is created on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
+
+from facesense.errors import ConfigError
+
+if TYPE_CHECKING:
+    from facesense.gallery.base import GalleryStore
+
+__all__ = ["GalleryLocation", "open_gallery", "parse_location"]
+
+_SQLITE_SCHEMES = ("sqlite",)
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
+_KNOWN_SCHEMES = (*_SQLITE_SCHEMES, *_POSTGRES_SCHEMES)
+# A scheme of two or more letters then ":/" (one-letter ones are Windows drives, C:/...),
+# or a known scheme then ":" ("sqlite:gallery.db" is a mistyped URL, not a file name).
+_URL_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]+):(?P<slash>/?)")
+_FORMS = "a file path, sqlite:///RELATIVE/PATH or sqlite:////ABSOLUTE/PATH"
+
+
+@dataclass(frozen=True)
+class GalleryLocation:
+    """A parsed gallery location.
+
+    Attributes:
+        kind: the store, ``"sqlite"``.
+        path: the SQLite file (``~`` expanded, not resolved).
+        display: how to show it to a user (a path, or a URL without its password).
+    """
+
+    kind: str
+    path: Path
+    display: str
+
+
+def _redact(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _base_scheme(scheme: str) -> str:
+    return scheme.lower().split("+", 1)[0]
+
+
+def parse_location(url_or_path: str | os.PathLike[str] | None) -> GalleryLocation:
+    """Parse a gallery path or URL (see the module docstring) without touching the disk.
+
+    Args:
+        url_or_path: a path, a URL, or ``None`` for ``$FACESENSE_DB`` (a path or URL) or,
+            when unset, ``gallery.db`` in the user data directory.
+
+    Raises:
+        ConfigError: a URL of an unsupported or unknown kind, or a malformed ``sqlite:`` URL.
+    """
+    from facesense.gallery.sqlite import DB_ENV, default_db_path
+
+    if url_or_path is None:
+        env = os.environ.get(DB_ENV)
+        if not env:
+            path = default_db_path()
+            return GalleryLocation("sqlite", path, str(path))
+        url_or_path = env
+    is_path_object = not isinstance(url_or_path, str)
+    text = os.fspath(url_or_path)
+    if not isinstance(text, str):
+        raise ConfigError(f"a gallery location must be text or a path, got {type(text).__name__}")
+    if not text.strip():
+        raise ConfigError(f"the gallery location is empty; give {_FORMS}")
+    match = _URL_RE.match(text)
+    if match is None:
+        path = Path(text).expanduser()
+        return GalleryLocation("sqlite", path, str(path))
+    scheme = match.group("scheme")
+    base = _base_scheme(scheme)
+    if not match.group("slash") and base not in _KNOWN_SCHEMES:
+        path = Path(text).expanduser()  # "notes:2024.db": a file name with a colon
+        return GalleryLocation("sqlite", path, str(path))
+    shown = _redact(text)
+    if base in _POSTGRES_SCHEMES:
+        raise ConfigError(
+            f"PostgreSQL galleries are not supported in this version of facesense ({shown}); "
+            f"use an SQLite gallery: {_FORMS}"
+        )
+    if base not in _SQLITE_SCHEMES:
+        from facesense.choices import did_you_mean
+
+        raise ConfigError(
+            f"unknown gallery URL scheme {scheme!r} in {shown}{did_you_mean(base, list(_KNOWN_SCHEMES))}; "
+            f"give {_FORMS}"
+        )
+    if scheme.lower() != "sqlite":
+        raise ConfigError(f"unknown gallery URL scheme {scheme!r} in {shown} (did you mean 'sqlite'?); give {_FORMS}")
+    if is_path_object:
+        # pathlib folds "sqlite:///a" and "sqlite:////a" into the same "sqlite:/a".
+        raise ConfigError(f"{text!r} is an sqlite URL that lost its slashes in a file path; pass it as text")
+    return _parse_sqlite_url(text, shown)
+
+
+def _parse_sqlite_url(text: str, shown: str) -> GalleryLocation:
+    if not text.lower().startswith("sqlite:///"):
+        if text.lower() in ("sqlite:", "sqlite:/", "sqlite://"):
+            raise ConfigError(f"{shown} names no file (in-memory galleries are not supported); give {_FORMS}")
+        if text.lower().startswith("sqlite://"):
+            raise ConfigError(f"{shown}: sqlite URLs take no host (sqlite:///PATH has three slashes); give {_FORMS}")
+        raise ConfigError(f"{shown} is not a well-formed sqlite URL; give {_FORMS}")
+    rest = text[len("sqlite:///") :]
+    if "?" in rest or "#" in rest:
+        raise ConfigError(f"{shown}: sqlite gallery URLs take no ?options or #fragment (read-only is chosen by open_gallery)")
+    raw = unquote(rest)
+    if not raw or raw in ("/", ":memory:"):
+        raise ConfigError(f"{shown} names no file (in-memory galleries are not supported); give {_FORMS}")
+    if "\x00" in raw:
+        raise ConfigError(f"{shown}: the path contains a NUL character")
+    path = Path(raw).expanduser()
+    return GalleryLocation("sqlite", path, str(path))
+
+
+def open_gallery(
+    url_or_path: str | os.PathLike[str] | None = None,
+    *,
+    create: bool = True,
+    read_only: bool | None = None,
+) -> GalleryStore:
+    """Open the gallery a path or URL names (see the module docstring).
+
+    Args:
+        url_or_path: a path, ``sqlite:///...``, or ``None`` for the default location
+            (``$FACESENSE_DB``, else ``gallery.db`` in the user data directory).
+        create: create an SQLite file (and its folder) when missing; with ``False`` a
+            missing file raises GalleryError and nothing is created.
+        read_only: ``True`` opens read-only; ``False`` requires write access; ``None``
+            opens read-only exactly when the gallery cannot be written.
+
+    Returns:
+        The store (an :class:`~facesense.gallery.sqlite.SQLiteGallery` for now); close it
+        (it is a context manager).
+
+    Raises:
+        ConfigError: an unsupported or unknown URL (nothing is created).
+        GalleryError: the gallery is missing, foreign, too new, or read-only when
+            ``read_only=False``.
+    """
+    from facesense.gallery.sqlite import SQLiteGallery
+
+    location = parse_location(url_or_path)
+    return SQLiteGallery(location.path, create=create, read_only=read_only)

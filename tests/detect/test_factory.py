@@ -1,0 +1,66 @@
+"""make_detector and the one table of detector defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facesense.analyzer import FaceAnalyzer
+from facesense.detect import DEFAULTS, Detector, DetectorKind, DetectorUse, MTCNNConfig, MTCNNDetector, make_detector
+from facesense.errors import ConfigError
+from facesense.imageio import load_image
+
+
+@pytest.mark.parametrize("use", list(DetectorUse))
+def test_defaults_come_from_the_table(use: DetectorUse) -> None:
+    detector = make_detector(use=use)
+    assert isinstance(detector, MTCNNDetector) and isinstance(detector, Detector)
+    assert detector.config.min_face_px == DEFAULTS[use].min_face_px
+    assert make_detector(use=use.value).config == detector.config
+
+
+def test_the_table_has_the_measured_values() -> None:
+    """Photos from 20 px (the library and `detect`); streams from 40 px (watch, serve, bench)."""
+    assert DEFAULTS["image"].min_face_px == 20.0
+    assert DEFAULTS["video"].min_face_px == 40.0
+    assert MTCNNConfig().min_face_px == DEFAULTS[DetectorUse.IMAGE].min_face_px
+    assert make_detector().config == MTCNNConfig()
+
+
+def test_explicit_settings_win() -> None:
+    detector = make_detector(DetectorKind.MTCNN, use="video", min_face_px=60, threads=2, thresholds=(0.5, 0.6, 0.7))
+    assert detector.config == MTCNNConfig(min_face_px=60, threads=2, thresholds=(0.5, 0.6, 0.7))
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: make_detector("mtcn"), r"unknown detector 'mtcn' \(did you mean 'mtcnn'\?\); choose one of mtcnn"),
+        (lambda: make_detector("retinaface"), "unknown detector 'retinaface'; choose one of mtcnn"),
+        (lambda: make_detector(use="vidoe"), "unknown detector use 'vidoe' .did you mean 'video'"),
+        (lambda: make_detector(threshold=(0.5, 0.5, 0.5)), "unknown mtcnn option 'threshold' .did you mean 'thresholds'"),
+        (lambda: make_detector(min_face_px=5), "min_face_px must be >= 12"),
+    ],
+)
+def test_bad_choices_are_config_errors(call, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        call()
+
+
+def test_analyzer_builds_its_detector_with_the_factory() -> None:
+    assert FaceAnalyzer().detector.config == make_detector().config  # type: ignore[attr-defined]
+    assert FaceAnalyzer(use="video").detector.config.min_face_px == DEFAULTS["video"].min_face_px  # type: ignore[attr-defined]
+    assert FaceAnalyzer(min_face_px=30).detector.config.min_face_px == 30  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="configure the default detector"):
+        FaceAnalyzer(detector=make_detector(), min_face_px=30)
+
+
+def test_video_defaults_still_find_the_two_people(examples_dir: Path) -> None:
+    """Both faces in two_people.jpg are well above 40 px: the stream defaults find them too."""
+    image = load_image(examples_dir / "two_people.jpg")
+    photo = make_detector(threads=2).detect(image)
+    video = make_detector(use="video", threads=2).detect(image)
+    assert len(photo) == len(video) == 2
+    np.testing.assert_allclose(video.xyxy, photo.xyxy, atol=3.0)
