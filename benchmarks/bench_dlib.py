@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from facesense.cpu import cpu_info
-from facesense.detect.mtcnn import MTCNNDetector
+from facesense.detect import make_detector
 from facesense.embed import DlibResNetEmbedder, FaceNetEmbedder, make_embedder
 from facesense.imageio import load_image
 from facesense.models import dlib_onnx, registry
@@ -41,7 +41,7 @@ def faces_from_lfw(count: int) -> list[tuple[np.ndarray, Faces]]:
     """The central face of the first ``count`` LFW images."""
     from facesense.eval.lfw import select_central_face
 
-    det = MTCNNDetector()
+    det = make_detector()
     out = []
     for f in sorted((data_root() / "lfw").glob("*/*.jpg"))[: count * 2]:
         image = load_image(f)

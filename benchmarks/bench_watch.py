@@ -100,6 +100,7 @@ class Cv2VideoSink:
             raise SystemExit(f"{path}: cv2.VideoWriter did not open")
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=16)
         self.frames = 0
+        self.draw_ms_total = 0.0
         self.encode_ms_total = 0.0
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -108,10 +109,12 @@ class Cv2VideoSink:
         from facesense.sinks.draw import annotate
 
         while (item := self._queue.get()) is not None:
-            image = annotate(item)
             t0 = time.perf_counter()
+            image = annotate(item)
+            t1 = time.perf_counter()
             self._writer.write(image)
-            self.encode_ms_total += (time.perf_counter() - t0) * 1e3
+            self.draw_ms_total += (t1 - t0) * 1e3
+            self.encode_ms_total += (time.perf_counter() - t1) * 1e3
             self.frames += 1
 
     def write(self, result: Any) -> None:
@@ -157,7 +160,8 @@ def run_sink(clip: Path, out_dir: Path, *, writer: str, frames: int, sample: int
     elapsed = time.perf_counter() - start
     decode = source.stats()
     if writer == "cv2":
-        encoded, encode_ms, draw_ms = sink.frames, sink.encode_ms_total / max(1, sink.frames), None
+        encoded = sink.frames
+        encode_ms, draw_ms = sink.encode_ms_total / max(1, encoded), sink.draw_ms_total / max(1, encoded)
     else:
         st = sink.stats()
         encoded, encode_ms, draw_ms = st.frames, st.mean_encode_ms, st.mean_draw_ms
@@ -169,7 +173,7 @@ def run_sink(clip: Path, out_dir: Path, *, writer: str, frames: int, sample: int
         "seconds": round(elapsed, 1),
         "frames_per_s": round(n / elapsed, 1),
         "decode_ms": round(decode.mean_decode_ms, 2),
-        "draw_ms": None if draw_ms is None else round(draw_ms, 2),
+        "draw_ms": round(draw_ms, 2),
         "encode_ms": round(encode_ms, 2),
         "rss_mib": samples,
     }
@@ -233,6 +237,7 @@ def run_pipeline(
             print(f"  pipeline: {n:>7} frames  RSS {samples[-1][1]:7.1f} MiB", file=sys.stderr, flush=True)
     elapsed = time.perf_counter() - start  # includes finishing the video file
     st = video.stats()
+    decode = source.stats()
     return {
         "mode": "pipeline",
         "writer": f"VideoFileSink {video.codec} fragmented mp4",
@@ -242,6 +247,7 @@ def run_pipeline(
         "seconds": round(elapsed, 1),
         "frames_per_s": round(n / elapsed, 2),
         "mean_ms": {k: round(v / max(1, n), 2) for k, v in totals.items()},
+        "decode_ms": round(decode.mean_decode_ms, 2),
         "draw_ms": round(st.mean_draw_ms, 2),
         "encode_ms": round(st.mean_encode_ms, 2),
         "rss_mib": samples,
@@ -280,10 +286,13 @@ def _spawn(args: argparse.Namespace, mode: str, frames: int) -> dict[str, Any]:
 
 def _table(runs: list[dict[str, Any]], warmup: int) -> str:
     frames = sorted({n for r in runs for n, _ in r["rss_mib"]})
-    names = [r["writer"] if r["mode"] == "sink" else f"pipeline every={r['every']}: {r['writer']}" for r in runs]
+    names = [_label(r) for r in runs]
     by_run = [dict(r["rss_mib"]) for r in runs]
-    width = max(12, *(len(n) for n in names))
-    lines = ["RSS (MiB) by frame", f"{'frames':>9}  " + "  ".join(f"{n:>{width}}" for n in names)]
+    timing = [f"{r.get('decode_ms', '-')} / {r.get('draw_ms', '-')} / {r['encode_ms']}" for r in runs]
+    speed = [f"{r['frames_per_s']}/s, {r['seconds']:.0f} s" for r in runs]
+    width = max(12, *(len(n) for n in names + timing + speed))
+    lines = [f"{n}: {r['writer']}" for n, r in zip(names, runs, strict=True)]
+    lines += ["", "RSS (MiB) by frame", f"{'frames':>9}  " + "  ".join(f"{n:>{width}}" for n in names)]
     for n in frames:
         cells = [f"{d[n]:>{width}.1f}" if n in d else " " * width for d in by_run]
         lines.append(f"{n:>9,}  " + "  ".join(cells))
@@ -293,11 +302,16 @@ def _table(runs: list[dict[str, Any]], warmup: int) -> str:
         slopes.append(f"{s:>{width}.2f}" if s is not None else f"{'n/a':>{width}}")
     lines.append(f"{'slope*':>9}  " + "  ".join(slopes))
     lines.append(f"* MiB per 100,000 frames, least squares over samples from frame {warmup:,} on")
-    timing = [f"decode {r.get('decode_ms', '-')} draw {r.get('draw_ms', '-')} encode {r['encode_ms']}" for r in runs]
-    speed = [f"{r['frames_per_s']} frames/s, {r['seconds']} s" for r in runs]
     lines.append(f"{'ms/frame':>9}  " + "  ".join(f"{t:>{width}}" for t in timing))
+    lines.append(f"{'':>9}  (mean decode / draw / encode ms per frame, from VideoSource.stats() and the sinks' stats)")
     lines.append(f"{'speed':>9}  " + "  ".join(f"{t:>{width}}" for t in speed))
     return "\n".join(lines)
+
+
+def _label(run: dict[str, Any]) -> str:
+    if run["mode"] == "pipeline":
+        return f"pipeline every={run['every']}"
+    return "cv2 writer" if run["writer"].startswith("cv2") else "PyAV writer"
 
 
 def _header() -> str:
@@ -310,11 +324,13 @@ def _header() -> str:
 def memory(args: argparse.Namespace) -> int:
     header = _header()
     print(header, file=sys.stderr)
-    runs = [_spawn(args, "sink", args.frames)]
+    runs = [_spawn(args, "sink", args.frames)] if args.frames else []
     if args.compare_frames:
         runs.append(_spawn(args, "cv2", args.compare_frames))
     if args.pipeline_frames:
         runs.append(_spawn(args, "pipeline", args.pipeline_frames))
+    if not runs:
+        raise SystemExit("nothing to run: every frame count is 0")
     for r in runs:
         r["slope_mib_per_100k"] = slope_mib_per_100k(r["rss_mib"], args.warmup)
     print(header)
@@ -348,7 +364,7 @@ def main() -> int:
     common.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
     common.add_argument("--min-face", type=float, default=40.0, help="MTCNN min_face_px [40, as facesense watch]")
     mem = sub.add_parser("memory", parents=[common], help="RSS over a long looped run (default)")
-    mem.add_argument("--frames", type=int, default=200_000, help="frames of the sink-only run [200000]")
+    mem.add_argument("--frames", type=int, default=200_000, help="frames of the sink-only run (0: skip) [200000]")
     mem.add_argument("--compare-frames", type=int, default=60_000, help="frames of the cv2.VideoWriter run (0: skip)")
     mem.add_argument("--pipeline-frames", type=int, default=0, help="frames of the full-pipeline run (0: skip)")
     mem.add_argument("--every", type=int, default=5, help="detection period of the pipeline run [5]")

@@ -21,9 +21,9 @@ def main() -> None:
     import cv2
 
     from facesense.analyzer import FaceAnalyzer
-    from facesense.enroll import SHARPNESS_SIZE_PX, sharpness
     from facesense.eval.lfw import select_central_face
     from facesense.imageio import iter_image_paths, load_image
+    from facesense.quality import SHARPNESS_SIZE_PX, sharpness
 
     default = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lfw"
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -15,9 +15,9 @@ Three commands; the first two write files that ship in ``src/facesense/models/da
 
 ``measure`` builds the INT8 model in the cache if needed and then runs the file itself,
 without the per-CPU verdict (so it also tells the truth under an emulated CPU, whose
-``/proc/cpuinfo`` is the host's). With ``--compare`` it takes FP32 from the saved run
-instead of running it (FP32 is slow under emulation) and prints how far this CPU's
-INT8 embeddings are from the saved ones.
+``/proc/cpuinfo`` is the host's). With ``--compare`` it embeds the saved run's crops
+(no detection), takes FP32 from the saved run instead of running it (FP32 is slow under
+emulation) and prints how far this CPU's INT8 embeddings are from the saved ones.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from facesense.align import crop_faces
 from facesense.cpu import cpu_info
-from facesense.detect.mtcnn import MTCNNDetector
+from facesense.detect import make_detector
 from facesense.embed.facenet import FaceNetEmbedder, preprocess_crops
 from facesense.eval.lfw import select_central_face
 from facesense.imageio import load_image, save_image
@@ -48,7 +48,7 @@ CHECK_MIN_FACE_PX = 60
 
 
 def _ranges(args: argparse.Namespace) -> None:
-    detector = MTCNNDetector()
+    detector = make_detector()
     crop = FaceNetEmbedder().crop
     crops = []
     for path in sorted(args.wider.rglob("*.jpg"))[: args.images]:
@@ -67,9 +67,9 @@ def _ranges(args: argparse.Namespace) -> None:
 
 def _check_faces(args: argparse.Namespace) -> None:
     """Every face >= 60 px in knn_examples/test, cut as the embedder cuts, as one JPEG mosaic."""
-    detector = MTCNNDetector()
+    detector = make_detector()
     crop = FaceNetEmbedder().crop
-    crops = []
+    crops: list[npt.NDArray[np.uint8]] = []
     for path in sorted((args.examples / "knn_examples" / "test").glob("*.jpg")):
         image = load_image(path)
         faces = detector.detect(image)
@@ -89,7 +89,7 @@ def _check_faces(args: argparse.Namespace) -> None:
 
 def _lfw_faces(root: Path, count: int) -> npt.NDArray[np.uint8]:
     """The central face of the first image of ``count`` people spread over LFW, cut as the embedder cuts."""
-    detector = MTCNNDetector()
+    detector = make_detector()
     crop = FaceNetEmbedder().crop
     people = sorted(p for p in root.iterdir() if p.is_dir())
     crops = []
@@ -104,12 +104,14 @@ def _lfw_faces(root: Path, count: int) -> npt.NDArray[np.uint8]:
     return np.stack(crops)
 
 
-def _run(path: Path, blob: npt.NDArray[np.float32], batch: int) -> tuple[npt.NDArray[np.float32], float]:
-    """Unit embeddings of ``blob`` and the best ms/face over 3 timed passes (after a warm-up batch)."""
+def _run(
+    path: Path, blob: npt.NDArray[np.float32], batch: int, *, passes: int = 3
+) -> tuple[npt.NDArray[np.float32], float]:
+    """Unit embeddings of ``blob`` and the best ms/face over ``passes`` timed passes (after a warm-up batch)."""
     session = create_session(path, name=path.name)
     session.run([OUTPUT_NAME], {INPUT_NAME: blob[:batch]})
     best = float("inf")
-    for _ in range(3):
+    for _ in range(passes):
         start = time.perf_counter()
         out = np.concatenate(
             [session.run([OUTPUT_NAME], {INPUT_NAME: blob[i : i + batch]})[0] for i in range(0, len(blob), batch)]
@@ -120,37 +122,41 @@ def _run(path: Path, blob: npt.NDArray[np.float32], batch: int) -> tuple[npt.NDA
 
 def _measure(args: argparse.Namespace) -> None:
     logger.info("CPU: %s", cpu_info().describe())
+    # numpy asks CPUID itself; under qemu-user /proc/cpuinfo (above) is the host's.
+    features = np._core._multiarray_umath.__cpu_features__  # type: ignore[attr-defined]
+    logger.info(
+        "CPUID here: %s",
+        ", ".join(f"{k} {'yes' if features.get(k) else 'no'}" for k in ("AVX2", "AVX512F", "AVX512VNNI")),
+    )
     fp32_path = facenet_onnx_path()
     int8_path = facenet_int8.int8_model_path(fp32_path)
     if not int8_path.is_file():
         facenet_int8.facenet_int8(fp32_path)
-    crops = _lfw_faces(args.lfw, args.faces)
+    saved = np.load(args.compare) if args.compare is not None else None
+    # The saved run's crops, so both CPUs embed the very same pixels (no detection here).
+    crops = saved["crops"][: args.faces] if saved is not None else _lfw_faces(args.lfw, args.faces)
     blob = preprocess_crops(crops)
-    int8, int8_ms = _run(int8_path, blob, args.batch)
-    if args.compare is not None:
-        saved = np.load(args.compare)
-        n = min(len(int8), len(saved["int8"]))
-        fp32 = saved["fp32"][:n]
-        diff = np.abs(int8[:n] - saved["int8"][:n]).max()
-        logger.info("INT8 here vs INT8 in %s (%d faces): max abs diff %.3g", args.compare, n, diff)
+    int8, int8_ms = _run(int8_path, blob, args.batch, passes=1 if saved is not None else 3)
+    if saved is not None:
+        fp32 = saved["fp32"][: len(crops)]
+        diff = np.abs(int8 - saved["int8"][: len(crops)]).max()
+        logger.info("INT8 here vs INT8 in %s (%d faces): max abs diff %.3g", args.compare, len(crops), diff)
     else:
         fp32, fp32_ms = _run(fp32_path, blob, args.batch)
         logger.info(
             "ms/face, batches of %d: FP32 %.2f, INT8 %.2f (%.2fx)", args.batch, fp32_ms, int8_ms, fp32_ms / int8_ms
         )
-    n = len(fp32)
-    cos = np.sum(int8[:n] * fp32, axis=1)
+    cos = np.sum(int8 * fp32, axis=1)
     logger.info(
-        "INT8 vs FP32 cosine on %d LFW faces: min %.5f, 1st percentile %.5f, mean %.5f (INT8 %.2f ms/face)",
-        n,
+        "INT8 vs FP32 cosine on %d LFW faces: min %.5f, 1st percentile %.5f, mean %.5f",
+        len(cos),
         cos.min(),
         np.percentile(cos, 1),
         cos.mean(),
-        int8_ms,
     )
     if args.save is not None:
-        np.savez(args.save, int8=int8, fp32=fp32)
-        logger.info("saved the embeddings to %s", args.save)
+        np.savez(args.save, crops=crops, int8=int8, fp32=fp32)
+        logger.info("saved the crops and embeddings to %s", args.save)
 
 
 def main() -> None:
@@ -171,8 +177,10 @@ def main() -> None:
     measure.add_argument("--lfw", type=Path, default=Path("../shared/data/lfw"))
     measure.add_argument("--faces", type=int, default=200)
     measure.add_argument("--batch", type=int, default=16)
-    measure.add_argument("--save", type=Path, default=None, help="write the INT8 and FP32 embeddings (.npz)")
-    measure.add_argument("--compare", type=Path, default=None, help="a --save file from another CPU")
+    measure.add_argument("--save", type=Path, default=None, help="write the crops and INT8/FP32 embeddings (.npz)")
+    measure.add_argument(
+        "--compare", type=Path, default=None, help="a --save file from another CPU: its crops are used"
+    )
     measure.set_defaults(run=_measure)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -55,12 +55,12 @@ def main() -> None:
     import dlib
     import face_recognition_models
 
-    from facesense.detect.mtcnn import MTCNNDetector
+    from facesense.detect import make_detector
     from facesense.embed.dlib import DlibResNetEmbedder
     from facesense.embed.facenet import FaceNetEmbedder
 
     predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
-    detector = MTCNNDetector()
+    detector = make_detector()
     facenet, dlib_net = FaceNetEmbedder(), DlibResNetEmbedder()
     points, emb_f, emb_d, image_of = [], [], [], []
     for n, path in enumerate(iter_image_paths([args.images])):

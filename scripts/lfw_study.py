@@ -26,9 +26,9 @@ def detect_all(keys, images: Path, detector: str, cache: Path) -> dict:
         data = np.load(cache, allow_pickle=False)
         return {"xyxy": data["xyxy"], "landmarks": data["landmarks"], "found": data["found"]}
     if detector == "ours":
-        from facesense.detect.mtcnn import MTCNNDetector
+        from facesense.detect import make_detector
 
-        det = MTCNNDetector()
+        det = make_detector()
         run = det.detect
     else:
         import cv2
@@ -64,6 +64,7 @@ def detect_all(keys, images: Path, detector: str, cache: Path) -> dict:
 def make_embedder(backend: str, standardization: str):
     if backend == "opencv-raw":
         import cv2
+
         from facesense.models import packaged_file
 
         net = cv2.dnn.readNetFromTensorflow(str(packaged_file("facenet_pb")))

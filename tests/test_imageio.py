@@ -233,3 +233,31 @@ def test_cli_refuses_a_bomb_in_bounded_memory_and_time(
     assert "Traceback" not in done.stderr
     assert elapsed < 60  # the imports and, for detect-folder, one real detection; decoding took 17-56 s
     assert not (tmp_path / "gallery.db").exists()  # a failed first enrollment leaves no file
+
+
+def test_recognize_reports_a_bomb_and_goes_on(bomb: Path, examples_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from facesense.cli import main
+
+    size = bomb.stat().st_size
+    decode = cv2.imdecode
+
+    def guarded(buf: np.ndarray, flags: int) -> np.ndarray | None:
+        assert buf.size != size, "the bomb reached the decoder"
+        return decode(buf, flags)
+
+    monkeypatch.setattr(cv2, "imdecode", guarded)
+    db = tmp_path / "g.db"
+    photo = examples_dir / "knn_examples" / "train" / "obama" / "obama.jpg"
+    enrolled = CliRunner().invoke(main, ["enroll", "--name", "obama", str(photo), str(bomb), "--db", str(db)])
+    assert enrolled.exit_code == 0, enrolled.stderr
+    assert f"skipped {bomb}: unreadable (image has 900,000,000 pixels" in enrolled.stderr
+    probe = examples_dir / "knn_examples" / "test" / "obama1.jpg"
+    result = CliRunner().invoke(main, ["recognize", str(bomb), str(probe), "--db", str(db), "--json"])
+    assert result.exit_code == 0, result.stderr
+    failed, named = (json.loads(line) for line in result.stdout.splitlines())
+    assert "image has 900,000,000 pixels, over the 100,000,000-pixel limit" in failed["error"]
+    assert [f["name"] for f in named["faces"]] == ["obama"]

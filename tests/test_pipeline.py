@@ -384,10 +384,10 @@ def test_bad_configuration() -> None:
 
 @pytest.fixture(scope="module")
 def models():
-    from facesense.detect.mtcnn import MTCNNConfig, MTCNNDetector
+    from facesense.detect import make_detector
     from facesense.embed.facenet import FaceNetEmbedder
 
-    return MTCNNDetector(MTCNNConfig(min_face_px=40)), FaceNetEmbedder()
+    return make_detector(use="video"), FaceNetEmbedder()
 
 
 ENROLL_FRAME = 150  # Lin-Manuel Miranda, alone, facing the camera

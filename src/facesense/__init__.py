@@ -52,6 +52,7 @@ _EXPORTS = {
     "ModelMismatchError": "facesense.errors",
     "Pipeline": "facesense.pipeline",
     "PipelineConfig": "facesense.pipeline",
+    "ReadOnlyGalleryError": "facesense.errors",
     "Recognizer": "facesense.recognize",
     "SQLiteGallery": "facesense.gallery.sqlite",
     "SceneCutDetector": "facesense.track",
@@ -102,6 +103,7 @@ __all__ = [
     "ModelMismatchError",
     "Pipeline",
     "PipelineConfig",
+    "ReadOnlyGalleryError",
     "Recognizer",
     "SQLiteGallery",
     "SceneCutDetector",
@@ -141,6 +143,7 @@ if TYPE_CHECKING:
         ImageError,
         ModelError,
         ModelMismatchError,
+        ReadOnlyGalleryError,
         SourceError,
     )
     from facesense.gallery import open_gallery

@@ -6,12 +6,13 @@ writer, MTCNN workers, ONNX Runtime's pool); glibc keeps much of what is freed m
 on a 30,250-frame run. :class:`facesense.pipeline.Pipeline` calls
 :func:`release_free_memory` every ``PipelineConfig.trim_every`` frames.
 
-(The slow growth long runs show, ~0.1 MiB per 1,000 frames, is not fixed by this.
-Measured on a 30,250-frame file: flat with no sinks or only the JSONL event sink, +4
-MiB with the video file sink, +2.9 MiB when that file is cut into 3,000-frame
-segments. Part of it is the MP4 muxer's per-frame index, which segments bound (see
-:class:`facesense.sinks.video.VideoFileSink`); the rest lives in the drawing/encoding
-path and is not yet explained.)
+Long runs with a video file used to grow (~+4 MiB per 30,000 frames, flat with no
+sinks or only the JSONL event sink). Most of it was the MP4 muxer's per-frame index
+inside ``cv2.VideoWriter`` (+9.6 MiB per 100,000 frames in ``benchmarks/bench_watch.py``),
+held until the file is finished. :class:`facesense.sinks.video.VideoFileSink` now
+writes fragmented MP4 through PyAV, which keeps no per-frame index: +0.4 MiB per
+100,000 frames over a 200,000-frame run, inside the ±2.5 MiB the samples wander
+(``python benchmarks/bench_watch.py memory``).
 """
 
 from __future__ import annotations

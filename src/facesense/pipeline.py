@@ -87,6 +87,11 @@ class PipelineConfig:
         trim_every: every this many frames, hand the allocator's free pages back to the
             OS (:func:`facesense.memory.release_free_memory`, ~2 ms; ~25 MiB less
             resident memory in long runs); ``0`` never.
+        stills: the frames are unrelated photos (a folder of pictures), not a video:
+            every frame is its own scene, detection runs on each, and a face is
+            confirmed, identified and reported on the frame it is in (the default
+            tracker and identity settings then confirm after one detection and settle
+            "unknown" after one sample). Needs ``every=1``.
     """
 
     every: int = 1
@@ -95,6 +100,7 @@ class PipelineConfig:
     scene_cuts: bool = True
     poll_s: float = 0.5
     trim_every: int = 1000
+    stills: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.every, int) or self.every < 1:
@@ -105,15 +111,21 @@ class PipelineConfig:
             raise ConfigError(f"poll_s must be > 0, got {self.poll_s}")
         if not isinstance(self.trim_every, int) or self.trim_every < 0:
             raise ConfigError(f"trim_every must be an integer >= 0, got {self.trim_every!r}")
+        if self.stills and self.every != 1:
+            raise ConfigError(f"stills: every photo is its own scene, so every must be 1, got {self.every}")
 
 
-def default_tracker(every: int = 1) -> Tracker:
-    """A tracker whose max age suits detection every ``every`` frames."""
-    return Tracker(TrackerConfig(max_age=max(30, 3 * every)))
+def default_tracker(every: int = 1, *, stills: bool = False) -> Tracker:
+    """A tracker whose max age suits detection every ``every`` frames; for ``stills``
+    (unrelated photos) one that confirms a face on its first detection."""
+    return Tracker(TrackerConfig(max_age=max(30, 3 * every), min_hits=1 if stills else 2))
 
 
-def default_identity_config(every: int = 1) -> IdentityConfig:
-    """Identity settings whose re-embedding period suits detection every ``every`` frames."""
+def default_identity_config(every: int = 1, *, stills: bool = False) -> IdentityConfig:
+    """Identity settings whose re-embedding period suits detection every ``every`` frames;
+    for ``stills`` one photo's face is one sample, so "unknown" settles after one."""
+    if stills:
+        return IdentityConfig(reembed_every=max(15, every), unknown_after_samples=1)
     return IdentityConfig(reembed_every=max(15, every))
 
 
@@ -186,14 +198,17 @@ class Pipeline:
         self.config = config or PipelineConfig()
         self.source = source
         self.detector = detector
-        self.tracker = tracker or default_tracker(self.config.every)
+        self.tracker = tracker or default_tracker(self.config.every, stills=self.config.stills)
         if self.tracker.config.max_age < self.config.every:
             raise ConfigError(
                 f"tracker max_age ({self.tracker.config.max_age}) must be >= every ({self.config.every}),"
                 " or tracks die between detections"
             )
         self.identity = IdentityStage(
-            self.tracker, embedder, matcher, identity or default_identity_config(self.config.every)
+            self.tracker,
+            embedder,
+            matcher,
+            identity or default_identity_config(self.config.every, stills=self.config.stills),
         )
         self.sinks = tuple(sinks)
         self._event_sinks = tuple(s for s in self.sinks if isinstance(s, EventSink))
@@ -293,7 +308,7 @@ class Pipeline:
             detect_ms = laps.lap()
             faces = faces.replace(quality=face_quality(image if self.config.sharpness else None, faces))
             quality_ms = laps.lap()
-            tracked = self.tracker.update(faces, new_scene=cut)
+            tracked = self.tracker.update(faces, new_scene=cut or self.config.stills)
         else:
             tracked = self.tracker.predict()
         track_ms = laps.lap()
@@ -330,7 +345,7 @@ class Pipeline:
 
     def _detect_now(self, cut: bool) -> bool:
         """Whether detection runs on this frame: the first, every ``every``-th, and after a cut."""
-        detect = cut or self.frames_processed == 0 or self._since_detect + 1 >= self.config.every
+        detect = cut or self.frames_processed == 0 or self._since_detect + 1 >= self.config.every or self.config.stills
         self._since_detect = 0 if detect else self._since_detect + 1
         return detect
 

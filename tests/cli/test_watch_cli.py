@@ -174,19 +174,54 @@ def test_watch_image_folder_and_loop(tmp_path: Path, clip: Path) -> None:
     cap.release()
     out = tmp_path / "out.avi"
     result = CliRunner().invoke(
-        main, ["watch", str(folder), "--loop", "--max-frames", "10", "--fps", "5", "--no-display", "-o", str(out)]
+        main,
+        ["watch", str(folder), "--sequence", "--loop", "--max-frames", "10", "--fps", "5", "--no-display", "-o", str(out)],
     )
     assert result.exit_code == 0, result.output
     assert _probe(out) == (10, pytest.approx(5.0), (640, 360))
     # --segment-minutes cuts the same run into files of 0.02 min x 5 fps = 6 frames
     result = CliRunner().invoke(
         main,
-        ["watch", str(folder), "--loop", "--max-frames", "10", "--fps", "5", "--no-display",
+        ["watch", str(folder), "--sequence", "--loop", "--max-frames", "10", "--fps", "5", "--no-display",
          "-o", str(tmp_path / "seg.avi"), "--segment-minutes", "0.02"],
     )
     assert result.exit_code == 0, result.output
     assert [_probe(tmp_path / f"seg-000{i}.avi")[0] for i in (0, 1)] == [6, 4]
     assert not (tmp_path / "seg.avi").exists()
+
+
+def test_watch_a_folder_of_photos_names_each_enrolled_person(tmp_path: Path, examples_dir: Path) -> None:
+    """The README's first command: enroll knn_examples/train, watch knn_examples/test.
+    Each photo is its own scene: every face is reported and named on the photo it is in."""
+    db = tmp_path / "people.db"
+    runner = CliRunner()
+    enrolled = runner.invoke(main, ["enroll", str(examples_dir / "knn_examples" / "train"), "--db", str(db)])
+    assert enrolled.exit_code == 0, enrolled.output
+    events_path = tmp_path / "events.jsonl"
+    args = ["watch", str(examples_dir / "knn_examples" / "test"), "--db", str(db), "--no-display",
+            "--output", str(tmp_path / "out.mp4"), "--events", str(events_path)]  # fmt: skip
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    events = _events(events_path)
+    # test images in name order: alex_lacamoire1, johnsnow_test1, kit_with_rose, obama1, obama_and_biden
+    named = sorted((e["frame"], e["name"]) for e in events if e["type"] == "recognized")
+    assert named == [
+        (0, "alex_lacamoire"), (1, "kit_harington"), (2, "kit_harington"), (2, "rose_leslie"),
+        (3, "obama"), (4, "biden"), (4, "obama"),
+    ]  # fmt: skip
+    appeared = [e["track_id"] for e in events if e["type"] == "appeared"]
+    left = [e["track_id"] for e in events if e["type"] == "left"]
+    unknown = [e["track_id"] for e in events if e["type"] == "unknown"]
+    assert sorted(appeared) == sorted(left) and len(appeared) == len(named) + len(unknown)
+    assert "named: alex_lacamoire (1 track), biden (1 track), kit_harington (2 tracks)" in result.output
+    assert _probe(tmp_path / "out.mp4")[0] == 5
+
+    # --sequence: the same folder as one video's frames; a face must be seen twice to count.
+    seq = runner.invoke(main, [*args[:-4], "--sequence", "--events", str(tmp_path / "seq.jsonl")])
+    assert seq.exit_code == 0, seq.output
+    assert not [e for e in _events(tmp_path / "seq.jsonl") if e["type"] == "recognized"]
+    bad = runner.invoke(main, [*args, "--every", "2"])
+    assert bad.exit_code == 2 and "--sequence" in bad.output
 
 
 # --------------------------------------------------------------------------- live stream

@@ -173,6 +173,7 @@ class _Summary:
     def __init__(self) -> None:
         self.tracks = 0
         self.named: dict[str, set[int]] = {}
+        self.unknown = 0
         self.reconnects = 0
 
     def event(self, event: Event) -> None:
@@ -183,6 +184,8 @@ class _Summary:
             self.tracks += 1
         elif event.type is EventType.RECOGNIZED and event.name is not None and event.track_id is not None:
             self.named.setdefault(event.name, set()).add(event.track_id)
+        elif event.type is EventType.UNKNOWN:
+            self.unknown += 1
         elif event.type is EventType.STATUS and event.status == StatusKind.RECONNECTED:
             self.reconnects += 1
 
@@ -227,6 +230,11 @@ def _stop_on_sigterm(stop: Any) -> Iterator[None]:
 @detector_option()
 @click.option("--threshold", type=click.FloatRange(min=0), default=None, help="Score above which a face is unknown [default: calibrated, see docs/recognition.md].")
 @click.option("--fps", "folder_fps", type=click.FloatRange(min=0.1), default=None, help="Frame rate of an image folder [default: 25].")
+@click.option(
+    "--sequence",
+    is_flag=True,
+    help="A folder holds the frames of one video: track faces from image to image. By default a folder is a set of separate photos, each named on its own.",
+)
 def watch(
     source: str,
     db: str | None,
@@ -242,9 +250,11 @@ def watch(
     detector_kind: DetectorKind,
     threshold: float | None,
     folder_fps: float | None,
+    sequence: bool,
 ) -> None:
     """Detect, track and name faces in SOURCE: a camera index (0), a video file, an
-    rtsp:// or http(s):// stream, or a folder of images (played in name order).
+    rtsp:// or http(s):// stream, or a folder of images (played in name order; each
+    image is a separate photo unless --sequence says they are one video's frames).
 
     Files are processed frame by frame, none dropped; live sources keep the newest
     frame and reconnect when they drop out. The gallery is followed while watching:
@@ -258,7 +268,7 @@ def watch(
     unusable gallery; 2 for bad options. A live source that drops out is retried,
     never an error.
     """
-    from facesense.capture import CaptureConfig, open_source
+    from facesense.capture import CaptureConfig, SourceKind, open_source
     from facesense.detect import make_detector
     from facesense.embed import make_embedder
     from facesense.pipeline import Pipeline, PipelineConfig, default_tracker
@@ -280,6 +290,11 @@ def watch(
         stack.callback(video_source.close)
         if loop and video_source.live:
             logger.warning("--loop has no effect on a live source")
+        stills = video_source.kind is SourceKind.FOLDER and not sequence
+        if stills and every != 1:
+            raise click.UsageError("--every needs a video or --sequence: each photo of a folder is detected on its own")
+        if sequence and video_source.kind is not SourceKind.FOLDER:
+            logger.warning("--sequence only applies to a folder of images")
 
         detector = make_detector(detector_kind, min_face_px=min_face_px, use="video")
         embedder = make_embedder()
@@ -306,9 +321,9 @@ def watch(
             detector=detector,
             embedder=embedder if matcher is not None else None,
             matcher=matcher,
-            tracker=default_tracker(every),
+            tracker=default_tracker(every, stills=stills),
             sinks=sinks,
-            config=PipelineConfig(every=every, max_frames=max_frames),
+            config=PipelineConfig(every=every, max_frames=max_frames, stills=stills),
             on_event=on_event,
         )
         bar = _Progress(video_source, loop=loop, max_frames=max_frames)
@@ -333,6 +348,7 @@ def watch(
         f"watched {frames} frame(s) in {elapsed:.1f} s ({frames / elapsed if elapsed > 0 else 0:.1f} fps);"
         f" {summary.tracks} track(s)"
         + (f"; named: {named}" if named else "")
+        + (f"; {summary.unknown} unknown" if summary.unknown else "")
         + (f"; {summary.reconnects} reconnect(s)" if summary.reconnects else ""),
         err=True,
     )
