@@ -279,5 +279,12 @@ def test_fit_matcher_names_the_knn_examples(knn_gallery: Path, examples_dir: Pat
             assert sorted(n or "unknown" for n in live.match(faces.embeddings).names) == expected, name
             assert sorted(n or "unknown" for n in recognizer.recognize(image).names) == expected, name
         image = load_image(test_dir / "obama_and_biden.jpg")
-        group = [n for n in recognizer.recognize(image).names if n is not None]
+        named = recognizer.recognize(image)
+        group = [n for n in named.names if n is not None]
         assert sorted(group) == ["biden", "obama"]
+        # The identity decision travels on the faces: a state per face, and the
+        # confidence in that decision (for the stranger: that it is nobody enrolled).
+        from facesense.types import IdentityState
+
+        assert named.states == tuple(IdentityState.UNKNOWN if n is None else IdentityState.KNOWN for n in named.names)
+        assert named.confidences is not None and (named.confidences > 0.5).all()

@@ -341,12 +341,22 @@ class Recognizer:
         """Name already-embedded faces."""
         if faces.embeddings is None:
             raise ConfigError("faces have no embeddings; run the embedder first")
+        from facesense.identity import sample_confidences
+        from facesense.types import IdentityState
+
         if len(faces) == 0:
             empty = np.zeros((0,), np.float32)
-            return Recognition(faces.replace(names=(), distances=empty), empty, empty.copy(), ())
+            named = faces.replace(names=(), distances=empty, confidences=empty, states=())
+            return Recognition(named, empty, empty.copy(), ())
         result = self.matcher.match(faces.embeddings)
+        states = tuple(IdentityState.UNKNOWN if n is None else IdentityState.KNOWN for n in result.names)
         return Recognition(
-            faces=faces.replace(names=result.names, distances=result.distances),
+            faces=faces.replace(
+                names=result.names,
+                distances=result.distances,
+                confidences=sample_confidences(result),
+                states=states,
+            ),
             scores=result.scores,
             confidences=result.confidences,
             candidates=result.candidates,

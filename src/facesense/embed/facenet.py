@@ -65,7 +65,8 @@ class Precision(str, enum.Enum):
     ``INT8`` (the default) is the FP32 conversion statically quantised with activation
     ranges measured on real faces and 7-bit weights, so the same embeddings come out on
     CPUs with and without VNNI (:mod:`facesense.models.facenet_int8`): embeddings within
-    cosine 0.997 of FP32 on LFW faces, several times faster. Before INT8 is used on a kind
+    cosine 0.997 of FP32 on LFW faces, LFW accuracy 98.33% against FP32's 98.27%, about
+    3x faster (4.8 against 14.6 ms per face on 2 Zen 4 cores). Before INT8 is used on a kind
     of CPU it is checked there against FP32 on real faces, once; the verdict is cached
     beside the model, and a CPU that rejects it runs FP32 (logged at info level).
     OpenCV DNN always runs FP32.
