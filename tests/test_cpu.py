@@ -96,6 +96,7 @@ def fake_cpuinfo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     """Point cpu_info() at a file of ours, with its per-process cache cleared around the test."""
     path = tmp_path / "cpuinfo"
     monkeypatch.setattr(cpu, "CPUINFO_PATH", path)
+    monkeypatch.setattr(cpu, "_cpuid_features", dict)  # as where NumPy does not say
     cpu.cpu_info.cache_clear()
     yield path
     cpu.cpu_info.cache_clear()
@@ -123,6 +124,21 @@ def test_cpu_info_without_proc_cpuinfo(fake_cpuinfo: Path) -> None:
     info = cpu.cpu_info()  # the file does not exist
     assert info.model and (info.avx2, info.avx512, info.vnni) == (False, False, False)
     assert info.simd == "baseline" and info.key.endswith("-baseline")
+
+
+def test_cpuid_wins_over_proc_cpuinfo(fake_cpuinfo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under qemu-user (or a VM hiding features) /proc/cpuinfo describes the host; the
+    CPUID that NumPy reads is what the process's kernels see."""
+    fake_cpuinfo.write_text(ZEN4)  # the host says AVX-512 + VNNI
+    monkeypatch.setattr(cpu, "_cpuid_features", lambda: {"AVX2": True, "AVX512F": False, "AVX512VNNI": False})
+    info = cpu.cpu_info()
+    assert (info.avx2, info.avx512, info.vnni, info.key) == (True, False, False, f"{info.machine}-avx2")
+    assert info.model == parse_cpuinfo(ZEN4)[0]
+
+
+def test_cpuid_features_come_from_numpy() -> None:
+    features = cpu._cpuid_features()
+    assert "AVX2" in features and all(isinstance(v, bool) for v in features.values())
 
 
 def test_cpu_info_of_this_machine() -> None:

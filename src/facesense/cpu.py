@@ -86,9 +86,30 @@ def parse_cpuinfo(text: str) -> tuple[str, set[str]]:
     return model, flags
 
 
+def _cpuid_features() -> dict[str, bool]:
+    """NumPy's own CPUID check (what the process really runs on, also under an emulator
+    or in a VM that hides features; ``/proc/cpuinfo`` there may describe the host), or
+    ``{}`` when NumPy does not expose it."""
+    import importlib
+
+    for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):  # NumPy 2, 1
+        try:
+            features = getattr(importlib.import_module(module), "__cpu_features__", None)
+        except ImportError:
+            continue
+        if isinstance(features, dict):
+            return {str(k): bool(v) for k, v in features.items()}
+    return {}
+
+
 @functools.cache
 def cpu_info() -> CpuInfo:
-    """The CPU this process runs on (read once)."""
+    """The CPU this process runs on (read once).
+
+    AVX2, AVX-512 and AVX-512 VNNI come from CPUID as NumPy sees it (this is what the
+    kernels of ONNX Runtime and OpenCV see too), ``/proc/cpuinfo`` where NumPy does not
+    say; AVX-VNNI (no NumPy flag) and the model name come from ``/proc/cpuinfo``.
+    """
     import os
 
     try:
@@ -100,11 +121,17 @@ def cpu_info() -> CpuInfo:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
+    cpuid = _cpuid_features()
+
+    def has(numpy_name: str, flag: str) -> bool:
+        return cpuid.get(numpy_name, flag in flags)
+
+    avx512 = has("AVX512F", "avx512f")
     return CpuInfo(
         model=model or platform.processor() or "unknown CPU",
         machine=platform.machine() or "unknown",
         cores=cores,
-        avx2="avx2" in flags,
-        avx512="avx512f" in flags,
-        vnni="avx512_vnni" in flags or "avx_vnni" in flags,
+        avx2=has("AVX2", "avx2"),
+        avx512=avx512,
+        vnni=(avx512 and has("AVX512VNNI", "avx512_vnni")) or ("avx_vnni" in flags and has("AVX2", "avx2")),
     )

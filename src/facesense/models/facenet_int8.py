@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facesense.errors import ModelError
-from facesense.models.registry import cache_dir, sha256_file, write_atomic
+from facesense.models.registry import cache_dir, file_sha256, write_atomic
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -421,7 +421,7 @@ def facenet_int8(fp32_path: Path) -> Int8Verdict:
     stored = _read_verdict(verdict_path(model, cpu), model)
     if model.is_file():
         try:
-            digest = sha256_file(model)
+            digest = file_sha256(model)
         except OSError as exc:
             raise ModelError(f"cannot read the cached INT8 model {model}: {exc}") from exc
         if stored is not None and stored.sha256 == digest and stored.onnxruntime == version:
@@ -464,7 +464,7 @@ def _build(fp32_path: Path, model: Path, *, cpu: str, onnxruntime: str) -> Int8V
                 failed = _rejected(model, sha256="", cpu=cpu, onnxruntime=onnxruntime, reason=f"{exc} ({retry})")
                 _save_verdict(failed)
                 return failed
-            digest = sha256_file(out)
+            digest = file_sha256(out)
             try:
                 verdict = verify_int8(out, fp32_path, sha256=digest, cpu=cpu)
             except Int8LoadError as exc:
