@@ -41,14 +41,14 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from facesense.errors import ConfigError, ModelError
 from facesense.quality import face_quality
 from facesense.track.vote import IdentityVote
-from facesense.types import Event, EventType, Faces, IdentityState
+from facesense.types import Event, EventType, Faces, IdentityState, PendingEvent
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -177,12 +177,6 @@ class IdentityTimings:
     embedded: int = 0
 
 
-class _Pending(NamedTuple):
-    type: EventType
-    track_id: int
-    name: str | None
-    confidence: float
-    xyxy: tuple[float, float, float, float]
 
 
 @dataclass(eq=False)
@@ -227,7 +221,7 @@ class IdentityStage:
         self.config = config or IdentityConfig()
         self.last_timings = IdentityTimings()
         self._tracks: dict[int, _TrackIdentity] = {}
-        self._events: list[_Pending] = []
+        self._events: list[PendingEvent] = []
 
     # -- the stage -----------------------------------------------------------------
     def identify(self, image: npt.NDArray[np.uint8], faces: Faces) -> Faces:
@@ -313,19 +307,7 @@ class IdentityStage:
             frame: the frame they happened in (its timestamp, index and source id).
         """
         pending, self._events = self._events, []
-        return [
-            Event(
-                type=p.type,
-                time=frame.timestamp,
-                frame=frame.index,
-                source=frame.source_id,
-                track_id=p.track_id,
-                name=p.name,
-                confidence=p.confidence,
-                xyxy=p.xyxy,
-            )
-            for p in pending
-        ]
+        return [p.stamp(frame) for p in pending]
 
     # -- internals -----------------------------------------------------------------
     @staticmethod
@@ -396,7 +378,7 @@ class IdentityStage:
         info = self.tracker.track(tid)
         box = np.full(4, np.nan) if info is None else info.xyxy
         xyxy = (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
-        self._events.append(_Pending(kind, tid, vote.name, vote.confidence, xyxy))
+        self._events.append(PendingEvent(kind, tid, vote.name, vote.confidence, xyxy))
 
     def _forget_gone(self) -> None:
         for tid in [t for t in self._tracks if self.tracker.track(t) is None]:

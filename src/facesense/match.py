@@ -188,6 +188,19 @@ class MatchResult:
     def __len__(self) -> int:
         return len(self.names)
 
+    @classmethod
+    def nobody(cls, m: int) -> MatchResult:
+        """What a matcher says of ``m`` faces with no one to compare them to: unknown, at
+        no finite distance, with zero confidence."""
+        inf = np.full((m,), np.inf, np.float32)
+        return cls(
+            names=(None,) * m,
+            candidates=(None,) * m,
+            distances=inf,
+            scores=inf.copy(),
+            confidences=np.zeros((m,), np.float32),
+        )
+
 
 @runtime_checkable
 class Matcher(Protocol):
@@ -330,14 +343,7 @@ class _GalleryMatcher:
         )
 
     def _empty(self, m: int) -> MatchResult:
-        inf = np.full((m,), np.inf, np.float32)
-        return MatchResult(
-            names=(None,) * m,
-            candidates=(None,) * m,
-            distances=inf,
-            scores=inf.copy(),
-            confidences=np.zeros((m,), np.float32),
-        )
+        return MatchResult.nobody(m)
 
 
 def _default_norm_threshold(norm: ScoreNorm) -> float:

@@ -124,20 +124,6 @@ def fit_matcher(
     return fitted[0]
 
 
-def _all_unknown(m: int) -> MatchResult:
-    """What an empty gallery says about ``m`` faces: nobody, at no finite distance."""
-    from facesense.match import MatchResult
-
-    inf = np.full((m,), np.inf, np.float32)
-    return MatchResult(
-        names=(None,) * m,
-        candidates=(None,) * m,
-        distances=inf,
-        scores=inf.copy(),
-        confidences=np.zeros((m,), np.float32),
-    )
-
-
 class LiveMatcher:
     """A matcher that follows the gallery: refits when :meth:`GalleryStore.revision` changes.
 
@@ -235,7 +221,9 @@ class LiveMatcher:
         matcher = self._matcher
         if matcher is None:
             q = np.asarray(embeddings, dtype=np.float32)
-            return _all_unknown(1 if q.ndim == 1 else int(q.shape[0]))
+            from facesense.match import MatchResult
+
+            return MatchResult.nobody(1 if q.ndim == 1 else int(q.shape[0]))
         return matcher.match(embeddings)
 
     def _update(self, *, raise_errors: bool) -> None:

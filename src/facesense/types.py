@@ -28,7 +28,7 @@ import dataclasses
 import enum
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +44,7 @@ __all__ = [
     "Frame",
     "FrameResult",
     "IdentityState",
+    "PendingEvent",
     "StageTimings",
 ]
 
@@ -352,6 +353,30 @@ class Event:
             "confidence": None if self.confidence is None else round(float(self.confidence), 4),
             "box": None if self.xyxy is None else [round(v, 1) for v in self.xyxy],
         }
+
+
+class PendingEvent(NamedTuple):
+    """A track event noted by a stage, waiting to be stamped with the frame it is
+    reported in (:meth:`stamp`)."""
+
+    type: EventType
+    track_id: int
+    name: str | None
+    confidence: float
+    xyxy: tuple[float, float, float, float]
+
+    def stamp(self, frame: Frame) -> Event:
+        """The event, at ``frame``'s timestamp, index and source."""
+        return Event(
+            type=self.type,
+            time=frame.timestamp,
+            frame=frame.index,
+            source=frame.source_id,
+            track_id=self.track_id,
+            name=self.name,
+            confidence=self.confidence,
+            xyxy=self.xyxy,
+        )
 
 
 # --------------------------------------------------------------------------- results

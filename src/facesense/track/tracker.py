@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from facesense.errors import ConfigError
 from facesense.track.assignment import Matching, assign, centre_gain, match_boxes, to_cxcywh, to_xyxy
-from facesense.types import Event, EventType, Faces
+from facesense.types import Event, EventType, Faces, PendingEvent
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -111,14 +111,6 @@ class TrackInfo:
     xyxy: npt.NDArray[np.float32]
 
 
-class _Pending(NamedTuple):
-    """An event waiting for :meth:`Tracker.drain_events` to stamp it with its frame."""
-
-    type: EventType
-    track_id: int
-    name: str | None
-    confidence: float
-    xyxy: tuple[float, float, float, float]
 
 
 @dataclass(eq=False)
@@ -166,7 +158,7 @@ class Tracker:
         self._tracks: list[_Track] = []
         self._next_id = 1
         self._frames = 0
-        self._events: list[_Pending] = []
+        self._events: list[PendingEvent] = []
 
     @property
     def active_count(self) -> int:
@@ -295,19 +287,7 @@ class Tracker:
             frame: the frame they happened in (its timestamp, index and source id).
         """
         pending, self._events = self._events, []
-        return [
-            Event(
-                type=p.type,
-                time=frame.timestamp,
-                frame=frame.index,
-                source=frame.source_id,
-                track_id=p.track_id,
-                name=p.name,
-                confidence=p.confidence,
-                xyxy=p.xyxy,
-            )
-            for p in pending
-        ]
+        return [p.stamp(frame) for p in pending]
 
     # -- for the identity stage ----------------------------------------------------
     def track(self, track_id: int) -> TrackInfo | None:
@@ -403,4 +383,4 @@ class Tracker:
         self._tracks = alive
 
     def _emit(self, kind: EventType, t: _Track) -> None:
-        self._events.append(_Pending(kind, t.track_id, t.name, t.confidence, t.xyxy()))
+        self._events.append(PendingEvent(kind, t.track_id, t.name, t.confidence, t.xyxy()))
