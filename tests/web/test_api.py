@@ -12,9 +12,10 @@ import pytest
 
 pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
 
+from facesense.gallery.events import EventQuery, EventRecord
+from facesense.gallery.sqlite_events import SQLiteEventStore
 from facesense.types import Event, EventType
 from facesense.web.config import ServeConfig
-from facesense.web.events import EventQuery, EventRecord, SQLiteEventStore
 
 from .conftest import MakeClient
 

@@ -26,8 +26,10 @@ from facesense.errors import ConfigError
 
 if TYPE_CHECKING:
     from facesense.gallery.base import GalleryStore
+    from facesense.gallery.events import EventLog
 
-__all__ = ["GalleryLocation", "open_gallery", "parse_location"]
+__all__ = [
+    "open_event_log","GalleryLocation", "open_gallery", "parse_location"]
 
 _SQLITE_SCHEMES = ("sqlite",)
 _POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -168,3 +170,30 @@ def open_gallery(
 
     location = parse_location(url_or_path)
     return SQLiteGallery(location.path, create=create, read_only=read_only)
+
+
+def open_event_log(
+    location: GalleryLocation,
+    *,
+    path: str | os.PathLike[str] | None = None,
+    keep_events: int = 10_000,
+    keep_days: float = 30.0,
+) -> EventLog:
+    """Open the events log that belongs to a gallery.
+
+    Args:
+        location: the gallery's location (:func:`parse_location`).
+        path: where the log lives instead of its default place (for an SQLite gallery
+            ``<gallery stem>.events.db`` beside the gallery file).
+        keep_events, keep_days: pruning: the newest ``keep_events`` events of the last
+            ``keep_days`` days stay.
+
+    Raises:
+        GalleryError: the log cannot be created or opened.
+        ConfigError: bad pruning settings.
+    """
+    from facesense.gallery.sqlite_events import SQLiteEventStore
+
+    if path is None:
+        path = location.path.with_name(location.path.stem + ".events.db")
+    return SQLiteEventStore(path, keep_events=keep_events, keep_days=keep_days)

@@ -11,7 +11,7 @@
   :mod:`~facesense.web.naming` (naming an unknown face enrolls it),
   :mod:`~facesense.web.thumbnails` (face crops and thumbnails);
 * :mod:`facesense.web.live`: the watched sources, one thread each;
-* :mod:`facesense.web.events`: the events log (an interface; SQLite beside the gallery);
+* :mod:`facesense.gallery.events`: the events log (an interface; SQLite beside the gallery);
 * :mod:`facesense.web.security`: token, session cookie, body limit, origins, headers.
 
 The gallery is reached only through :func:`facesense.gallery.open_gallery` and the

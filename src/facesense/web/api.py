@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from facesense.errors import ConfigError, NotFoundError, PayloadTooLargeError
+from facesense.gallery.events import EVENT_TYPES, EventQuery, StoredEvent
 from facesense.types import EventType
-from facesense.web.events import EVENT_TYPES, EventQuery, StoredEvent
 from facesense.web.people import Upload, clean_filename
 from facesense.web.security import is_authorized
 

@@ -43,8 +43,8 @@ from facesense.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
+from facesense.gallery.events import EventLog
 from facesense.web.config import ServeConfig, is_loopback
-from facesense.web.events import EventLog, SQLiteEventStore
 from facesense.web.live import SourceRunner
 from facesense.web.models import WebModels
 from facesense.web.naming import EventNaming
@@ -205,7 +205,7 @@ def create_app(
         ConfigError: bad settings, or a gallery URL facesense does not support.
     """
     from facesense import __version__
-    from facesense.gallery import open_gallery
+    from facesense.gallery import open_event_log, open_gallery
     from facesense.recognize import LiveMatcher
 
     if models is None:
@@ -213,7 +213,9 @@ def create_app(
     with contextlib.ExitStack() as on_error:
         store = open_gallery(config.db, create=True)
         on_error.callback(store.close)
-        events = SQLiteEventStore(config.events_path, keep_events=config.keep_events, keep_days=config.keep_days)
+        events = open_event_log(
+            config.gallery, path=config.events_path, keep_events=config.keep_events, keep_days=config.keep_days
+        )
         on_error.callback(events.close)
         threshold: float | str = "auto" if config.threshold is None else config.threshold
         matcher = LiveMatcher(store, models.model_id, threshold=threshold)

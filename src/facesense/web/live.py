@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facesense.errors import FacesenseError
+from facesense.gallery.events import EventRecord
 from facesense.types import Event, EventType, IdentityState
-from facesense.web.events import EventRecord
 from facesense.web.thumbnails import face_crop_jpeg
 
 if TYPE_CHECKING:
@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 
     from facesense.capture import VideoSource
     from facesense.embed.base import Embedder
+    from facesense.gallery.events import EventLog
     from facesense.recognize import LiveMatcher
     from facesense.types import Faces, Frame, FrameResult
-    from facesense.web.events import EventLog
     from facesense.web.models import WebModels
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from facesense.gallery.base import NewSample, validate_name
 
 if TYPE_CHECKING:
     from facesense.gallery.base import GalleryStore, Person
-    from facesense.web.events import EventLog
+    from facesense.gallery.events import EventLog
 
 logger = logging.getLogger(__name__)
 

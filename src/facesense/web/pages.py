@@ -15,9 +15,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from facesense.gallery.events import EVENT_TYPES, EventQuery
 from facesense.types import EventType
 from facesense.web.api import event_out, person_out, sample_out, state_of
-from facesense.web.events import EVENT_TYPES, EventQuery
 from facesense.web.security import (
     SESSION_COOKIE,
     check_token,

@@ -1,10 +1,7 @@
-"""The events log: what the watched sources saw.
+"""The events log in an SQLite file of its own (:class:`SQLiteEventStore`).
 
-:class:`EventLog` is the interface the web layer uses (add, read, filter, mark a face
-named, follow a rename); :class:`SQLiteEventStore` keeps it in an SQLite file of its
-own. Events are :class:`facesense.types.Event` (one vocabulary, :class:`~facesense.
-types.EventType`) with what the dashboard keeps beside them (:class:`EventRecord`:
-when the server saw it, a crop of the face, the embedding of an unknown face).
+It implements :class:`facesense.gallery.events.EventLog` (the records and the
+query types are there).
 
 The file sits beside the gallery (``<gallery stem>.events.db`` by default) and is
 only ever written by ``facesense serve``. Schema (format version 1)::
@@ -34,36 +31,25 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
 
 from facesense.errors import ConfigError, GalleryError
-from facesense.types import Event, EventType
+from facesense.gallery.events import EventPage, EventQuery, EventRecord, StoredEvent, iso_time
+from facesense.types import EventType
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "EVENT_TYPES",
-    "EventLog",
-    "EventPage",
-    "EventQuery",
-    "EventRecord",
-    "SQLiteEventStore",
-    "StoredEvent",
-    "iso_time",
-]
+__all__ = ["SQLiteEventStore"]
 
 APPLICATION = "facesense-events"
 APPLICATION_ID = 0x46534556  # "FSEV"
 FORMAT_VERSION = 1
 PRUNE_EVERY = 200
 BUSY_TIMEOUT_S = 10.0
-EVENT_TYPES = tuple(t.value for t in EventType)  # for messages and the API's documentation
 
 _SCHEMA = """
 CREATE TABLE meta (
@@ -92,188 +78,6 @@ CREATE INDEX events_time ON events(time);
 CREATE INDEX events_name ON events(name, time);
 CREATE INDEX events_type ON events(type, time);
 """
-
-
-@dataclass(frozen=True, kw_only=True)
-class EventRecord:
-    """An event about to be stored, with what the dashboard keeps beside it.
-
-    Attributes:
-        event: what happened (type, media time, frame, source, track, name, box; for
-            ``STATUS`` events the status and message).
-        seen_at: wall-clock epoch seconds when the server saw it.
-        crop_jpeg: a JPEG of the face, or ``None``.
-        embedding: ``(D,)`` float32 embedding of that face (``UNKNOWN`` events, so the
-            face can be named), or ``None``.
-        model_id: the embedder's model id, with ``embedding``.
-
-    Raises:
-        ConfigError: an embedding without its model id.
-    """
-
-    event: Event
-    seen_at: float
-    crop_jpeg: bytes | None = None
-    embedding: npt.NDArray[np.float32] | None = None
-    model_id: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.embedding is not None and not self.model_id:
-            raise ConfigError("an embedding needs its model_id")
-
-
-@dataclass(frozen=True, kw_only=True)
-class StoredEvent:
-    """An event read back (without its crop and embedding bytes).
-
-    Attributes:
-        id: the store's id.
-        time: wall-clock epoch seconds when the server saw it.
-        source: the source id.
-        type: what happened.
-        track_id, name, confidence, xyxy, frame: as in :class:`facesense.types.Event`
-            (``name`` ``None`` = unknown).
-        media_time: the frame's own timestamp (``Event.time``; ``None`` for status events).
-        status, message: for ``STATUS`` events.
-        has_crop: a crop JPEG is stored (:meth:`EventLog.crop`).
-        has_embedding: an embedding is stored, so the face can be named (enrolled).
-        model_id: the model of that embedding.
-        sample_id: the gallery sample this face became when it was named, or ``None``.
-    """
-
-    id: int
-    time: float
-    source: str
-    type: EventType
-    track_id: int | None
-    name: str | None
-    confidence: float | None
-    xyxy: tuple[float, float, float, float] | None
-    frame: int | None
-    media_time: float | None
-    status: str | None
-    message: str | None
-    has_crop: bool
-    has_embedding: bool
-    model_id: str | None
-    sample_id: int | None
-
-    @property
-    def can_name(self) -> bool:
-        """An unknown face that can still be named (enrolled)."""
-        return self.type is EventType.UNKNOWN and self.has_embedding and self.sample_id is None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able form (``time`` as ISO 8601 UTC, ``timestamp`` as epoch seconds)."""
-        return {
-            "id": self.id,
-            "time": iso_time(self.time),
-            "timestamp": round(self.time, 3),
-            "source": self.source,
-            "type": self.type.value,
-            "track_id": self.track_id,
-            "name": self.name,
-            "confidence": None if self.confidence is None else round(self.confidence, 4),
-            "box": None if self.xyxy is None else [round(v, 1) for v in self.xyxy],
-            "frame": self.frame,
-            "media_time": None if self.media_time is None else round(self.media_time, 3),
-            "status": self.status,
-            "message": self.message,
-            "has_crop": self.has_crop,
-            "can_name": self.can_name,
-            "sample_id": self.sample_id,
-        }
-
-
-@dataclass(frozen=True, kw_only=True)
-class EventQuery:
-    """A filter over events; every field is optional.
-
-    Attributes:
-        name: events of this person (``"unknown"``: of faces nobody was named for).
-        type: only events of this type.
-        source: the source id.
-        since, until: wall-clock epoch seconds, inclusive.
-    """
-
-    name: str | None = None
-    type: EventType | None = None
-    source: str | None = None
-    since: float | None = None
-    until: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.type is not None:
-            from facesense.choices import parse_choice
-
-            # A member, or its name from a query string: "unknwon" gets a did-you-mean.
-            object.__setattr__(self, "type", parse_choice(EventType, self.type, "event type"))
-
-
-@dataclass(frozen=True)
-class EventPage:
-    """One page of events, newest first."""
-
-    events: tuple[StoredEvent, ...]
-    page: int
-    per_page: int
-    total: int
-
-    @property
-    def pages(self) -> int:
-        """How many pages the filter gives (at least 1)."""
-        return max(1, -(-self.total // self.per_page))
-
-
-@runtime_checkable
-class EventLog(Protocol):
-    """Where the dashboard keeps events (one instance is shared by every thread)."""
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        ...
-
-    def add(self, record: EventRecord) -> int:
-        """Store one event; returns its id."""
-        ...
-
-    def get(self, event_id: int) -> StoredEvent | None:
-        """One event, or ``None``."""
-        ...
-
-    def crop(self, event_id: int) -> bytes | None:
-        """The JPEG crop of an event, or ``None``."""
-        ...
-
-    def embedding(self, event_id: int) -> npt.NDArray[np.float32] | None:
-        """The stored embedding of an event, or ``None``."""
-        ...
-
-    def query(self, query: EventQuery | None = None, *, page: int = 1, per_page: int = 50) -> EventPage:
-        """Events matching ``query``, newest first, one page of them."""
-        ...
-
-    def count(self) -> int:
-        """How many events are stored."""
-        ...
-
-    def mark_named(self, event_id: int, name: str, sample_id: int) -> None:
-        """Record that an unknown face became ``sample_id`` of ``name``."""
-        ...
-
-    def rename(self, old: str, new: str) -> None:
-        """Follow a person's rename in the stored events."""
-        ...
-
-    def close(self) -> None:
-        """Release the store (idempotent)."""
-        ...
-
-
-def iso_time(epoch_s: float) -> str:
-    """Epoch seconds as ISO 8601 UTC with seconds, e.g. ``2024-06-01T12:00:00+00:00``."""
-    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds")
 
 
 _COLUMNS = (
