@@ -384,8 +384,25 @@ def _memory_location(tmp_path: Path) -> str:
 SQLITE = StoreKind("sqlite", lambda tmp: f"sqlite:///{tmp / 'gallery.db'}", open_gallery, other_process=True)
 MEMORY = StoreKind("memory", _memory_location, lambda loc: MemoryStore(_MEMORY[loc], loc), other_process=False)
 
-KINDS = [pytest.param(SQLITE, id="sqlite"), pytest.param(MEMORY, id="memory")]
-# A PostgreSQL store: pytest.param(POSTGRES, id="postgresql", marks=<skip unless a server is configured>).
+
+_PG_CLUSTER: list[Any] = []  # the conftest's PgCluster, once a PostgreSQL test asked for it
+
+
+def _postgres_location(tmp_path: Path) -> str:
+    return str(_PG_CLUSTER[0].new_database())  # a fresh database on a real server (tests/gallery/conftest.py)
+
+
+POSTGRES = StoreKind("postgresql", _postgres_location, open_gallery, other_process=True)
+
+KINDS = [pytest.param(SQLITE, id="sqlite"), pytest.param(MEMORY, id="memory"), pytest.param(POSTGRES, id="postgresql")]
+
+
+@pytest.fixture(autouse=True)
+def _postgres_server(request: pytest.FixtureRequest) -> None:
+    """Start (or skip without) the test PostgreSQL server for the tests that use the PostgreSQL kind."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and any(v is POSTGRES for v in callspec.params.values()):
+        _PG_CLUSTER[:] = [request.getfixturevalue("pg_cluster")]
 
 
 @pytest.fixture(params=KINDS)

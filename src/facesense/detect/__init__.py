@@ -1,4 +1,4 @@
-"""Face detectors: the :class:`Detector` interface, the MTCNN implementation, and the factory.
+"""Face detectors: the :class:`Detector` interface, the MTCNN and YuNet implementations, and the factory.
 
 Build detectors with :func:`make_detector`, which takes its defaults from the one table
 :data:`DEFAULTS` (per use: photos or video streams). Importing this package is cheap:
@@ -9,6 +9,7 @@ OpenCV and ONNX Runtime are imported, and the models loaded, on a detector's fir
 from facesense.detect.base import Detector
 from facesense.detect.factory import DEFAULTS, DetectorDefaults, DetectorKind, DetectorUse, make_detector
 from facesense.detect.mtcnn import MTCNNConfig, MTCNNDetector
+from facesense.detect.yunet import YuNetConfig, YuNetDetector
 
 __all__ = [
     "DEFAULTS",
@@ -18,5 +19,7 @@ __all__ = [
     "DetectorUse",
     "MTCNNConfig",
     "MTCNNDetector",
+    "YuNetConfig",
+    "YuNetDetector",
     "make_detector",
 ]

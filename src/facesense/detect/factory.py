@@ -35,6 +35,7 @@ class DetectorKind(str, enum.Enum):
     """The detectors facesense ships (keys of :data:`facesense.models.registry.DETECTORS`)."""
 
     MTCNN = "mtcnn"
+    YUNET = "yunet"
 
 
 class DetectorUse(str, enum.Enum):
@@ -77,17 +78,20 @@ def make_detector(
     Models load on the first :meth:`~facesense.detect.base.Detector.detect` call, not here.
 
     Args:
-        kind: which detector (``"mtcnn"``).
+        kind: which detector (``"mtcnn"`` or ``"yunet"``).
         use: ``"image"`` (photos) or ``"video"`` (streams); picks the row of
             :data:`DEFAULTS` for every setting not given.
         min_face_px: smallest face to look for, in pixels; ``None`` takes the default
             for ``use``.
         threads: inference threads; ``None`` uses ``$FACESENSE_THREADS`` or every core.
         options: further settings of the detector's config (for MTCNN the fields of
-            :class:`~facesense.detect.mtcnn.MTCNNConfig`: ``thresholds``, ``scale_factor``).
+            :class:`~facesense.detect.mtcnn.MTCNNConfig`: ``thresholds``, ``scale_factor``;
+            for YuNet those of :class:`~facesense.detect.yunet.YuNetConfig`:
+            ``score_threshold``, ``iou_threshold``, ``max_side_px``).
 
     Returns:
-        The detector (for ``"mtcnn"`` an :class:`~facesense.detect.mtcnn.MTCNNDetector`).
+        The detector (an :class:`~facesense.detect.mtcnn.MTCNNDetector` for ``"mtcnn"``,
+        a :class:`~facesense.detect.yunet.YuNetDetector` for ``"yunet"``).
 
     Raises:
         ConfigError: unknown kind, use or option (with a did-you-mean), or a bad value.
@@ -95,9 +99,18 @@ def make_detector(
     kind = parse_choice(DetectorKind, kind, "detector")
     use = parse_choice(DetectorUse, use, "detector use")
     defaults = DEFAULTS[use]
-    from facesense.detect.mtcnn import MTCNNConfig, MTCNNDetector
+    config_type: Any
+    detector_type: Any
+    if kind is DetectorKind.YUNET:
+        from facesense.detect.yunet import YuNetConfig, YuNetDetector
 
-    known = [f.name for f in fields(MTCNNConfig) if f.name not in ("min_face_px", "threads")]
+        config_type, detector_type = YuNetConfig, YuNetDetector
+    else:
+        from facesense.detect.mtcnn import MTCNNConfig, MTCNNDetector
+
+        config_type, detector_type = MTCNNConfig, MTCNNDetector
+
+    known = [f.name for f in fields(config_type) if f.name not in ("min_face_px", "threads")]
     unknown = sorted(set(options) - set(known))
     if unknown:
         name = unknown[0]
@@ -105,9 +118,10 @@ def make_detector(
             f"unknown {kind.value} option {name!r}{did_you_mean(name, known)}; "
             f"choose from min_face_px, threads, {', '.join(known)}"
         )
-    config = MTCNNConfig(
+    config = config_type(
         min_face_px=defaults.min_face_px if min_face_px is None else min_face_px,
         threads=threads,
         **options,
     )
-    return MTCNNDetector(config)
+    detector: Detector = detector_type(config)
+    return detector

@@ -6,7 +6,7 @@ A gallery is named by a file path or by a URL::
     ~/faces/gallery.db              an SQLite file (``~`` is expanded)
     sqlite:///gallery.db            the same file, as a URL (three slashes: relative path)
     sqlite:////srv/faces/g.db       an absolute path (four slashes), as SQLAlchemy spells it
-    postgresql://user@host/db       PostgreSQL + pgvector (not supported in this version)
+    postgresql://user@host:port/db  PostgreSQL + pgvector (``postgres://`` too)
 
 Text that looks like a URL (``scheme://...`` or ``scheme:/...``) is never taken for a
 file name: an unknown scheme raises :class:`~facesense.errors.ConfigError` with a
@@ -45,14 +45,16 @@ class GalleryLocation:
     """A parsed gallery location.
 
     Attributes:
-        kind: the store, ``"sqlite"``.
-        path: the SQLite file (``~`` expanded, not resolved).
+        kind: the store, ``"sqlite"`` or ``"postgresql"``.
+        path: the SQLite file (``~`` expanded, not resolved); empty for PostgreSQL.
         display: how to show it to a user (a path, or a URL without its password).
+        url: the PostgreSQL URL as given (with its password); empty for SQLite.
     """
 
     kind: str
     path: Path
     display: str
+    url: str = ""
 
 
 def _redact(url: str) -> str:
@@ -62,6 +64,20 @@ def _redact(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return parts._replace(netloc=netloc).geturl()
+
+
+def display_postgres_url(url: str) -> str:
+    """A PostgreSQL ``url`` without its password (in the user part or a ``password=`` option)."""
+    from urllib.parse import parse_qsl, urlencode
+
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        netloc = f"{userinfo.split(':', 1)[0]}@{host}"
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = urlencode([(k, v) for k, v in pairs if k.lower() != "password"], safe="/")
+    return parts._replace(netloc=netloc, query=query).geturl()
 
 
 def _base_scheme(scheme: str) -> str:
@@ -103,10 +119,9 @@ def parse_location(url_or_path: str | os.PathLike[str] | None) -> GalleryLocatio
         return GalleryLocation("sqlite", path, str(path))
     shown = _redact(text)
     if base in _POSTGRES_SCHEMES:
-        raise ConfigError(
-            f"PostgreSQL galleries are not supported in this version of facesense ({shown}); "
-            f"use an SQLite gallery: {_FORMS}"
-        )
+        if not match.group("slash") or not text.partition(":")[2].startswith("//"):
+            raise ConfigError(f"{shown} is not a well-formed PostgreSQL URL; give postgresql://USER@HOST:PORT/DATABASE")
+        return GalleryLocation("postgresql", Path(), display_postgres_url(text), url=text)
     if base not in _SQLITE_SCHEMES:
         from facesense.choices import did_you_mean
 
@@ -169,6 +184,10 @@ def open_gallery(
     from facesense.gallery.sqlite import SQLiteGallery
 
     location = parse_location(url_or_path)
+    if location.kind == "postgresql":
+        from facesense.gallery.postgres import PostgresGallery  # psycopg is imported only here
+
+        return PostgresGallery(location.url, create=create, read_only=read_only)
     return SQLiteGallery(location.path, create=create, read_only=read_only)
 
 

