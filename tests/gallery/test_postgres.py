@@ -188,7 +188,10 @@ def test_hnsw_search_in_the_database_agrees_with_exact_search(pg_url: str, monke
         probes = _unit(vectors[:, 0] + 0.05 * rng.normal(size=(n_people, dim)) / np.sqrt(dim) * 4)[:200]
         exact = g.search(probes, 5, model_id=MODEL)  # 1,600 samples: in memory
         monkeypatch.setattr(pg, "DB_SEARCH_FROM_SAMPLES", 1_000)
-        approx = g.search(probes, 5, model_id=MODEL)  # above the threshold: HNSW in PostgreSQL
+        meanwhile = g.search(probes, 5, model_id=MODEL)  # above the threshold: starts building the index
+        assert meanwhile.sample_ids.tolist() == exact.sample_ids.tolist()  # exact until it is built
+        g.build_search_index(MODEL, dim)  # waits for the background build (advisory lock), or builds
+        approx = g.search(probes, 5, model_id=MODEL)  # HNSW in PostgreSQL
         index = g._hnsw_name(MODEL, dim)  # the name, to look it up in the catalogue
     with psycopg.connect(pg_url) as conn:
         (indexdef,) = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", (index,)).fetchone() or ("",)
@@ -199,7 +202,7 @@ def test_hnsw_search_in_the_database_agrees_with_exact_search(pg_url: str, monke
                 f"ORDER BY embedding::vector(128) <-> '{probes[0].tolist()}'::vector(128) LIMIT 5"
             ).fetchall()
         )
-    assert "hnsw" in indexdef and "vector_l2_ops" in indexdef and "m='16'" in indexdef
+    assert "hnsw" in indexdef and "vector_l2_ops" in indexdef and "m='16'" in indexdef and "ef_construction='64'" in indexdef
     assert index in plan
     assert approx.distances.shape == exact.distances.shape == (200, 5)
     recall_at_1 = float(np.mean(approx.sample_ids[:, 0] == exact.sample_ids[:, 0]))

@@ -89,6 +89,8 @@ class BenchConfig:
             of :data:`facesense.detect.DEFAULTS`, as ``watch``); the peers get the same.
         embedder: which embedder ``make_embedder`` builds (``fusion``, ``facenet``,
             ``dlib``), as ``watch --embedder``.
+        detector: which detector ``make_detector`` builds (``mtcnn``, ``yunet``), as
+            ``watch --detector``.
         compare: also time the peers on the same frames.
         compare_frames: time the peers on at most this many of those frames
             (``None``: all of them).
@@ -102,12 +104,14 @@ class BenchConfig:
     every: int = 1
     min_face_px: float | None = None
     embedder: str = "fusion"
+    detector: str = "mtcnn"
     compare: bool = False
     compare_frames: int | None = None
     enroll_faces: int = 4
 
     def __post_init__(self) -> None:
         from facesense.choices import parse_choice
+        from facesense.detect import DetectorKind
         from facesense.embed import EmbedderKind
 
         if self.frames is not None and (not isinstance(self.frames, int) or self.frames < 1):
@@ -121,6 +125,7 @@ class BenchConfig:
         if not isinstance(self.enroll_faces, int) or self.enroll_faces < 1:
             raise ConfigError(f"enroll_faces must be a positive integer, got {self.enroll_faces!r}")
         object.__setattr__(self, "embedder", parse_choice(EmbedderKind, self.embedder, "embedder").value)
+        object.__setattr__(self, "detector", parse_choice(DetectorKind, self.detector, "detector").value)
 
 
 def peak_rss_mb() -> float:
@@ -327,7 +332,7 @@ def _run(
     load_avg = _load_avg()
     probe = _probe(source)
     min_face_px = DEFAULTS[DetectorUse.VIDEO].min_face_px if cfg.min_face_px is None else float(cfg.min_face_px)
-    detector = make_detector("mtcnn", use="video", min_face_px=min_face_px)
+    detector = make_detector(cfg.detector, use="video", min_face_px=min_face_px)
     embedder = make_embedder(cfg.embedder)
     store = open_gallery(tmp / "bench-gallery.db")
     stack.callback(store.close)  # after the peers too: the matcher reads it

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from facesense.cli._common import embedder_option, emit_json, min_face_option
+from facesense.cli._common import detector_option, embedder_option, emit_json, min_face_option
 
 if TYPE_CHECKING:
     import enum
@@ -29,6 +29,7 @@ __all__ = ["bench"]
     help="Detect faces every N frames; track in between.",
 )
 @min_face_option("video")
+@detector_option()
 @embedder_option()
 @click.option(
     "--compare",
@@ -47,6 +48,7 @@ def bench(
     frames: int | None,
     every: int,
     min_face_px: float | None,
+    detector_kind: enum.Enum,
     embedder_kind: enum.Enum,
     compare: bool,
     compare_frames: int | None,
@@ -71,6 +73,7 @@ def bench(
         every=every,
         min_face_px=min_face_px,
         embedder=str(embedder_kind.value),
+        detector=str(detector_kind.value),
         compare=compare,
         compare_frames=compare_frames,
     )

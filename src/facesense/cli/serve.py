@@ -12,6 +12,7 @@ cancel the streams with a traceback each.
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from facesense.cli._common import db_option, min_face_option
+from facesense.cli._common import db_option, detector_option, min_face_option
 from facesense.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ GRACEFUL_SHUTDOWN_S = 3  # open MJPEG streams are cut after this on shutdown
 @click.option("--loop", is_flag=True, help="Play file and folder sources again and again.")
 @click.option("--every", type=click.IntRange(min=1), default=3, show_default=True, help="Detect faces every N frames on the sources; track in between.")
 @min_face_option("video")
+@detector_option()
 @click.option("--threshold", type=click.FloatRange(min=0), default=None, help="Score above which a face is unknown [default: calibrated].")
 @click.option("--events-db", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Events file [default: <gallery>.events.db beside the gallery].")
 @click.option("--keep-events", type=click.IntRange(min=1), default=10_000, show_default=True, help="Keep at most this many events.")
@@ -55,6 +57,7 @@ def serve(
     loop: bool,
     every: int,
     min_face_px: float | None,
+    detector_kind: enum.Enum,
     threshold: float | None,
     events_db: Path | None,
     keep_events: int,
@@ -94,6 +97,7 @@ def serve(
         loop=loop,
         every=every,
         min_face_px=min_face_px,
+        detector=str(detector_kind.value),
         threshold=threshold,
         max_upload_bytes=max_upload,
         max_request_bytes=max(5 * max_upload, 50 * 1024 * 1024),

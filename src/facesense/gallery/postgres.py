@@ -28,8 +28,11 @@ whole people and samples, or nothing.
 
 Search: below :data:`DB_SEARCH_FROM_SAMPLES` samples of a model, :meth:`PostgresGallery.search`
 is exact, in memory, over a matrix cached per revision (as the SQLite store does);
-above it the database answers with its HNSW index (created the first time a model
-crosses the threshold).
+above it the database answers with its HNSW index. That index is built the first time
+a model crosses the threshold, in a background thread with ``CREATE INDEX CONCURRENTLY``
+(writers are not blocked; about 20 s for 20,000 512-d samples on 2 cores), and searches
+stay exact and in memory until it is valid (:meth:`PostgresGallery.build_search_index`
+builds it on demand).
 
 psycopg is imported only when this module is, and ``facesense.gallery`` imports this
 module only when a PostgreSQL gallery is opened.
@@ -41,6 +44,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -200,7 +204,9 @@ class PostgresGallery:
         self._lock = threading.RLock()
         self._index: _Index | None = None
         self._plan: _Plan | None = None
-        self._hnsw_ready: set[tuple[str, int]] = set()
+        self._hnsw_done: set[tuple[str, int]] = set()  # (model, dim) whose HNSW index is valid
+        self._hnsw_building: set[tuple[str, int]] = set()
+        self._hnsw_threads: list[threading.Thread] = []
         self._read_only_reason: str | None = "it was opened read-only" if read_only else None
         kwargs: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "facesense"}
         try:
@@ -571,7 +577,7 @@ class PostgresGallery:
             raise ModelMismatchError(
                 f"{self._display}: model {model_id!r} embeddings are {plan.dim}-d in the gallery, got {q.shape[1]}-d"
             )
-        if plan.n > DB_SEARCH_FROM_SAMPLES:
+        if plan.n > DB_SEARCH_FROM_SAMPLES and self._hnsw_ready(plan.model_id, plan.dim):
             return self._search_in_db(q, int(k), plan)
         return self._search_in_memory(q, int(k), plan)
 
@@ -639,38 +645,99 @@ class PostgresGallery:
         digest = hashlib.sha256(f"{model_id}\x00{dim}".encode()).hexdigest()[:16]
         return f"facesense_samples_hnsw_{digest}"
 
-    def _ensure_hnsw(self, model_id: str, dim: int) -> None:
-        """Create the model's HNSW index if it is missing (once per process and model)."""
-        key = (model_id, dim)
-        if key in self._hnsw_ready:
-            return
-        name = self._hnsw_name(model_id, dim)
+    def _hnsw_valid(self, name: str) -> bool | None:
+        """Whether the index ``name`` is built (``None``: no such index; ``False``: half-built)."""
         with self._db() as conn:
-            row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
-            exists = bool(row and row[0])
-        if not exists and self._read_only_reason is None:
-            stmt = sql.SQL(
-                "CREATE INDEX IF NOT EXISTS {name} ON facesense_samples USING hnsw ((embedding::vector({dim})) vector_l2_ops) "
-                "WITH (m = {m}, ef_construction = {ef}) WHERE model_id = {model}"
-            ).format(
-                name=sql.Identifier(name), dim=sql.Literal(dim), m=sql.Literal(HNSW_M),
-                ef=sql.Literal(HNSW_EF_CONSTRUCTION), model=sql.Literal(model_id),
-            )
-            logger.info("%s: building the HNSW index of model %r (%d-d)", self._display, model_id, dim)
-            try:
-                with self._db() as conn:
-                    conn.execute(stmt)
-                with self._db() as conn:
-                    conn.execute("ANALYZE facesense_samples")  # so the planner knows the index pays
-            except GalleryError as exc:
-                # Another process built it at the same moment, or this user may not: the
-                # search below still works, exactly, by a scan.
-                logger.warning("%s: cannot build the HNSW index of %r: %s", self._display, model_id, exc)
-                return
-        self._hnsw_ready.add(key)
+            row = conn.execute(
+                "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid WHERE c.relname = %s",
+                (name,),
+            ).fetchone()
+        return None if row is None else bool(row[0])
+
+    def _hnsw_ready(self, model_id: str, dim: int) -> bool:
+        """Whether the model's HNSW index can answer searches; starts building it in the background if not."""
+        key = (model_id, dim)
+        if key in self._hnsw_done:
+            return True
+        if self._hnsw_valid(self._hnsw_name(model_id, dim)):
+            self._hnsw_done.add(key)
+            return True
+        with self._lock:
+            if self._read_only_reason is None and key not in self._hnsw_building:
+                self._hnsw_building.add(key)
+                thread = threading.Thread(
+                    target=self._build_hnsw_in_background, args=key, name="facesense-hnsw-build", daemon=True
+                )
+                self._hnsw_threads.append(thread)
+                thread.start()
+        return False
+
+    def _build_hnsw_in_background(self, model_id: str, dim: int) -> None:
+        try:
+            self.build_search_index(model_id, dim)
+        except (GalleryError, psycopg.Error) as exc:
+            logger.warning("%s: cannot build the HNSW index of %r: %s", self._display, model_id, exc)
+        finally:
+            self._hnsw_building.discard((model_id, dim))
+
+    def build_search_index(self, model_id: str, dim: int) -> None:
+        """Build the HNSW index of one model now (``CREATE INDEX CONCURRENTLY``: writers go on).
+
+        :meth:`search` starts this in a background thread the first time a model has
+        more than :data:`DB_SEARCH_FROM_SAMPLES` samples, and searches exactly in memory
+        until the index is valid. Another process building it at the same time is waited
+        for (an advisory lock); a half-built index left by a killed build is rebuilt.
+
+        Raises:
+            ReadOnlyGalleryError: a read-only gallery.
+            GalleryError: the database refused (no privilege to create indexes, say).
+        """
+        self._require_writable(f"build the search index of {model_id!r}")
+        name = self._hnsw_name(model_id, dim)
+        lock = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        create = sql.SQL(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON facesense_samples "
+            "USING hnsw ((embedding::vector({dim})) vector_l2_ops) "
+            "WITH (m = {m}, ef_construction = {ef}) WHERE model_id = {model}"
+        ).format(
+            name=sql.Identifier(name), dim=sql.Literal(dim), m=sql.Literal(HNSW_M),
+            ef=sql.Literal(HNSW_EF_CONSTRUCTION), model=sql.Literal(model_id),
+        )
+        started = time.monotonic()
+        try:
+            with self._pool.connection() as conn:
+                conn.autocommit = True  # CONCURRENTLY runs outside a transaction
+                try:
+                    # Poll: a statement waiting on the lock would hold a snapshot, and the
+                    # other builder's CREATE INDEX CONCURRENTLY waits for every snapshot.
+                    while not (conn.execute("SELECT pg_try_advisory_lock(%s)", (lock,)).fetchone() or (False,))[0]:
+                        time.sleep(0.2)
+                    try:
+                        row = conn.execute(
+                            "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
+                            "WHERE c.relname = %s",
+                            (name,),
+                        ).fetchone()
+                        if row is not None and row[0]:
+                            self._hnsw_done.add((model_id, dim))
+                            return
+                        if row is not None:  # left half-built by a build that was killed
+                            conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {name}").format(name=sql.Identifier(name)))
+                        logger.info("%s: building the HNSW index of model %r (%d-d)", self._display, model_id, dim)
+                        conn.execute(create)
+                        conn.execute("ANALYZE facesense_samples")  # so the planner knows the index pays
+                    finally:
+                        conn.execute("SELECT pg_advisory_unlock(%s)", (lock,))
+                finally:
+                    conn.autocommit = False
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise GalleryError(f"{self._display}: may not create the search index ({self._clean(_first_line(exc))})") from exc
+        except psycopg.Error as exc:
+            raise GalleryError(f"{self._display}: cannot build the search index ({self._clean(_first_line(exc))})") from exc
+        self._hnsw_done.add((model_id, dim))
+        logger.info("%s: HNSW index of %r built in %.1f s", self._display, model_id, time.monotonic() - started)
 
     def _search_in_db(self, q: npt.NDArray[np.float32], k: int, plan: _Plan) -> SearchResult:
-        self._ensure_hnsw(plan.model_id, plan.dim)
         kk = min(k, plan.n)
         # Literals, not parameters: the partial index matches only a constant model id.
         vec = sql.SQL("embedding::vector({dim})").format(dim=sql.Literal(plan.dim))

@@ -209,7 +209,7 @@ def create_app(
     from facesense.recognize import LiveMatcher
 
     if models is None:
-        models = WebModels(min_face_px=config.min_face_px)
+        models = WebModels(min_face_px=config.min_face_px, detector=config.detector)
     with contextlib.ExitStack() as on_error:
         store = open_gallery(config.db, create=True)
         on_error.callback(store.close)

@@ -53,6 +53,7 @@ class ServeConfig:
         every: detect faces every ``every`` frames on the sources; track in between.
         min_face_px: smallest face the sources' detector looks for (``None``: the video
             default of :data:`facesense.detect.DEFAULTS`).
+        detector: the sources' detector kind (``mtcnn``, ``yunet``).
         threshold: matcher threshold (``None``: the calibrated default).
         max_upload_bytes: largest accepted image upload.
         max_request_bytes: largest request body (several photos at once).
@@ -71,6 +72,7 @@ class ServeConfig:
     loop: bool = False
     every: int = 3
     min_face_px: float | None = None
+    detector: str = "mtcnn"
     threshold: float | None = None
     max_upload_bytes: int = 10 * 1024 * 1024
     max_request_bytes: int = 50 * 1024 * 1024
@@ -79,6 +81,10 @@ class ServeConfig:
     unknown_after_frames: int = 30
 
     def __post_init__(self) -> None:
+        from facesense.choices import parse_choice
+        from facesense.detect import DetectorKind
+
+        object.__setattr__(self, "detector", parse_choice(DetectorKind, self.detector, "detector").value)
         if self.token is not None:
             if not self.token or self.token != self.token.strip() or any(c.isspace() for c in self.token):
                 raise ConfigError("the token must be non-empty and contain no spaces")

@@ -33,8 +33,9 @@ class WebModels:
     Args:
         analyzer: detects and embeds uploads; a :class:`~facesense.analyzer.FaceAnalyzer`
             (the library defaults for still images) by default.
-        live_detector: the sources' detector; ``make_detector("mtcnn", use="video")`` with
+        live_detector: the sources' detector; ``make_detector(detector, use="video")`` with
             ``min_face_px`` by default.
+        detector: the kind of the default live detector (``mtcnn``, ``yunet``).
         min_face_px: smallest face the default live detector looks for (``None``: the
             video default of :data:`facesense.detect.DEFAULTS`).
     """
@@ -45,8 +46,10 @@ class WebModels:
         analyzer: FaceAnalyzer | None = None,
         live_detector: Detector | None = None,
         min_face_px: float | None = None,
+        detector: str = "mtcnn",
     ) -> None:
         self._analyzer = analyzer
+        self.detector_kind = detector
         self._live_detector = live_detector
         self.min_face_px = min_face_px
         self._lock = threading.Lock()
@@ -79,7 +82,7 @@ class WebModels:
             if self._live_detector is None:
                 from facesense.detect import make_detector
 
-                self._live_detector = make_detector("mtcnn", min_face_px=self.min_face_px, use="video")
+                self._live_detector = make_detector(self.detector_kind, min_face_px=self.min_face_px, use="video")
             return self._live_detector
 
     def warm_up(self) -> None:
