@@ -146,7 +146,7 @@ def _other_model_gallery(folder: Path) -> None:
         ("clip", ["CLIP", "--display"], 2, "cannot show a window"),
         ("clip", ["CLIP", "--output", "out.gif"], 2, "unsupported video suffix"),
         ("clip", ["CLIP", "--db", "nothing-here.db"], 6, "no gallery"),
-        ("clip", ["CLIP", "--db", "postgresql://me@db.example/faces"], 2, "PostgreSQL galleries are not supported"),
+        ("clip", ["CLIP", "--db", "postgresql://me:secret@127.0.0.1:1/faces"], 6, "cannot connect to postgresql://me@127.0.0.1:1/faces"),
         (_other_model_gallery, ["CLIP", "--db", "other.db"], 6, "reembed"),
     ],
 )

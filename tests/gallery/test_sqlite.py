@@ -462,10 +462,7 @@ def test_open_gallery_default_location(tmp_path: Path, monkeypatch: pytest.Monke
 @pytest.mark.parametrize(
     ("given", "message"),
     [
-        ("postgresql://u@h/db", "PostgreSQL galleries are not supported in this version"),
-        ("postgres://u:secret@h:5432/db", r"not supported in this version of facesense \(postgres://u:\*\*\*@h:5432/db\)"),
-        ("postgresql+psycopg://h/db", "PostgreSQL galleries are not supported"),
-        (Path("postgresql://u@h/db"), "PostgreSQL galleries are not supported"),
+        (Path("postgresql://u@h/db"), "not a well-formed PostgreSQL URL"),
         ("sqlit:///g.db", "unknown gallery URL scheme 'sqlit'.*did you mean 'sqlite'"),
         ("postgress://h/db", "did you mean 'postgres'"),
         ("mysql://h/db", "unknown gallery URL scheme 'mysql'"),
@@ -490,3 +487,17 @@ def test_open_gallery_refuses_other_urls_and_creates_nothing(
     with pytest.raises(ConfigError, match=message):
         open_gallery(given, create=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_event_log_sits_beside_its_gallery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An SQLite gallery's events go beside it; a database server's (until events live in
+    the database) to the user data directory; an explicit path wins."""
+    from facesense.gallery import open_event_log, parse_location
+
+    with open_event_log(parse_location(str(tmp_path / "people.db"))) as log:
+        assert log.path == tmp_path / "people.events.db"  # type: ignore[attr-defined]
+    monkeypatch.setattr("facesense.gallery.sqlite.default_db_path", lambda: tmp_path / "data" / "gallery.db")
+    with open_event_log(parse_location("postgresql://u:pw@127.0.0.1:1/faces")) as log:
+        assert log.path == tmp_path / "data" / "events.db"  # type: ignore[attr-defined]
+    with open_event_log(parse_location(str(tmp_path / "people.db")), path=tmp_path / "ev.db") as log:
+        assert log.path == tmp_path / "ev.db"  # type: ignore[attr-defined]

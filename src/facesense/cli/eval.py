@@ -13,6 +13,7 @@ from facesense.cli._common import (
     embedder_option,
     emit_json,
     matcher_option,
+    min_face_option,
     progress_callback,
 )
 
@@ -28,11 +29,13 @@ __all__ = ["eval_group"]
 
 @click.group("eval")
 def eval_group() -> None:
-    """Measure accuracy: LFW verification, WIDER FACE detection, open-set identification.
+    """Measure accuracy: LFW verification, WIDER FACE detection, open-set identification,
+    false faces on images without people, detection of rotated faces.
 
     Exit status: 0 when the report was computed. Images that cannot be read are
     logged and counted in the report the way each protocol says (lfw: as wrong
-    answers; detect: left out of the scoring); no readable image at all is exit 4,
+    answers; detect, negatives, rotated: left out of the counts); no readable image
+    at all (or a folder without images) is exit 4,
     a bad pairs or annotation file exit 2. identify needs every image of its protocol
     and stops at the first unreadable one (exit 4).
     """
@@ -179,3 +182,165 @@ def eval_identify(
         return
     for line in report.lines():
         click.echo(line)
+
+
+@eval_group.command("negatives")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@min_face_option("image")
+@click.option("--json", "as_json", is_flag=True, help="Print the report, with every false face, as one JSON object.")
+@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True, help="List this many of the highest-scored false faces.")
+@detector_option()
+def eval_negatives(
+    folder: Path,
+    min_face_px: float | None,
+    as_json: bool,
+    top: int,
+    detector_kind: DetectorKind,
+) -> None:
+    """False faces on a FOLDER of images without people (animals, textures, objects).
+
+    Every detection is a false face. Reports the images searched, those with any
+    face, the false faces in all and per 50 images, and the highest scores.
+
+    Exit status: 0 when the report was computed (whatever it found); 4 when the
+    folder holds no image or none could be read (unreadable images are logged and
+    left out of the counts); 2 for bad options.
+    """
+    from facesense.detect import make_detector
+    from facesense.eval.negatives import evaluate_negatives
+
+    detector = make_detector(detector_kind, min_face_px=min_face_px, use="image")
+    used_min_face = float(getattr(getattr(detector, "config", None), "min_face_px", min_face_px or 0.0))
+    with progress_callback("images") as on_progress:
+        report = evaluate_negatives(detector, folder, progress=on_progress)
+    if as_json:
+        emit_json({"detector": detector_kind.value, "detector_min_face_px": used_min_face, **report.to_dict()})
+        return
+    click.echo(f"False faces on {report.folder}, {detector_kind.value}, min face {used_min_face:g} px")
+    click.echo(f"  images              {report.images}")
+    click.echo(f"  images with a face  {report.images_with_faces}")
+    click.echo(f"  false faces         {report.total}")
+    click.echo(f"  per 50 images       {report.per_50_images:.2f}")
+    if report.max_score is not None:
+        click.echo(f"  max score           {report.max_score:.3f}")
+    for face in report.false_faces[:top]:
+        x1, y1, x2, y2 = face.xyxy
+        click.echo(f"    {face.score:.3f}  {x1:g},{y1:g},{x2:g},{y2:g}  {face.file}")
+    if report.images_failed:
+        click.echo(f"  {report.images_failed} image(s) could not be read")
+
+
+def _parse_angles(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(a) for a in value.split(",") if a.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated degrees, got {value!r}") from None
+
+
+@eval_group.command("rotated")
+@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="Folder of images with one centred face each (LFW).")
+@click.option("--wider-annotations", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="Instead of --images: wider_face_val_bbx_gt.txt (every face counts).")
+@click.option("--wider-images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="Folder the WIDER annotation paths are relative to.")
+@click.option("--ignore-below", type=click.FloatRange(min=0), default=40.0, show_default=True, help="WIDER: faces with a shorter side below this are not counted.")
+@click.option(
+    "--angles",
+    default="0,30,-30,45,-45,60,-60,90,-90,180",
+    show_default=True,
+    callback=_parse_angles,
+    help="Rotations, degrees counter-clockwise, comma-separated.",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="LFW: a deterministic sample of N images [default: 300]; WIDER: the first N [default: all].")
+@click.option("--seed", type=int, default=0, show_default=True, help="The sample's random seed.")
+@click.option(
+    "--center-tolerance",
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    default=None,
+    help="Match distance: a fraction of the image's shorter side (LFW, default 0.15) or of the face's size (WIDER, default 0.3).",
+)
+@min_face_option("image")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@detector_option()
+def eval_rotated(
+    images: Path | None,
+    wider_annotations: Path | None,
+    wider_images: Path | None,
+    ignore_below: float,
+    angles: tuple[float, ...],
+    limit: int | None,
+    seed: int,
+    center_tolerance: float | None,
+    min_face_px: float | None,
+    as_json: bool,
+    detector_kind: DetectorKind,
+) -> None:
+    """Detection recall per rotation angle on rotated copies of centred-face images.
+
+    Each sampled image is rotated about its centre onto a canvas that holds all of
+    it; the face is found when a detection's box centre lies near the canvas centre.
+    Recall is given per image and relative to upright (0 degrees). With
+    --wider-annotations and --wider-images, every WIDER FACE face at least
+    --ignore-below px counts, found when a detection of about its size is centred
+    near its rotated centre. The landmark columns compare each found face's
+    landmarks, mapped back, with the upright detection's.
+
+    Exit status: 0 when the report was computed; 4 when the folder holds no image or
+    none could be read (unreadable images are logged and left out); 2 for bad options.
+    """
+    from facesense.detect import make_detector
+    from facesense.eval import rotated
+
+    wider = wider_annotations is not None or wider_images is not None
+    if wider == (images is not None) or (wider and (wider_annotations is None or wider_images is None)):
+        raise click.UsageError("give either --images, or both --wider-annotations and --wider-images")
+    detector = make_detector(detector_kind, min_face_px=min_face_px, use="image")
+    used_min_face = float(getattr(getattr(detector, "config", None), "min_face_px", min_face_px or 0.0))
+    with progress_callback("images") as on_progress:
+        if wider_annotations is not None and wider_images is not None:
+            report = rotated.evaluate_rotated_wider(
+                detector,
+                wider_annotations,
+                wider_images,
+                angles=angles,
+                min_face_px=ignore_below,
+                limit=limit,
+                center_tolerance=center_tolerance or rotated.DEFAULT_WIDER_CENTER_TOLERANCE,
+                progress=on_progress,
+            )
+        else:
+            report = rotated.evaluate_rotated(
+                detector,
+                images or Path(),  # not None: checked above
+                angles=angles,
+                limit=limit or rotated.DEFAULT_LIMIT,
+                seed=seed,
+                center_tolerance=center_tolerance or rotated.DEFAULT_CENTER_TOLERANCE,
+                progress=on_progress,
+            )
+    if as_json:
+        emit_json({"detector": detector_kind.value, "detector_min_face_px": used_min_face, **report.to_dict()})
+        return
+    faces = "" if report.min_face_px is None else f" ({report.faces} faces >= {report.min_face_px:g} px)"
+    click.echo(
+        f"Rotated faces, {report.images} images{faces} of {report.folder}, {detector_kind.value}, "
+        f"min face {used_min_face:g} px, centre tolerance {report.center_tolerance:g}"
+    )
+    click.echo(
+        f"  {'angle':>6} {'found':>6} {'recall':>7} {'vs upright':>10} {'given upright':>13} "
+        f"{'lmk err':>7} {'lmk ok':>6} {'ms':>6}"
+    )
+
+    def cell(value: float | None, width: int) -> str:
+        return f"{'-':>{width}}" if value is None else f"{value:{width}.3f}"
+
+    for a in report.angles:
+        click.echo(
+            f"  {a.angle_deg:>6g} {a.found:6d} {a.recall:7.3f} {cell(a.relative_to_upright, 10)} "
+            f"{cell(a.found_given_upright, 13)} {cell(a.landmark_nme_median, 7)} {cell(a.landmarks_agree, 6)} "
+            f"{a.detect_ms_median:6.1f}"
+        )
+    click.echo(
+        "  lmk err: median landmark error vs the upright detection, over the eye distance; "
+        "lmk ok: share with error <= 0.25"
+    )
+    if report.images_failed:
+        click.echo(f"  {report.images_failed} image(s) could not be read")

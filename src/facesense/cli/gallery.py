@@ -64,7 +64,11 @@ def _new_gallery_guard(db: str | None) -> Iterator[Callable[[], None]]:
     """
     from facesense.gallery.location import parse_location
 
-    path = parse_location(db).path
+    location = parse_location(db)
+    if location.kind != "sqlite":  # a database server: nothing to clean up on disk
+        yield lambda: None
+        return
+    path = location.path
     existed = path.exists()
     keep = [False]
 

@@ -74,7 +74,7 @@ def _open_matcher(
     from facesense.recognize import LiveMatcher
 
     location = parse_location(db)
-    if not explicit and not location.path.exists():
+    if not explicit and location.kind == "sqlite" and not location.path.exists():
         logger.info("no gallery at %s: every face stays unnamed (enroll people, or pass --db)", location.display)
         return None
     store = open_db(db)

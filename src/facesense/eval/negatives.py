@@ -143,7 +143,7 @@ def evaluate_negatives(
             read += 1
             with_faces += int(len(faces) > 0)
             name = path.relative_to(root).as_posix()
-            for box, score in zip(faces.xyxy.tolist(), faces.scores.tolist()):
+            for box, score in zip(faces.xyxy.tolist(), faces.scores.tolist(), strict=True):
                 x1, y1, x2, y2 = (round(float(v), 1) for v in box)
                 found.append(FalseFace(file=name, score=round(float(score), 4), xyxy=(x1, y1, x2, y2)))
         if progress is not None:

@@ -40,7 +40,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from facesense.errors import GalleryError
+from facesense.errors import EnrollmentError, GalleryError, ModelMismatchError
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -55,6 +55,9 @@ __all__ = [
     "SearchResult",
     "read_export",
     "validate_name",
+    "ImportRow",
+    "plan_import",
+    "samples_model",
     "write_export",
 ]
 
@@ -446,3 +449,87 @@ def read_export(path: str | os.PathLike[str]) -> ExportData:
         raise GalleryError(f"{p}: corrupt gallery export (a sample names an unlisted person)")
     thumbs = tuple(blob[offsets[i] : offsets[i + 1]] for i in range(n))
     return ExportData(people=people, samples=samples, matrix=matrix, thumbnails=thumbs)
+
+
+# --- what every store checks the same way ------------------------------------------
+
+
+def samples_model(name: str, samples: Sequence[NewSample]) -> tuple[str, int]:
+    """The one ``(model_id, dim)`` of samples about to be added to ``name``.
+
+    Raises:
+        EnrollmentError: no samples.
+        ModelMismatchError: the samples mix models or embedding lengths.
+    """
+    if not samples:
+        raise EnrollmentError(f"no samples to add for {name!r}")
+    models = {(s.model_id, int(s.embedding.shape[0])) for s in samples}
+    if len(models) != 1:
+        raise ModelMismatchError(f"samples for {name!r} mix models or lengths: {sorted(models)}")
+    return models.pop()
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    """One sample of an export file, ready for a store's insert.
+
+    Attributes:
+        person: the person's name.
+        created: when the person was enrolled (ISO 8601), for a person the store lacks.
+        sample: the sample.
+        added: when the sample was added (ISO 8601), or ``None`` when the file does not say.
+    """
+
+    person: str
+    created: str
+    sample: NewSample
+    added: str | None
+
+
+def _export_box(value: object) -> tuple[float, float, float, float]:
+    """An export's ``xyxy`` entry as four floats (``(0, 0, 0, 0)`` when absent)."""
+    if value is None:
+        return (0.0, 0.0, 0.0, 0.0)
+    if not isinstance(value, list | tuple) or len(value) != 4:
+        raise ValueError(f"xyxy: expected 4 numbers, got {value!r}")
+    x1, y1, x2, y2 = (float(v) for v in value)
+    return (x1, y1, x2, y2)
+
+
+def plan_import(path: str | os.PathLike[str]) -> tuple[tuple[str, int] | None, list[ImportRow]]:
+    """Read and check an export file before a store merges it (:meth:`GalleryStore.import_file`).
+
+    Returns:
+        The file's ``(model_id, dim)`` (``None`` for an export without samples) and its
+        rows, in file order.
+
+    Raises:
+        GalleryError: the file is not a valid export, or a sample in it is corrupt.
+        ModelMismatchError: the export mixes models.
+        ConfigError: a person's name in it is not a valid name.
+    """
+    data = read_export(path)
+    models = {(str(s["model_id"]), int(data.matrix.shape[1])) for s in data.samples}
+    if len(models) > 1:
+        raise ModelMismatchError(f"{path}: the export mixes models {sorted(models)}")
+    for name, _ in data.people:
+        validate_name(name)
+    created_at = dict(data.people)
+    rows: list[ImportRow] = []
+    for i, s in enumerate(data.samples):
+        try:
+            sample = NewSample(
+                embedding=data.matrix[i],
+                model_id=str(s["model_id"]),
+                source_sha256=str(s["source_sha256"]),
+                source_path=None if s.get("source_path") is None else str(s["source_path"]),
+                xyxy=_export_box(s.get("xyxy")),
+                thumbnail_jpeg=data.thumbnails[i],
+            )
+        except (TypeError, ValueError) as exc:
+            raise GalleryError(f"{path}: corrupt sample {i} in the export ({exc})") from exc
+        name = str(s["person"])
+        added = s.get("added")
+        rows.append(ImportRow(name, created_at[name], sample, None if not added else str(added)))
+    return (next(iter(models)) if models else None), rows
+

@@ -202,8 +202,10 @@ def open_event_log(
 
     Args:
         location: the gallery's location (:func:`parse_location`).
-        path: where the log lives instead of its default place (for an SQLite gallery
-            ``<gallery stem>.events.db`` beside the gallery file).
+        path: where the log lives instead of its default place: for an SQLite gallery
+            ``<gallery stem>.events.db`` beside the gallery file; for a database server
+            (until events live in the database too) ``events.db`` in the user data
+            directory.
         keep_events, keep_days: pruning: the newest ``keep_events`` events of the last
             ``keep_days`` days stay.
 
@@ -214,5 +216,10 @@ def open_event_log(
     from facesense.gallery.sqlite_events import SQLiteEventStore
 
     if path is None:
-        path = location.path.with_name(location.path.stem + ".events.db")
+        if location.kind == "sqlite":
+            path = location.path.with_name(location.path.stem + ".events.db")
+        else:
+            from facesense.gallery.sqlite import default_db_path
+
+            path = default_db_path().with_name("events.db")
     return SQLiteEventStore(path, keep_events=keep_events, keep_days=keep_days)

@@ -69,7 +69,8 @@ from facesense.gallery.base import (
     Person,
     Sample,
     SearchResult,
-    read_export,
+    plan_import,
+    samples_model,
     validate_name,
     write_export,
 )
@@ -784,12 +785,7 @@ class PostgresGallery:
             GalleryError: a duplicate source for this person, a read-only gallery, or a database error.
         """
         self._require_writable(f"add samples to {name!r}")
-        if not samples:
-            raise EnrollmentError(f"no samples to add for {name!r}")
-        models = {(s.model_id, int(s.embedding.shape[0])) for s in samples}
-        if len(models) != 1:
-            raise ModelMismatchError(f"samples for {name!r} mix models or lengths: {sorted(models)}")
-        model_id, dim = models.pop()
+        model_id, dim = samples_model(name, samples)
         with self._transaction(f"add samples to {name!r}") as conn:
             self._check_model(conn, model_id, dim)
             pid = self._person_id(conn, name)
@@ -917,48 +913,29 @@ class PostgresGallery:
 
     def import_file(self, path: str | os.PathLike[str]) -> ImportSummary:
         """Merge an export into this gallery in one transaction (see the SQLite store)."""
-        from facesense.gallery.sqlite import _box
-
         self._require_writable(f"import {path}")
-        data = read_export(path)
-        models = {(str(s["model_id"]), int(data.matrix.shape[1])) for s in data.samples}
-        if len(models) > 1:
-            raise ModelMismatchError(f"{path}: the export mixes models {sorted(models)}")
-        for name, _ in data.people:
-            validate_name(name)
-        created_at = dict(data.people)
+        model, rows = plan_import(path)
         added_people: list[str] = []
         n_added = n_skipped = 0
         with self._transaction(f"import {path}") as conn:
-            if models:
-                model_id, dim = next(iter(models))
-                self._check_model(conn, model_id, dim)
+            if model is not None:
+                self._check_model(conn, *model)
             person_ids: dict[str, int] = {}
-            for i, s in enumerate(data.samples):
-                name = str(s["person"])
-                pid = person_ids.get(name)
+            for row in rows:
+                pid = person_ids.get(row.person)
                 if pid is None:
-                    pid = self._person_id(conn, name)
+                    pid = self._person_id(conn, row.person)
                     if pid is None:
-                        row = conn.execute(
+                        created = conn.execute(
                             "INSERT INTO facesense_people (name, created) VALUES (%s, %s) RETURNING id",
-                            (name, created_at[name]),
+                            (row.person, row.created),
                         ).fetchone()
-                        if row is None:
-                            raise GalleryError(f"{self._display}: could not create {name!r}")
-                        pid = int(row[0])
-                        added_people.append(name)
-                    person_ids[name] = pid
-                try:
-                    sample = NewSample(
-                        embedding=data.matrix[i], model_id=str(s["model_id"]), source_sha256=str(s["source_sha256"]),
-                        source_path=None if s.get("source_path") is None else str(s["source_path"]),
-                        xyxy=_box(s.get("xyxy")),
-                        thumbnail_jpeg=data.thumbnails[i],
-                    )
-                except (TypeError, ValueError) as exc:
-                    raise GalleryError(f"{path}: corrupt sample {i} in the export ({exc})") from exc
-                if self._insert(conn, pid, sample, str(s.get("added") or _now())) is None:
+                        if created is None:
+                            raise GalleryError(f"{self._display}: could not create {row.person!r}")
+                        pid = int(created[0])
+                        added_people.append(row.person)
+                    person_ids[row.person] = pid
+                if self._insert(conn, pid, row.sample, row.added or _now()) is None:
                     n_skipped += 1
                 else:
                     n_added += 1

@@ -62,7 +62,8 @@ from facesense.gallery.base import (
     Person,
     Sample,
     SearchResult,
-    read_export,
+    plan_import,
+    samples_model,
     validate_name,
     write_export,
 )
@@ -749,12 +750,7 @@ class SQLiteGallery:
             GalleryError: a duplicate source for this person, a read-only gallery, or a database error.
         """
         self._require_writable(f"add samples to {name!r}")
-        if not samples:
-            raise EnrollmentError(f"no samples to add for {name!r}")
-        models = {(s.model_id, int(s.embedding.shape[0])) for s in samples}
-        if len(models) != 1:
-            raise ModelMismatchError(f"samples for {name!r} mix models or lengths: {sorted(models)}")
-        model_id, dim = models.pop()
+        model_id, dim = samples_model(name, samples)
         with self._transaction(f"add samples to {name!r}") as conn:
             self._check_model(conn, model_id, dim)
             pid = self._person_id(conn, name)
@@ -898,49 +894,33 @@ class SQLiteGallery:
             ModelMismatchError: its embeddings come from another model than the gallery's.
         """
         self._require_writable(f"import {path}")
-        data = read_export(path)
-        models = {(str(s["model_id"]), int(data.matrix.shape[1])) for s in data.samples}
-        if len(models) > 1:
-            raise ModelMismatchError(f"{path}: the export mixes models {sorted(models)}")
-        for name, _ in data.people:
-            validate_name(name)
-        created_at = dict(data.people)
+        model, rows = plan_import(path)
         added_people: list[str] = []
         n_added = n_skipped = 0
         with self._transaction(f"import {path}") as conn:
-            if models:
-                model_id, dim = next(iter(models))
-                self._check_model(conn, model_id, dim)
+            if model is not None:
+                self._check_model(conn, *model)
             person_ids: dict[str, int] = {}
-            for i, s in enumerate(data.samples):
-                name = str(s["person"])
-                pid = person_ids.get(name)
+            for row in rows:
+                pid = person_ids.get(row.person)
                 if pid is None:
-                    pid = self._person_id(conn, name)
+                    pid = self._person_id(conn, row.person)
                     if pid is None:
                         pid = int(
                             conn.execute(
-                                "INSERT INTO people (name, created) VALUES (?, ?)", (name, created_at[name])
+                                "INSERT INTO people (name, created) VALUES (?, ?)", (row.person, row.created)
                             ).lastrowid or 0
                         )
-                        added_people.append(name)
-                    person_ids[name] = pid
-                try:
-                    sample = NewSample(
-                        embedding=data.matrix[i], model_id=str(s["model_id"]), source_sha256=str(s["source_sha256"]),
-                        source_path=None if s.get("source_path") is None else str(s["source_path"]),
-                        xyxy=_box(s.get("xyxy")),
-                        thumbnail_jpeg=data.thumbnails[i],
-                    )
-                except (TypeError, ValueError) as exc:
-                    raise GalleryError(f"{path}: corrupt sample {i} in the export ({exc})") from exc
+                        added_people.append(row.person)
+                    person_ids[row.person] = pid
+                sample = row.sample
                 cur = conn.execute(
                     "INSERT OR IGNORE INTO samples (person_id, model_id, dim, embedding, source_path, source_sha256, "
                     "x1, y1, x2, y2, thumbnail, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         pid, sample.model_id, int(sample.embedding.shape[0]), _blob(sample.embedding),
                         sample.source_path, sample.source_sha256, *sample.xyxy, sample.thumbnail_jpeg,
-                        str(s.get("added") or _now()),
+                        row.added or _now(),
                     ),
                 )
                 if cur.rowcount:
@@ -948,16 +928,6 @@ class SQLiteGallery:
                 else:
                     n_skipped += 1
         return ImportSummary(people_added=tuple(added_people), samples_added=n_added, samples_skipped=n_skipped)
-
-
-def _box(value: object) -> tuple[float, float, float, float]:
-    """An export's ``xyxy`` entry as four floats (``(0, 0, 0, 0)`` when absent)."""
-    if value is None:
-        return (0.0, 0.0, 0.0, 0.0)
-    if not isinstance(value, list | tuple) or len(value) != 4:
-        raise ValueError(f"xyxy: expected 4 numbers, got {value!r}")
-    x1, y1, x2, y2 = (float(v) for v in value)
-    return (x1, y1, x2, y2)
 
 
 def _read_only_message(path: Path, reason: str, action: str) -> str:

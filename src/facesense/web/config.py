@@ -128,9 +128,9 @@ class ServeConfig:
         return parse_location(self.db)
 
     @property
-    def events_path(self) -> Path:
-        """The events file: ``events_db``, or ``<gallery stem>.events.db`` beside the gallery file."""
+    def events_path(self) -> Path | None:
+        """The events file given as ``events_db``, or ``None`` for the gallery's default
+        (:func:`facesense.gallery.open_event_log`)."""
         if self.events_db is not None:
             return Path(os.path.expanduser(self.events_db))
-        gallery = self.gallery.path
-        return gallery.with_name(gallery.stem + ".events.db")
+        return None
