@@ -489,15 +489,16 @@ def test_open_gallery_refuses_other_urls_and_creates_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_event_log_sits_beside_its_gallery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An SQLite gallery's events go beside it; a database server's (until events live in
-    the database) to the user data directory; an explicit path wins."""
+def test_event_log_sits_beside_its_gallery(tmp_path: Path) -> None:
+    """An SQLite gallery's events go beside it; a database server's live in that database
+    (an unreachable one is a one-line GalleryError); an explicit path wins."""
+    from facesense.errors import GalleryError
     from facesense.gallery import open_event_log, parse_location
 
     with open_event_log(parse_location(str(tmp_path / "people.db"))) as log:
         assert log.path == tmp_path / "people.events.db"  # type: ignore[attr-defined]
-    monkeypatch.setattr("facesense.gallery.sqlite.default_db_path", lambda: tmp_path / "data" / "gallery.db")
-    with open_event_log(parse_location("postgresql://u:pw@127.0.0.1:1/faces")) as log:
-        assert log.path == tmp_path / "data" / "events.db"  # type: ignore[attr-defined]
+    with pytest.raises(GalleryError, match=r"cannot connect to postgresql://u@127\.0\.0\.1:1/faces") as err:
+        open_event_log(parse_location("postgresql://u:pw@127.0.0.1:1/faces"))
+    assert "pw" not in str(err.value)
     with open_event_log(parse_location(str(tmp_path / "people.db")), path=tmp_path / "ev.db") as log:
         assert log.path == tmp_path / "ev.db"  # type: ignore[attr-defined]

@@ -25,7 +25,7 @@ def _register() -> None:
     from facesense.cli.bench import bench
     from facesense.cli.detect import detect, embed
     from facesense.cli.eval import eval_group
-    from facesense.cli.gallery import enroll, people, recognize, reembed
+    from facesense.cli.gallery import enroll, gallery_group, people, recognize, reembed
     from facesense.cli.serve import serve
     from facesense.cli.watch import watch
 
@@ -34,6 +34,7 @@ def _register() -> None:
     main.add_command(embed)
     main.add_command(eval_group)
     main.add_command(enroll)
+    main.add_command(gallery_group)
     main.add_command(people)
     main.add_command(recognize)
     main.add_command(reembed)

@@ -1,4 +1,4 @@
-"""``facesense enroll | people | recognize | reembed``: the gallery commands.
+"""``facesense enroll | people | recognize | reembed | gallery copy``: the gallery commands.
 
 Every command takes ``--db PATH|URL`` (or ``$FACESENSE_DB``; default ``gallery.db`` in
 the user data directory), opened with :func:`facesense.gallery.open_gallery`. Commands
@@ -31,9 +31,10 @@ if TYPE_CHECKING:
     from facesense.analyzer import FaceAnalyzer
     from facesense.detect import DetectorUse
     from facesense.enroll import EnrollSummary
+    from facesense.gallery.location import GalleryLocation
     from facesense.match import MatcherKind
 
-__all__ = ["enroll", "people", "recognize", "reembed"]
+__all__ = ["enroll", "gallery_group", "people", "recognize", "reembed"]
 
 ENROLL_RULE = """
 \b
@@ -431,3 +432,80 @@ def reembed(drop_missing: bool, db: str | None) -> None:
     for sid, src, why in result.dropped:
         click.echo(f"dropped sample {sid} ({src}): {why}", err=True)
     click.echo(f"reembedded {result.reembedded} samples with {result.model_id}", err=True)
+
+
+# --- gallery copy ----------------------------------------------------------------------
+
+# Copying must neither prune the source's events nor the copied ones.
+_KEEP_ALL_EVENTS = 2**62
+_KEEP_ALL_DAYS = 1e7
+
+
+def _events_file(location: GalleryLocation) -> Path | None:
+    """The events file beside an SQLite gallery (``None`` for a database server)."""
+    if location.kind != "sqlite":
+        return None
+    return location.path.with_name(location.path.stem + ".events.db")
+
+
+@click.group("gallery")
+def gallery_group() -> None:
+    """Whole-gallery operations (copy between SQLite and PostgreSQL)."""
+
+
+@gallery_group.command("copy")
+@click.argument("src", metavar="SRC")
+@click.argument("dst", metavar="DST")
+@click.option("--merge", is_flag=True, help="Copy into a gallery that is not empty, skipping what it already has.")
+@click.option("--no-events", is_flag=True, help="Copy people and samples only, not the events log.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was copied as one JSON object on stdout.")
+def gallery_copy(src: str, dst: str, merge: bool, no_events: bool, as_json: bool) -> None:
+    """Copy the gallery SRC and its events into DST, losslessly (paths or URLs, e.g.
+    gallery.db and postgresql://user@host/db).
+
+    People keep their enrollment times; samples their embeddings, sources, boxes,
+    thumbnails and times; events their crops, embeddings and names. DST must be
+    empty unless --merge. Exit 0 when copied; otherwise a one-line error (6 for a
+    missing, unusable or non-empty gallery; 2 for a bad location), with the
+    people and samples of DST unchanged.
+    """
+    from facesense.gallery import open_gallery, parse_location
+    from facesense.gallery.copy import copy_gallery
+    from facesense.gallery.location import open_event_log
+
+    src_loc, dst_loc = parse_location(src), parse_location(dst)
+    if src_loc == dst_loc:
+        raise ConfigError(f"SRC and DST are the same gallery ({src_loc.display})")
+    src_file, dst_file = _events_file(src_loc), _events_file(dst_loc)
+    dst_file_existed = dst_file is not None and dst_file.exists()
+    try:
+        with contextlib.ExitStack() as stack:
+            source = stack.enter_context(contextlib.closing(open_gallery(src, create=False, read_only=True)))
+            src_events = dst_events = None
+            if not no_events and (src_file is None or src_file.exists()):  # never create a log in the source
+                src_events = stack.enter_context(contextlib.closing(
+                    open_event_log(src_loc, keep_events=_KEEP_ALL_EVENTS, keep_days=_KEEP_ALL_DAYS)))
+            keep = stack.enter_context(_new_gallery_guard(dst))
+            target = stack.enter_context(contextlib.closing(open_gallery(dst, create=True, read_only=False)))
+            if src_events is not None:
+                dst_events = stack.enter_context(contextlib.closing(
+                    open_event_log(dst_loc, keep_events=_KEEP_ALL_EVENTS, keep_days=_KEEP_ALL_DAYS)))
+            summary = copy_gallery(source, target, src_events=src_events, dst_events=dst_events, merge=merge)
+            keep()
+    except BaseException:
+        if dst_file is not None and not dst_file_existed:  # an events file this command created
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(str(dst_file) + suffix).unlink(missing_ok=True)
+        raise
+    if as_json:
+        emit_json({
+            "src": src_loc.display, "dst": dst_loc.display, "people_added": list(summary.people_added),
+            "samples_added": summary.samples_added, "samples_skipped": summary.samples_skipped,
+            "events_added": summary.events_added, "events_skipped": summary.events_skipped,
+        })
+    click.echo(
+        f"copied {len(summary.people_added)} new people, {summary.samples_added} samples "
+        f"({summary.samples_skipped} already there), {summary.events_added} events "
+        f"({summary.events_skipped} already there) from {src_loc.display} to {dst_loc.display}",
+        err=True,
+    )

@@ -44,7 +44,7 @@ GRACEFUL_SHUTDOWN_S = 3  # open MJPEG streams are cut after this on shutdown
 @min_face_option("video")
 @detector_option()
 @click.option("--threshold", type=click.FloatRange(min=0), default=None, help="Score above which a face is unknown [default: calibrated].")
-@click.option("--events-db", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Events file [default: <gallery>.events.db beside the gallery].")
+@click.option("--events-db", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Events file [default: <gallery>.events.db beside an SQLite gallery; in the database for PostgreSQL].")
 @click.option("--keep-events", type=click.IntRange(min=1), default=10_000, show_default=True, help="Keep at most this many events.")
 @click.option("--keep-days", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True, help="Drop events older than this.")
 @click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="Largest accepted image upload.")

@@ -203,9 +203,10 @@ def open_event_log(
     Args:
         location: the gallery's location (:func:`parse_location`).
         path: where the log lives instead of its default place: for an SQLite gallery
-            ``<gallery stem>.events.db`` beside the gallery file; for a database server
-            (until events live in the database too) ``events.db`` in the user data
-            directory.
+            ``<gallery stem>.events.db`` beside the gallery file; for a PostgreSQL
+            gallery the events are in the same database
+            (:class:`~facesense.gallery.postgres_events.PostgresEventStore`), and a
+            ``path`` puts them in an SQLite file there instead.
         keep_events, keep_days: pruning: the newest ``keep_events`` events of the last
             ``keep_days`` days stay.
 
@@ -219,7 +220,8 @@ def open_event_log(
         if location.kind == "sqlite":
             path = location.path.with_name(location.path.stem + ".events.db")
         else:
-            from facesense.gallery.sqlite import default_db_path
+            # Events live in the gallery's own database, so every machine sees them all.
+            from facesense.gallery.postgres_events import PostgresEventStore  # psycopg is imported only here
 
-            path = default_db_path().with_name("events.db")
+            return PostgresEventStore(location.url, keep_events=keep_events, keep_days=keep_days)
     return SQLiteEventStore(path, keep_events=keep_events, keep_days=keep_days)
