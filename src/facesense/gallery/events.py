@@ -37,6 +37,7 @@ __all__ = [
     "EventRecord",
     "StoredEvent",
     "iso_time",
+    "query_where",
 ]
 
 EVENT_TYPES = tuple(t.value for t in EventType)  # for messages and the API's documentation
@@ -223,4 +224,34 @@ def iso_time(epoch_s: float) -> str:
     """Epoch seconds as ISO 8601 UTC with seconds, e.g. ``2024-06-01T12:00:00+00:00``."""
     return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds")
 
+
+def query_where(query: EventQuery, *, param: str = "?", time_column: str = "time") -> tuple[str, list[Any]]:
+    """The SQL ``WHERE`` clause and its arguments for ``query``, for any SQL store.
+
+    Args:
+        param: the driver's placeholder (``?`` for sqlite3, ``%s`` for psycopg).
+        time_column: how the ``time`` column is written (quoted where it is a keyword).
+    """
+    clauses: list[str] = []
+    args: list[Any] = []
+    if query.name is not None:
+        if query.name.lower() == "unknown":
+            clauses.append(f"name IS NULL AND type != {param}")
+            args.append(EventType.STATUS.value)
+        else:
+            clauses.append(f"name = {param}")
+            args.append(query.name)
+    if query.type is not None:
+        clauses.append(f"type = {param}")
+        args.append(query.type.value)
+    if query.source is not None:
+        clauses.append(f"source = {param}")
+        args.append(query.source)
+    if query.since is not None:
+        clauses.append(f"{time_column} >= {param}")
+        args.append(float(query.since))
+    if query.until is not None:
+        clauses.append(f"{time_column} <= {param}")
+        args.append(float(query.until))
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 

@@ -37,7 +37,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from facesense.errors import ConfigError, GalleryError
-from facesense.gallery.events import EventPage, EventQuery, EventRecord, StoredEvent, iso_time
+from facesense.gallery.events import EventPage, EventQuery, EventRecord, StoredEvent, iso_time, query_where
 from facesense.gallery.location import display_postgres_url
 from facesense.types import EventType
 
@@ -112,29 +112,8 @@ def _row(r: tuple[Any, ...]) -> StoredEvent:
 
 
 def _where(query: EventQuery) -> tuple[str, list[Any]]:
-    """The SQL ``WHERE`` clause and its arguments for ``query`` (as the SQLite store's)."""
-    clauses: list[str] = []
-    args: list[Any] = []
-    if query.name is not None:
-        if query.name.lower() == "unknown":
-            clauses.append("name IS NULL AND type != %s")
-            args.append(EventType.STATUS.value)
-        else:
-            clauses.append("name = %s")
-            args.append(query.name)
-    if query.type is not None:
-        clauses.append("type = %s")
-        args.append(query.type.value)
-    if query.source is not None:
-        clauses.append("source = %s")
-        args.append(query.source)
-    if query.since is not None:
-        clauses.append('"time" >= %s')
-        args.append(float(query.since))
-    if query.until is not None:
-        clauses.append('"time" <= %s')
-        args.append(float(query.until))
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+    """The SQL ``WHERE`` clause and its arguments for ``query``."""
+    return query_where(query, param="%s", time_column='"time"')
 
 
 class PostgresEventStore:

@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from facesense.errors import ConfigError, GalleryError
-from facesense.gallery.events import EventPage, EventQuery, EventRecord, StoredEvent, iso_time
+from facesense.gallery.events import EventPage, EventQuery, EventRecord, StoredEvent, iso_time, query_where
 from facesense.types import EventType
 
 logger = logging.getLogger(__name__)
@@ -97,28 +97,7 @@ def _row(r: tuple[Any, ...]) -> StoredEvent:
 
 def _where(query: EventQuery) -> tuple[str, list[Any]]:
     """The SQL ``WHERE`` clause and its arguments for ``query``."""
-    clauses: list[str] = []
-    args: list[Any] = []
-    if query.name is not None:
-        if query.name.lower() == "unknown":
-            clauses.append("name IS NULL AND type != ?")
-            args.append(EventType.STATUS.value)
-        else:
-            clauses.append("name = ?")
-            args.append(query.name)
-    if query.type is not None:
-        clauses.append("type = ?")
-        args.append(query.type.value)
-    if query.source is not None:
-        clauses.append("source = ?")
-        args.append(query.source)
-    if query.since is not None:
-        clauses.append("time >= ?")
-        args.append(float(query.since))
-    if query.until is not None:
-        clauses.append("time <= ?")
-        args.append(float(query.until))
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+    return query_where(query)
 
 
 class SQLiteEventStore:
