@@ -64,3 +64,27 @@ def test_video_defaults_still_find_the_two_people(examples_dir: Path) -> None:
     video = make_detector(use="video", threads=2).detect(image)
     assert len(photo) == len(video) == 2
     np.testing.assert_allclose(video.xyxy, photo.xyxy, atol=3.0)
+
+
+def test_rotations_wrap_the_detector_with_the_tables_settings() -> None:
+    from facesense.detect import DEFAULTS, ROTATED_MIN_SCORE, RotatingDetector, make_detector
+
+    assert not isinstance(make_detector(), RotatingDetector)  # off by default
+    photo = make_detector("yunet", rotations=True)
+    video = make_detector("mtcnn", use="video", rotations=(0, 90))
+    assert isinstance(photo, RotatingDetector) and isinstance(video, RotatingDetector)
+    assert photo.every_n == DEFAULTS["image"].rotation_every_n == 1
+    assert video.every_n == DEFAULTS["video"].rotation_every_n == 5
+    assert photo.rotated_min_score == ROTATED_MIN_SCORE["yunet"] and video.rotated_min_score == ROTATED_MIN_SCORE["mtcnn"]
+    assert video.config.min_face_px == DEFAULTS["video"].min_face_px  # the inner detector's settings show through
+
+
+def test_a_tilted_face_is_found_only_with_rotations(examples_dir) -> None:
+    import numpy as np
+
+    from facesense.detect import make_detector
+    from facesense.imageio import load_image
+
+    image = np.ascontiguousarray(np.rot90(load_image(examples_dir / "obama.jpg")))  # a quarter turn
+    assert len(make_detector().detect(image)) == 0
+    assert len(make_detector(rotations=True).detect(image)) == 1

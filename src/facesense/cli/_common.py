@@ -226,6 +226,16 @@ def detector_option() -> Decorator:
     )
 
 
+def rotations_option() -> Decorator:
+    """``--rotations``: also search copies turned by 90, -90 and 180 degrees (tilted faces)."""
+    return click.option(
+        "--rotations",
+        is_flag=True,
+        help="Also find tilted and upside-down faces (searches copies turned by 90, -90 and 180 degrees; "
+        "about 4x the detection time on photos, 1.5x in video).",
+    )
+
+
 def matcher_option() -> Decorator:
     """``--matcher knn|svm|mean`` (:class:`facesense.match.MatcherKind`)."""
     return click.option(

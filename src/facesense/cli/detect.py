@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from facesense.cli._common import FileBatch, detector_option, embedder_option, emit_json, min_face_option, progress
+from facesense.cli._common import (
+    FileBatch,
+    detector_option,
+    embedder_option,
+    emit_json,
+    min_face_option,
+    progress,
+    rotations_option,
+)
 from facesense.errors import ImageError
 
 if TYPE_CHECKING:
@@ -110,13 +118,19 @@ def _write_annotated(target: Path, image: npt.NDArray[np.uint8], faces: Faces) -
 @click.option("--annotate", type=click.Path(file_okay=False, path_type=Path), help="Write annotated copies here.")
 @min_face_option("image")
 @detector_option()
+@rotations_option()
 def detect(
-    paths: tuple[str, ...], as_json: bool, annotate: Path | None, min_face_px: float | None, detector_kind: DetectorKind
+    paths: tuple[str, ...],
+    as_json: bool,
+    annotate: Path | None,
+    min_face_px: float | None,
+    detector_kind: DetectorKind,
+    rotations: bool,
 ) -> None:
     """Find faces (boxes, scores, 5 landmarks) in images or folders of images."""
     from facesense.detect import make_detector
 
-    detector = make_detector(detector_kind, min_face_px=min_face_px, use="image")
+    detector = make_detector(detector_kind, min_face_px=min_face_px, use="image", rotations=rotations)
     run_on_images(paths, detector, None, as_json=as_json, annotate=annotate)
 
 

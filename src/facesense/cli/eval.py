@@ -15,6 +15,7 @@ from facesense.cli._common import (
     matcher_option,
     min_face_option,
     progress_callback,
+    rotations_option,
 )
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ def eval_lfw(
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="Only the first N images.")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as one JSON object.")
 @detector_option()
+@rotations_option()
 def eval_detect(
     annotations: Path,
     images: Path,
@@ -114,12 +116,13 @@ def eval_detect(
     limit: int | None,
     as_json: bool,
     detector_kind: DetectorKind,
+    rotations: bool,
 ) -> None:
     """WIDER FACE detection: AP, recall and precision at IoU 0.5."""
     from facesense.detect import make_detector
     from facesense.eval.detect import evaluate_detection
 
-    detector = make_detector(detector_kind, min_face_px=min_face_px, use="image")
+    detector = make_detector(detector_kind, min_face_px=min_face_px, use="image", rotations=rotations)
     used_min_face = float(getattr(getattr(detector, "config", None), "min_face_px", min_face_px or 0.0))
     with progress_callback("images") as on_progress:
         reports = evaluate_detection(
@@ -190,12 +193,14 @@ def eval_identify(
 @click.option("--json", "as_json", is_flag=True, help="Print the report, with every false face, as one JSON object.")
 @click.option("--top", type=click.IntRange(min=0), default=10, show_default=True, help="List this many of the highest-scored false faces.")
 @detector_option()
+@rotations_option()
 def eval_negatives(
     folder: Path,
     min_face_px: float | None,
     as_json: bool,
     top: int,
     detector_kind: DetectorKind,
+    rotations: bool,
 ) -> None:
     """False faces on a FOLDER of images without people (animals, textures, objects).
 
@@ -209,7 +214,7 @@ def eval_negatives(
     from facesense.detect import make_detector
     from facesense.eval.negatives import evaluate_negatives
 
-    detector = make_detector(detector_kind, min_face_px=min_face_px, use="image")
+    detector = make_detector(detector_kind, min_face_px=min_face_px, use="image", rotations=rotations)
     used_min_face = float(getattr(getattr(detector, "config", None), "min_face_px", min_face_px or 0.0))
     with progress_callback("images") as on_progress:
         report = evaluate_negatives(detector, folder, progress=on_progress)
@@ -260,6 +265,7 @@ def _parse_angles(ctx: click.Context, param: click.Parameter, value: str) -> tup
 @min_face_option("image")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @detector_option()
+@rotations_option()
 def eval_rotated(
     images: Path | None,
     wider_annotations: Path | None,
@@ -272,6 +278,7 @@ def eval_rotated(
     min_face_px: float | None,
     as_json: bool,
     detector_kind: DetectorKind,
+    rotations: bool,
 ) -> None:
     """Detection recall per rotation angle on rotated copies of centred-face images.
 
@@ -292,7 +299,7 @@ def eval_rotated(
     wider = wider_annotations is not None or wider_images is not None
     if wider == (images is not None) or (wider and (wider_annotations is None or wider_images is None)):
         raise click.UsageError("give either --images, or both --wider-annotations and --wider-images")
-    detector = make_detector(detector_kind, min_face_px=min_face_px, use="image")
+    detector = make_detector(detector_kind, min_face_px=min_face_px, use="image", rotations=rotations)
     used_min_face = float(getattr(getattr(detector, "config", None), "min_face_px", min_face_px or 0.0))
     with progress_callback("images") as on_progress:
         if wider_annotations is not None and wider_images is not None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from facesense.cli._common import db_option, detector_option, min_face_option, open_db
+from facesense.cli._common import db_option, detector_option, min_face_option, open_db, rotations_option
 from facesense.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -228,6 +228,7 @@ def _stop_on_sigterm(stop: Any) -> Iterator[None]:
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
 @min_face_option("video")
 @detector_option()
+@rotations_option()
 @click.option("--threshold", type=click.FloatRange(min=0), default=None, help="Score above which a face is unknown [default: calibrated, see docs/recognition.md].")
 @click.option("--fps", "folder_fps", type=click.FloatRange(min=0.1), default=None, help="Frame rate of an image folder [default: 25].")
 @click.option(
@@ -248,6 +249,7 @@ def watch(
     max_frames: int | None,
     min_face_px: float | None,
     detector_kind: DetectorKind,
+    rotations: bool,
     threshold: float | None,
     folder_fps: float | None,
     sequence: bool,
@@ -296,7 +298,7 @@ def watch(
         if sequence and video_source.kind is not SourceKind.FOLDER:
             logger.warning("--sequence only applies to a folder of images")
 
-        detector = make_detector(detector_kind, min_face_px=min_face_px, use="video")
+        detector = make_detector(detector_kind, min_face_px=min_face_px, use="video", rotations=rotations)
         embedder = make_embedder()
         opened = _open_matcher(db, explicit_db, threshold, embedder.model_id)
         matcher = None

@@ -7,19 +7,30 @@ OpenCV and ONNX Runtime are imported, and the models loaded, on a detector's fir
 """
 
 from facesense.detect.base import Detector
-from facesense.detect.factory import DEFAULTS, DetectorDefaults, DetectorKind, DetectorUse, make_detector
+from facesense.detect.factory import (
+    DEFAULTS,
+    ROTATED_MIN_SCORE,
+    DetectorDefaults,
+    DetectorKind,
+    DetectorUse,
+    make_detector,
+)
 from facesense.detect.mtcnn import MTCNNConfig, MTCNNDetector
+from facesense.detect.rotate import RotatingDetector, roll_degrees
 from facesense.detect.yunet import YuNetConfig, YuNetDetector
 
 __all__ = [
     "DEFAULTS",
+    "ROTATED_MIN_SCORE",
     "Detector",
     "DetectorDefaults",
     "DetectorKind",
     "DetectorUse",
     "MTCNNConfig",
     "MTCNNDetector",
+    "RotatingDetector",
     "YuNetConfig",
     "YuNetDetector",
     "make_detector",
+    "roll_degrees",
 ]

@@ -1,0 +1,183 @@
+"""RotatingDetector: roll from landmarks, angle handling, and MTCNN on a real turned face.
+
+Landmark order convention under test (see facesense.detect.rotate): the points keep the
+face's own left and right, so once the face is turned upright (rotated by -roll) the
+left eye is left of the right eye, and roll_degrees recovers the turn.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from facesense.detect import make_detector
+from facesense.detect.rotate import RotatingDetector, roll_degrees
+from facesense.errors import ConfigError
+from facesense.eval.rotated import rotate_image
+from facesense.types import Faces
+
+UPRIGHT = np.array([[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]], dtype=np.float64)
+
+
+def _turn(points: np.ndarray, angle_deg: float) -> np.ndarray:
+    """Points turned counter-clockwise on screen (y down) about (50, 50)."""
+    t = np.radians(angle_deg)
+    rot = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
+    return (points - 50.0) @ rot.T + 50.0
+
+
+@pytest.mark.parametrize("angle", [0.0, 90.0, -45.0, 30.0, 180.0, -90.0])
+def test_roll_degrees_synthetic(angle: float) -> None:
+    roll = roll_degrees(_turn(UPRIGHT, angle)[None])
+    assert roll.shape == (1,)
+    assert roll.dtype == np.float32
+    assert roll[0] == pytest.approx(angle, abs=1e-4)
+
+
+def test_roll_degrees_batch_and_shape_errors() -> None:
+    batch = np.stack([_turn(UPRIGHT, a) for a in (0, 90, -45)])
+    np.testing.assert_allclose(roll_degrees(batch), [0, 90, -45], atol=1e-4)
+    assert roll_degrees(np.zeros((0, 5, 2))).shape == (0,)
+    with pytest.raises(ConfigError, match="expected shape"):
+        roll_degrees(np.zeros((3, 4, 2)))
+
+
+class _Fake:
+    """Finds one fixed upright face, only in images of one shape."""
+
+    def __init__(self, shape: tuple[int, int]) -> None:
+        self.shape = shape
+        self.calls: list[tuple[int, ...]] = []
+
+    def detect(self, image: np.ndarray) -> Faces:
+        self.calls.append(image.shape)
+        if image.shape[:2] != self.shape:
+            return Faces.empty()
+        return Faces(xyxy=[[20, 30, 80, 90]], scores=[0.9], landmarks=[UPRIGHT])
+
+
+def test_angles_validated_and_zero_first() -> None:
+    fake = _Fake((100, 200))
+    assert RotatingDetector(fake, angles=(90, -90)).angles == (0.0, 90.0, -90.0)
+    assert RotatingDetector(fake, angles=(180, 0, 270)).angles == (0.0, 180.0, -90.0)
+    with pytest.raises(ConfigError, match="duplicates"):
+        RotatingDetector(fake, angles=(90, -270))
+    with pytest.raises(ConfigError, match="every_n"):
+        RotatingDetector(fake, every_n=0)
+    with pytest.raises(ConfigError, match="merge_iou"):
+        RotatingDetector(fake, merge_iou=1.5)
+
+
+def test_fake_face_mapped_back_from_quarter_turn() -> None:
+    # the fake only sees faces in 100x200 (H x W) images; the input is 200x100, so only
+    # the +-90 copies are searched successfully
+    fake = _Fake((100, 200))
+    faces = RotatingDetector(fake, angles=(90,)).detect(np.zeros((200, 100, 3), np.uint8))
+    assert len(faces) == 1
+    # the input rotated 90 ccw: original (x, y) -> (y, W - x) with W = 100
+    np.testing.assert_allclose(faces.xyxy[0], [100 - 90, 20, 100 - 30, 80], atol=1e-4)
+    assert roll_degrees(faces.landmarks)[0] == pytest.approx(-90.0, abs=1e-4)
+
+
+def test_every_n_searches_rotations_on_some_calls_only() -> None:
+    fake = _Fake((100, 200))
+    detector = RotatingDetector(fake, angles=(90, -90), every_n=3)
+    image = np.zeros((100, 200, 3), np.uint8)
+    found = [len(detector.detect(image)) for _ in range(6)]
+    assert found == [1] * 6
+    # calls 1 and 4 search the image and both quarter turns, the others the image alone
+    assert len(fake.calls) == 2 * 3 + 4 * 1
+
+
+@pytest.fixture(scope="module")
+def mtcnn(shared_cache: Path) -> object:
+    return make_detector("mtcnn", threads=2)
+
+
+@pytest.fixture(scope="module")
+def face_image(examples_dir: Path) -> np.ndarray:
+    image = cv2.imread(str(examples_dir / "knn_examples" / "test" / "alex_lacamoire1.jpg"))
+    if image is None:
+        pytest.skip("alex_lacamoire1.jpg is missing")
+    # a face the size video sees, and a fast test
+    scale = 360.0 / max(image.shape[:2])
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="module")
+def upright(mtcnn: object, face_image: np.ndarray) -> Faces:
+    faces = mtcnn.detect(face_image)  # type: ignore[attr-defined]
+    assert len(faces) == 1
+    return faces
+
+
+def test_upright_face_not_duplicated(mtcnn: object, face_image: np.ndarray, upright: Faces) -> None:
+    faces = RotatingDetector(mtcnn, angles=(90, -90, 180)).detect(face_image)  # type: ignore[arg-type]
+    assert len(faces) == 1
+    eye_px = float(np.linalg.norm(upright.landmarks[0, 1] - upright.landmarks[0, 0]))
+    centre = (faces.xyxy[0, :2] + faces.xyxy[0, 2:]) / 2
+    upright_centre = (upright.xyxy[0, :2] + upright.xyxy[0, 2:]) / 2
+    assert np.linalg.norm(centre - upright_centre) < 0.2 * eye_px
+    assert abs(roll_degrees(faces.landmarks)[0]) < 15
+
+
+@pytest.mark.parametrize("angle", [90.0, -90.0, 180.0])
+def test_turned_face_found_and_mapped(mtcnn: object, face_image: np.ndarray, upright: Faces, angle: float) -> None:
+    rotated, matrix = rotate_image(face_image, angle)
+    assert len(mtcnn.detect(rotated)) == 0  # type: ignore[attr-defined]
+    faces = RotatingDetector(mtcnn, angles=(90, -90, 180)).detect(rotated)  # type: ignore[arg-type]
+    assert len(faces) == 1
+    # where the upright detection lands in the rotated image
+    expected_points = upright.landmarks[0].astype(np.float64) @ matrix[:, :2].T + matrix[:, 2]
+    eye_px = float(np.linalg.norm(upright.landmarks[0, 1] - upright.landmarks[0, 0]))
+    error = np.linalg.norm(faces.landmarks[0] - expected_points, axis=1)
+    assert error.max() < 0.25 * eye_px
+    centre = (faces.xyxy[0, :2] + faces.xyxy[0, 2:]) / 2
+    expected_centre = (upright.xyxy[0, :2] + upright.xyxy[0, 2:]) / 2 @ matrix[:, :2].T + matrix[:, 2]
+    assert np.linalg.norm(centre - expected_centre) < 0.3 * eye_px
+    # face-own order: roll recovers the turn, and turned upright the left eye is on the left
+    roll = float(roll_degrees(faces.landmarks)[0])
+    assert abs(((roll - angle) + 180) % 360 - 180) < 15
+    t = np.radians(-roll)
+    level = faces.landmarks[0] @ np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]]).T
+    assert level[0, 0] < level[1, 0]
+    assert level[3, 0] < level[4, 0]
+
+
+def test_no_face_gives_empty(mtcnn: object) -> None:
+    faces = RotatingDetector(mtcnn).detect(np.zeros((120, 160, 3), np.uint8))  # type: ignore[arg-type]
+    assert len(faces) == 0
+    assert faces.xyxy.shape == (0, 4)
+    assert faces.landmarks.shape == (0, 5, 2)
+
+
+@pytest.mark.parametrize(("threshold", "found"), [(None, 1), (0.85, 1), (0.95, 0)])
+def test_rotated_min_score_applies_to_copies_only(threshold: float | None, found: int) -> None:
+    # the fake's 0.9 face is only seen in the quarter-turned copy
+    detector = RotatingDetector(_Fake((100, 200)), angles=(90,), rotated_min_score=threshold)
+    assert len(detector.detect(np.zeros((200, 100, 3), np.uint8))) == found
+    upright = RotatingDetector(_Fake((100, 200)), angles=(90,), rotated_min_score=0.95)
+    assert len(upright.detect(np.zeros((100, 200, 3), np.uint8))) == 1
+
+
+class _TwoBoxes:
+    """A tilted face (score 1.0) and a weaker, level box over part of it, upright only."""
+
+    def detect(self, image: np.ndarray) -> Faces:
+        if image.shape[:2] != (100, 200):
+            return Faces.empty()
+        return Faces(
+            xyxy=[[20, 20, 80, 80], [30, 30, 80, 90]],
+            scores=[1.0, 0.86],
+            landmarks=[_turn(UPRIGHT, 30.0), UPRIGHT],
+        )
+
+
+def test_merge_prefers_level_only_among_comparable_scores() -> None:
+    faces = RotatingDetector(_TwoBoxes(), angles=(90,)).detect(np.zeros((100, 200, 3), np.uint8))
+    assert len(faces) == 1
+    assert faces.scores[0] == pytest.approx(1.0)
+    assert roll_degrees(faces.landmarks)[0] == pytest.approx(30.0, abs=1e-3)
