@@ -88,3 +88,11 @@ def test_a_tilted_face_is_found_only_with_rotations(examples_dir) -> None:
     image = np.ascontiguousarray(np.rot90(load_image(examples_dir / "obama.jpg")))  # a quarter turn
     assert len(make_detector().detect(image)) == 0
     assert len(make_detector(rotations=True).detect(image)) == 1
+
+
+def test_verify_wraps_the_detector_and_keeps_its_settings() -> None:
+    from facesense.detect import DEFAULTS, VerifiedDetector, make_detector
+
+    verified = make_detector("yunet", use="video", verify=True)
+    assert isinstance(verified, VerifiedDetector) and not isinstance(make_detector("yunet"), VerifiedDetector)
+    assert verified.config.min_face_px == DEFAULTS["video"].min_face_px

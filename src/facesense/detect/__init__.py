@@ -17,6 +17,7 @@ from facesense.detect.factory import (
 )
 from facesense.detect.mtcnn import MTCNNConfig, MTCNNDetector
 from facesense.detect.rotate import RotatingDetector, roll_degrees
+from facesense.detect.verify import VerifiedDetector
 from facesense.detect.yunet import YuNetConfig, YuNetDetector
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "MTCNNConfig",
     "MTCNNDetector",
     "RotatingDetector",
+    "VerifiedDetector",
     "YuNetConfig",
     "YuNetDetector",
     "make_detector",

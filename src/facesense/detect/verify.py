@@ -152,6 +152,11 @@ class VerifiedDetector:
         self._onet: onnxruntime.InferenceSession | None = None
         self._lock = threading.Lock()
 
+    @property
+    def config(self) -> Any:
+        """The inner detector's config (``min_face_px`` and the rest), or ``None``."""
+        return getattr(self.inner, "config", None)
+
     def __repr__(self) -> str:
         return (
             f"VerifiedDetector({self.inner!r}, min_onet_score={self.min_onet_score}, "
