@@ -9,6 +9,7 @@ float32, so the detector never pays for float64); anything else becomes float32.
 from __future__ import annotations
 
 import enum
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NmsMode",
+    "invert_affine",
+    "rotate_image",
+    "rotation_matrix",
+    "transform_points",
     "batched_nms",
     "box_area",
     "clip_boxes",
@@ -384,3 +389,127 @@ def xyxy_to_xywh(xyxy: npt.ArrayLike) -> np.ndarray:
     """``(x1, y1, x2, y2)`` boxes to ``(x, y, width, height)``."""
     b = _as_boxes(xyxy)
     return np.concatenate([b[:, 0:2], b[:, 2:4] - b[:, 0:2]], axis=1)
+
+
+# --------------------------------------------------------------------------- rotation
+
+# Canvas sides are rounded up, but float noise (cos 90 = 6e-17) must not add a pixel.
+_SIZE_EPS = 1e-6
+
+
+def rotation_matrix(size_wh: tuple[int, int], angle_deg: float) -> tuple[npt.NDArray[np.float64], tuple[int, int]]:
+    """The affine map rotating an image about its centre onto a canvas that holds it all.
+
+    Args:
+        size_wh: the image's ``(width, height)`` in pixels.
+        angle_deg: rotation, degrees counter-clockwise as displayed.
+
+    Returns:
+        ``(matrix, canvas_wh)``: a ``(2, 3)`` float64 matrix taking continuous pixel
+        coordinates of the image to those of the canvas (the image centre goes to the
+        canvas centre), and the canvas ``(width, height)``.
+
+    Raises:
+        ConfigError: a side is not positive or the angle is not finite.
+    """
+    w, h = size_wh
+    if w <= 0 or h <= 0:
+        raise ConfigError(f"size_wh: expected positive sides, got {size_wh}")
+    if not math.isfinite(angle_deg):
+        raise ConfigError(f"angle_deg: expected a finite angle, got {angle_deg}")
+    theta = math.radians(angle_deg)
+    cos, sin = math.cos(theta), math.sin(theta)
+    canvas_w = max(1, math.ceil(abs(w * cos) + abs(h * sin) - _SIZE_EPS))
+    canvas_h = max(1, math.ceil(abs(w * sin) + abs(h * cos) - _SIZE_EPS))
+    # y points down, so a counter-clockwise turn on screen is [[c, s], [-s, c]]
+    linear = np.array([[cos, sin], [-sin, cos]], dtype=np.float64)
+    centre = np.array([w / 2.0, h / 2.0])
+    offset = np.array([canvas_w / 2.0, canvas_h / 2.0]) - linear @ centre
+    return np.concatenate([linear, offset[:, None]], axis=1), (canvas_w, canvas_h)
+
+
+def transform_points(points: npt.ArrayLike, matrix: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Apply a ``(2, 3)`` affine matrix to points.
+
+    Args:
+        points: ``(..., 2)`` ``(x, y)`` points.
+        matrix: ``(2, 3)`` affine matrix.
+
+    Returns:
+        The mapped points, same shape, float64.
+
+    Raises:
+        ConfigError: wrong shapes.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.shape != (2, 3):
+        raise ConfigError(f"matrix: expected shape (2, 3), got {m.shape}")
+    if p.ndim == 0 or p.shape[-1] != 2:
+        raise ConfigError(f"points: expected shape (..., 2), got {p.shape}")
+    mapped: npt.NDArray[np.float64] = p @ m[:, :2].T + m[:, 2]
+    return mapped
+
+
+def invert_affine(matrix: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """The inverse of a ``(2, 3)`` affine matrix (maps rotated points back to the original).
+
+    Raises:
+        ConfigError: wrong shape or a singular matrix.
+    """
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.shape != (2, 3):
+        raise ConfigError(f"matrix: expected shape (2, 3), got {m.shape}")
+    linear = m[:, :2]
+    if abs(np.linalg.det(linear)) < 1e-12:
+        raise ConfigError("matrix: singular, cannot be inverted")
+    inv = np.linalg.inv(linear)
+    return np.concatenate([inv, (-inv @ m[:, 2])[:, None]], axis=1)
+
+
+def rotate_image(
+    image: npt.NDArray[np.uint8], angle_deg: float
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float64]]:
+    """Rotate an image about its centre onto a canvas large enough for all of it.
+
+    Multiples of 90 degrees are exact pixel permutations; other angles are bilinear,
+    with black corners.
+
+    Args:
+        image: ``(H, W, 3)`` (or ``(H, W)``) uint8 image, any colour order.
+        angle_deg: rotation, degrees counter-clockwise as displayed.
+
+    Returns:
+        ``(rotated, matrix)``: the canvas, and the ``(2, 3)`` matrix taking continuous
+        pixel coordinates of ``image`` to those of ``rotated`` (see
+        :func:`transform_points`, :func:`invert_affine`).
+
+    Raises:
+        ConfigError: not an image, or a non-finite angle.
+    """
+    import cv2
+
+    if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
+        raise ConfigError(f"image: expected (H, W) or (H, W, C), got shape {image.shape}")
+    h, w = image.shape[:2]
+    matrix, (canvas_w, canvas_h) = rotation_matrix((w, h), angle_deg)
+    quarter = angle_deg / 90.0
+    if quarter == round(quarter):
+        # np.rot90 turns counter-clockwise as displayed, like the matrix
+        rotated = np.ascontiguousarray(np.rot90(image, k=round(quarter) % 4))
+        return rotated, matrix
+    # cv2 puts pixel i's centre at coordinate i, facesense at i + 0.5
+    cv_matrix = matrix.copy()
+    cv_matrix[:, 2] = transform_points(np.array([0.5, 0.5]), matrix) - 0.5
+    warped = np.asarray(
+        cv2.warpAffine(
+            image,
+            cv_matrix,
+            (canvas_w, canvas_h),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        ),
+        dtype=np.uint8,
+    )
+    return np.ascontiguousarray(warped), matrix

@@ -6,7 +6,7 @@ they miss faces (``facesense eval rotated``). :class:`RotatingDetector` wraps an
 
 1. the inner detector runs on the image and on copies rotated about their centre by
    each of ``angles`` (degrees counter-clockwise as displayed; the whole image is kept
-   on a larger canvas, :func:`facesense.eval.rotated.rotate_image`; multiples of 90
+   on a larger canvas, :func:`facesense.geometry.rotate_image`; multiples of 90
    degrees are exact pixel permutations, so they cost no resampling);
 2. each copy's landmarks are mapped back to the original image through the inverse
    affine map; the box is the axis-aligned box of the mapped box corners for multiples
@@ -71,7 +71,7 @@ import numpy as np
 
 from facesense import geometry
 from facesense.errors import ConfigError
-from facesense.eval.rotated import invert_affine, rotate_image, transform_points
+from facesense.geometry import invert_affine, rotate_image, transform_points
 from facesense.types import Faces
 
 if TYPE_CHECKING:
