@@ -1,12 +1,9 @@
 """Build and measure the data behind INT8 FaceNet (:mod:`facesense.models.facenet_int8`).
 
-Three commands; the first two write files that ship in ``src/facesense/models/data/``:
+Two commands; the first writes the file that ships in ``src/facesense/models/data/``:
 
     # activation ranges, from MTCNN faces (>= 40 px) in the first N WIDER FACE val images
     python scripts/calibrate_int8.py ranges --wider ../shared/data/wider_face_val_subset/images [--images 80]
-
-    # the real faces every INT8 build is verified on (face_recognition's MIT-licensed examples)
-    python scripts/calibrate_int8.py check-faces --examples ../shared/data/face_recognition_examples
 
     # INT8 vs FP32 on LFW faces: cosine and ms/face; --save/--compare for other CPUs
     python scripts/calibrate_int8.py measure --lfw ../shared/data/lfw --faces 200 --save native.npz
@@ -36,7 +33,7 @@ from facesense.cpu import cpu_info
 from facesense.detect import make_detector
 from facesense.embed.facenet import FaceNetEmbedder, preprocess_crops
 from facesense.eval.lfw import select_central_face
-from facesense.imageio import load_image, save_image
+from facesense.imageio import load_image
 from facesense.models import facenet_int8
 from facesense.models.facenet_onnx import INPUT_NAME, OUTPUT_NAME, facenet_onnx_path
 from facesense.models.runtime import create_session
@@ -63,28 +60,6 @@ def _ranges(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         facenet_int8.quantize_facenet(facenet_onnx_path(), Path(tmp) / "int8.onnx", ranges=args.out, calibration=batch)
     logger.info("wrote %s", args.out)
-
-
-def _check_faces(args: argparse.Namespace) -> None:
-    """Every face >= 60 px in knn_examples/test, cut as the embedder cuts, as one JPEG mosaic."""
-    detector = make_detector()
-    crop = FaceNetEmbedder().crop
-    crops: list[npt.NDArray[np.uint8]] = []
-    for path in sorted((args.examples / "knn_examples" / "test").glob("*.jpg")):
-        image = load_image(path)
-        faces = detector.detect(image)
-        faces = faces[faces.size_px >= CHECK_MIN_FACE_PX]
-        logger.info("%s: %d faces", path.name, len(faces))
-        crops.extend(crop_faces(image, faces, crop))
-    size = facenet_int8.CHECK_FACE_PX
-    cols = facenet_int8.CHECK_MOSAIC_COLUMNS
-    rows = -(-len(crops) // cols)
-    mosaic = np.zeros((rows * size, cols * size, 3), np.uint8)
-    for i, face in enumerate(crops):
-        r, c = divmod(i, cols)
-        mosaic[r * size : (r + 1) * size, c * size : (c + 1) * size] = face
-    save_image(args.out, mosaic, quality=args.quality)
-    logger.info("wrote %d faces to %s (%d bytes)", len(crops), args.out, args.out.stat().st_size)
 
 
 def _lfw_faces(root: Path, count: int) -> npt.NDArray[np.uint8]:
@@ -160,7 +135,6 @@ def _measure(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    data = Path(facenet_int8.RANGES_FILE).parent
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
     ranges = sub.add_parser("ranges", help="activation ranges from WIDER FACE faces")
@@ -168,11 +142,6 @@ def main() -> None:
     ranges.add_argument("--images", type=int, default=80)
     ranges.add_argument("--out", type=Path, default=facenet_int8.RANGES_FILE)
     ranges.set_defaults(run=_ranges)
-    check = sub.add_parser("check-faces", help="the faces INT8 builds are verified on")
-    check.add_argument("--examples", type=Path, default=Path("../shared/data/face_recognition_examples"))
-    check.add_argument("--out", type=Path, default=data / facenet_int8.CHECK_FACES_FILE.name)
-    check.add_argument("--quality", type=int, default=92)
-    check.set_defaults(run=_check_faces)
     measure = sub.add_parser("measure", help="INT8 vs FP32 on LFW faces")
     measure.add_argument("--lfw", type=Path, default=Path("../shared/data/lfw"))
     measure.add_argument("--faces", type=int, default=200)
