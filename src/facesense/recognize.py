@@ -49,6 +49,7 @@ __all__ = [
     "Recognition",
     "Recognizer",
     "draw_faces",
+    "detection_records",
     "face_records",
     "fit_matcher",
 ]
@@ -349,6 +350,23 @@ class Recognizer:
             confidences=result.confidences,
             candidates=result.candidates,
         )
+
+
+def detection_records(faces: Faces, *, with_embedding: bool = False) -> list[dict[str, Any]]:
+    """One plain dict per detected face, as ``facesense detect --json`` and ``POST
+    /api/detect`` give them: ``box`` ``[x1, y1, x2, y2]`` (pixels), detector ``score``,
+    five ``landmarks`` ``[x, y]``, and with ``with_embedding`` the ``embedding``."""
+    records = []
+    for face in faces:
+        rec: dict[str, Any] = {
+            "box": [round(float(v), 2) for v in face.xyxy],
+            "score": round(float(face.score), 5),
+            "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
+        }
+        if with_embedding and face.embedding is not None:
+            rec["embedding"] = [round(float(v), 6) for v in face.embedding]
+        records.append(rec)
+    return records
 
 
 def face_records(faces: Faces, confidences: npt.ArrayLike | None = None) -> list[dict[str, Any]]:

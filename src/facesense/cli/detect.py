@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("facesense.cli")
 
-__all__ = ["detect", "embed", "face_records", "run_on_images"]
+__all__ = ["detect", "embed", "run_on_images"]
 
 BATCH_RULE = """
 \b
@@ -40,21 +40,6 @@ Exit status: a file that is not a readable image gets a one-line error (and, wit
 is 0 when at least one image was processed, even with no faces in it, and that of
 the first error (4 for an unreadable image) when none could be.
 """
-
-
-def face_records(faces: Faces, *, with_embedding: bool = False) -> list[dict[str, Any]]:
-    """JSON-ready dicts for each face: box, score, landmarks (and embedding)."""
-    records = []
-    for face in faces:
-        rec: dict[str, Any] = {
-            "box": [round(float(v), 2) for v in face.xyxy],
-            "score": round(float(face.score), 5),
-            "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
-        }
-        if with_embedding and face.embedding is not None:
-            rec["embedding"] = [round(float(v), 6) for v in face.embedding]
-        records.append(rec)
-    return records
 
 
 def run_on_images(
@@ -72,6 +57,7 @@ def run_on_images(
         click.exceptions.Exit: no file could be processed.
     """
     from facesense.imageio import iter_image_paths, load_image
+    from facesense.recognize import detection_records
 
     files = list(iter_image_paths(paths))
     if not files:
@@ -94,7 +80,7 @@ def run_on_images(
                         "path": str(path),
                         "width": int(image.shape[1]),
                         "height": int(image.shape[0]),
-                        "faces": face_records(faces, with_embedding=embedder is not None),
+                        "faces": detection_records(faces, with_embedding=embedder is not None),
                     }
                 )
             else:

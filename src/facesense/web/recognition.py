@@ -14,23 +14,9 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from facesense.recognize import LiveMatcher
-    from facesense.types import Faces
     from facesense.web.models import WebModels
 
-__all__ = ["RecognitionService", "detection_records"]
-
-
-def detection_records(faces: Faces) -> list[dict[str, Any]]:
-    """One dict per face, as ``facesense detect --json``: ``box`` ``[x1, y1, x2, y2]``
-    (pixels), detector ``score`` and five ``landmarks`` ``[x, y]``."""
-    return [
-        {
-            "box": [round(float(v), 2) for v in face.xyxy],
-            "score": round(float(face.score), 5),
-            "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
-        }
-        for face in faces
-    ]
+__all__ = ["RecognitionService"]
 
 
 class RecognitionService:
@@ -47,6 +33,8 @@ class RecognitionService:
 
     def detect(self, image: npt.NDArray[np.uint8]) -> list[dict[str, Any]]:
         """Records like ``facesense detect --json``: box, score, landmarks per face."""
+        from facesense.recognize import detection_records
+
         return detection_records(self.models.detect(image))
 
     def recognize(self, image: npt.NDArray[np.uint8]) -> list[dict[str, Any]]:
