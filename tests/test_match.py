@@ -286,7 +286,6 @@ def test_make_matcher_uses_the_model_calibration() -> None:
 @pytest.mark.parametrize(
     ("model_id", "embedder"),
     [
-        ("dlib-resnet-v1/mtcnn5", "dlib"),  # registered, never calibrated on its own
         ("facenet-20180408-102900/per_image", "facenet"),
         ("facenet-20180408-102900/fixed/box160m0.2+0", "facenet"),  # a custom crop
         ("someone-else/v1", "KIND"),
@@ -294,7 +293,7 @@ def test_make_matcher_uses_the_model_calibration() -> None:
 )
 def test_auto_threshold_for_an_uncalibrated_model_is_refused(model_id: str, embedder: str) -> None:
     """No silent fallback to FaceNet's raw 0.85: the error says how to calibrate."""
-    command = f"facesense eval identify --images DIR --embedder {embedder} --json"
+    command = f"facesense eval calibrate --images LFW_DIR --wider WIDER_DIR --embedder {embedder}"
     with pytest.raises(ConfigError, match=f"no calibration for model '{re.escape(model_id)}'.*{re.escape(command)}"):
         make_matcher("knn", model_id=model_id)
     explicit = make_matcher("knn", model_id=model_id, threshold=0.4)

@@ -38,7 +38,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -184,6 +184,10 @@ class CaptureConfig:
         reconnect_initial_s: first wait before reconnecting a lost live source.
         reconnect_max_s: the wait doubles after each failed attempt up to this.
         folder_fps: frame rate reported for a folder of images.
+        realtime: play files and folders at their own frame rate, as a camera would
+            send them: the capture thread waits for each frame's time, and when the
+            consumer is slower the newest frame wins (drops are counted), as for live
+            sources. For simulating cameras (``bench capacity``, tests, demos).
     """
 
     loop: bool = False
@@ -193,6 +197,7 @@ class CaptureConfig:
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 30.0
     folder_fps: float = 25.0
+    realtime: bool = False
 
     def __post_init__(self) -> None:
         if self.buffer_frames < 1:
@@ -472,10 +477,12 @@ class VideoSource:
         config: capture settings.
         on_status: called on the capture thread for every :class:`SourceStatus`
             (statuses also come through :meth:`items`).
+        name: the source's id in frames and events (a camera's name); by default
+            the path, URL or ``camera:N``.
 
     Attributes:
         kind: the :class:`SourceKind`.
-        source_id: a name for the source (path, URL or ``camera:N``).
+        source_id: a name for the source (``name``, else path, URL or ``camera:N``).
     """
 
     def __init__(
@@ -484,9 +491,14 @@ class VideoSource:
         config: CaptureConfig | None = None,
         *,
         on_status: Callable[[SourceStatus], None] | None = None,
+        name: str | None = None,
     ) -> None:
         self.config = config or CaptureConfig()
         parsed = parse_source(spec)
+        if name is not None:
+            if not name.strip():
+                raise ConfigError("a source name must not be empty")
+            parsed = replace(parsed, source_id=name)
         self.kind = parsed.kind
         self.source_id = parsed.source_id
         self._reader: _CvReader | _FolderReader
@@ -659,11 +671,16 @@ class VideoSource:
             self.close()
 
     # -- capture thread ----------------------------------------------------------
+    @property
+    def _newest_wins(self) -> bool:
+        """Stale frames are dropped (live sources, and files played in real time)."""
+        return self.live or self.config.realtime
+
     def _push(self, item: Any) -> bool:
         """Hand an item to the consumer; False when the source is stopping."""
         with self._cond:
             if isinstance(item, _Decoded):
-                if self.live:
+                if self._newest_wins:
                     if self._frames_in_buffer:
                         # Newest wins: drop stale frames, keep status reports.
                         kept = deque(x for x in self._buffer if not isinstance(x, _Decoded))
@@ -702,6 +719,8 @@ class VideoSource:
         offset_s = 0.0  # timestamp offset of the current pass (looping)
         last_ts = 0.0
         pass_frames = 0
+        paced = self.config.realtime and not self.live
+        clock_start = time.perf_counter()
         try:
             while not self._stop.is_set():
                 started = time.perf_counter()
@@ -733,9 +752,12 @@ class VideoSource:
                         pos = pass_frames / self.fps if self.fps else float(pass_frames)
                     ts = offset_s + pos
                 last_ts = ts
+                decode_ms = (time.perf_counter() - started) * 1e3
+                if paced and self._stop.wait(max(0.0, clock_start + ts - time.perf_counter())):
+                    break
                 frame = Frame(image=image, index=index, timestamp=ts, source_id=self.source_id)
                 done = time.perf_counter()
-                if not self._push(_Decoded(frame, (done - started) * 1e3, done)):
+                if not self._push(_Decoded(frame, decode_ms, done)):
                     break
                 index += 1
                 pass_frames += 1
@@ -804,6 +826,7 @@ def open_source(
     config: CaptureConfig | None = None,
     *,
     on_status: Callable[[SourceStatus], None] | None = None,
+    name: str | None = None,
 ) -> VideoSource:
     """Build and open a :class:`VideoSource`.
 
@@ -812,8 +835,9 @@ def open_source(
             ``rtsp://`` / ``http(s)://`` URL (MJPEG over HTTP works).
         config: capture settings.
         on_status: callback for live-source connection changes.
+        name: the source's id in frames and events (default: the path or URL).
 
     Raises:
         SourceError: the source does not exist or cannot be opened.
     """
-    return VideoSource(spec, config, on_status=on_status).open()
+    return VideoSource(spec, config, on_status=on_status, name=name).open()

@@ -56,6 +56,26 @@ measures one): another model's threshold would be meaningless for it.
 It is 0.5 at the threshold (named faces have confidence >= 0.5), about 0.88 at
 ``threshold - 0.1`` and 0.12 at ``threshold + 0.1``; with rejection off it is centred
 on the default threshold. It is a readable margin, not a calibrated probability.
+
+**Corrections** (``fit(..., negatives=N, negative_labels=L)``). A person's *negatives*
+are faces somebody said were not them ("not X"; "this is Y" makes the face Y's
+sample and X's negative). Two rules follow, and neither changes anything for a person
+without negatives (no negatives at all: exactly the results above):
+
+* *veto*: a face nearer to one of X's negatives than to X's nearest sample is not
+  named X (the KNN vote then goes to the other neighbours; the other matchers leave
+  the face unknown);
+* *per-person threshold* (``per_person=True``; off by default, because on LFW it cost
+  named-right faces and stopped no new stranger, see ``docs/recognition.md``): X is named only with a
+  score below the lowest score one of X's negatives had as X, never stricter than the
+  impostor distance only a share :data:`NEGATIVE_FLOOR_FAR` of impostor pairs reach::
+
+      t_X = max(floor, min(T, min_n score_X(n) - NEGATIVE_MARGIN))
+
+  ``T`` is the matcher's threshold (its calibrated default when rejection is off). It
+  is applied as an offset ``T - t_X`` added to X's scores, so one threshold still
+  decides and a threshold sweep still reads per-person thresholds. See
+  ``docs/recognition.md`` ("Corrections") for what it was measured on.
 """
 
 from __future__ import annotations
@@ -90,6 +110,8 @@ __all__ = [
     "DEFAULT_K",
     "DEFAULT_THRESHOLD",
     "FUSION_MODEL_ID",
+    "NEGATIVE_FLOOR_FAR",
+    "NEGATIVE_MARGIN",
     "Calibration",
     "KNNMatcher",
     "MatchResult",
@@ -113,6 +135,14 @@ CONFIDENCE_SCALE = 0.05
 """Width of the logistic score-to-confidence mapping, in distance units."""
 
 DEFAULT_K = 3
+
+NEGATIVE_FLOOR_FAR = 1e-6
+"""A person's threshold is never lowered by their negatives below the impostor distance
+that only this share of pairs of different people reach (the model's quantile table)."""
+
+NEGATIVE_MARGIN = 1e-4
+"""How far below its closest negative's score a person's threshold is put (score units):
+just below, so that the negative itself would be refused."""
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -242,6 +272,12 @@ class _GalleryMatcher:
         self._starts = np.zeros((0,), np.int64)
         self._means = np.zeros((0, 0), np.float32)
         self._person_next = np.zeros((0,), np.float32)  # mean distance to the gallery_k nearest others
+        # Corrections: negatives sorted by the class they are "not", and per-class score offsets.
+        self._neg = np.zeros((0, 0), np.float32)
+        self._neg_y = np.zeros((0,), np.int64)
+        self._neg_starts = np.zeros((0,), np.int64)
+        self._neg_classes = np.zeros((0,), np.int64)
+        self._offset = np.zeros((0,), np.float32)
 
     def _norm_repr(self) -> str:
         return "" if self.norm is None else ", normalised"
@@ -290,6 +326,75 @@ class _GalleryMatcher:
             out[start : start + _CHUNK] = np.partition(block, k - 1, axis=1)[:, :k].mean(axis=1)
         return out
 
+    def _fit_negatives(
+        self, negatives: npt.ArrayLike | None, negative_labels: Sequence[str] | None, per_person: bool
+    ) -> None:
+        """Remember the negatives ("not X") of people in the gallery and derive per-person offsets."""
+        c = len(self.classes_)
+        self._neg = np.zeros((0, self._matrix.shape[1] if self._matrix.ndim == 2 else 0), np.float32)
+        self._neg_y = np.zeros((0,), np.int64)
+        self._neg_starts = np.zeros((0,), np.int64)
+        self._neg_classes = np.zeros((0,), np.int64)
+        self._offset = np.zeros((c,), np.float32)
+        if negatives is None and negative_labels is None:
+            return
+        if negatives is None or negative_labels is None:
+            raise ConfigError("give negatives and negative_labels together")
+        x = np.asarray(negatives, dtype=np.float32)
+        names = [str(v) for v in negative_labels]
+        if x.ndim != 2 or x.shape[0] != len(names):
+            raise ConfigError(f"negatives: expected shape (K, D) with one label each, got {x.shape} and {len(names)} labels")
+        if x.shape[0] == 0:
+            return
+        if c and x.shape[1] != self._matrix.shape[1]:
+            raise ConfigError(f"negatives: expected {self._matrix.shape[1]} columns like the gallery, got {x.shape[1]}")
+        if not np.all(np.isfinite(x)):
+            raise ConfigError("negatives: contains NaN or infinity")
+        index = {name: i for i, name in enumerate(self.classes_)}
+        known = np.array([n in index for n in names], bool)
+        if not known.all():
+            logger.debug("ignoring %d negative(s) of people not in the gallery", int((~known).sum()))
+        if not known.any():
+            return
+        y = np.array([index[n] for n, k in zip(names, known.tolist(), strict=True) if k], np.int64)
+        order = np.argsort(y, kind="stable")
+        self._neg = np.ascontiguousarray(x[known][order])
+        self._neg_y = y[order]
+        self._neg_classes, self._neg_starts = np.unique(self._neg_y, return_index=True)
+        if per_person:
+            self._offset = self._negative_offsets()
+
+    def _negative_offsets(self) -> FloatArray:
+        """``T - t_X`` per class (see the module docstring), 0 for people without negatives."""
+        c = len(self.classes_)
+        offset = np.zeros((c,), np.float32)
+        reference = self.threshold
+        if reference is None:
+            reference = _default_norm_threshold(self.norm) if self.norm is not None else DEFAULT_THRESHOLD
+        floor = 0.0
+        if self.norm is not None:
+            floor = float(self.norm.impostor_distance(NEGATIVE_FLOOR_FAR))
+        d = pairwise_distances(self._neg, self._matrix, b_sq=self._sq)
+        class_d = self._class_min(d)
+        rows = np.arange(len(self._neg_y))
+        scores = self._scores(self._neg_y, class_d[rows, self._neg_y], class_d if self.norm is not None else None)
+        lowest = np.minimum.reduceat(scores, self._neg_starts)
+        t_person = np.maximum(floor, np.minimum(reference, lowest - NEGATIVE_MARGIN))
+        offset[self._neg_classes] = np.maximum(0.0, reference - t_person)
+        return offset
+
+    def _veto(self, q: FloatArray, sample_d: FloatArray | None = None) -> npt.NDArray[np.bool_] | None:
+        """``(M, C)``: the probe is nearer to one of the class's negatives than to its nearest sample."""
+        if self._neg.shape[0] == 0:
+            return None
+        if sample_d is None:
+            sample_d = pairwise_distances(q, self._matrix, b_sq=self._sq)
+        pos = self._class_min(sample_d)
+        neg_min = np.minimum.reduceat(pairwise_distances(q, self._neg), self._neg_starts, axis=1)
+        veto = np.zeros(pos.shape, bool)
+        veto[:, self._neg_classes] = neg_min < pos[:, self._neg_classes]
+        return veto
+
     def _probe(self, embeddings: npt.ArrayLike) -> FloatArray:
         q = np.asarray(embeddings, dtype=np.float32)
         if q.ndim == 1:
@@ -325,9 +430,19 @@ class _GalleryMatcher:
         )
         return np.asarray(score, dtype=np.float32)
 
-    def _result(self, cls: npt.NDArray[np.int64], dist: npt.NDArray[np.floating], class_d: FloatArray | None) -> MatchResult:
+    def _result(
+        self,
+        cls: npt.NDArray[np.int64],
+        dist: npt.NDArray[np.floating],
+        class_d: FloatArray | None,
+        veto: npt.NDArray[np.bool_] | None = None,
+    ) -> MatchResult:
         dist = np.asarray(dist, dtype=np.float32)
         scores = self._scores(cls, dist, class_d)
+        if self._offset.size and self._neg.shape[0]:
+            scores = np.asarray(scores + self._offset[cls], dtype=np.float32)
+        if veto is not None:
+            scores = np.where(veto[np.arange(len(cls)), cls], np.float32(np.inf), scores).astype(np.float32)
         candidates = tuple(self.classes_[int(c)] for c in cls)
         accept = np.ones(dist.shape, bool) if self.threshold is None else scores <= self.threshold
         names = tuple(c if ok else None for c, ok in zip(candidates, accept.tolist(), strict=True))
@@ -390,9 +505,27 @@ class KNNMatcher(_GalleryMatcher):
     def __repr__(self) -> str:
         return f"KNNMatcher(k={self.k}, weighting={self.weighting!r}, threshold={self.threshold}{self._norm_repr()})"
 
-    def fit(self, embeddings: npt.ArrayLike, labels: Sequence[str]) -> KNNMatcher:
-        """Remember the gallery; returns ``self``."""
+    def fit(
+        self,
+        embeddings: npt.ArrayLike,
+        labels: Sequence[str],
+        *,
+        negatives: npt.ArrayLike | None = None,
+        negative_labels: Sequence[str] | None = None,
+        per_person: bool = False,
+    ) -> KNNMatcher:
+        """Remember the gallery; returns ``self``.
+
+        Args:
+            embeddings, labels: the gallery's ``(N, D)`` samples and their people.
+            negatives: ``(K, D)`` faces that are *not* ``negative_labels[i]`` (corrections,
+                see the module docstring); negatives of people not in the gallery are ignored.
+            negative_labels: whom each negative is not.
+            per_person: also derive per-person thresholds from the negatives (off by
+                default: measured on LFW, it cost named-right faces for no fewer new strangers).
+        """
         self._fit_common(embeddings, labels)
+        self._fit_negatives(negatives, negative_labels, per_person)
         return self
 
     def match(self, embeddings: npt.ArrayLike) -> MatchResult:
@@ -403,6 +536,10 @@ class KNNMatcher(_GalleryMatcher):
             return self._empty(m)
         k = min(self.k, n)
         d = pairwise_distances(q, self._matrix, b_sq=self._sq)
+        veto = self._veto(q, d)
+        d_all = d
+        if veto is not None:  # vetoed people's samples neither vote nor count as nearest
+            d = np.where(veto[:, self._y], np.float32(np.inf), d).astype(np.float32)
         if k < n:
             idx = np.argpartition(d, k - 1, axis=1)[:, :k]
         else:
@@ -421,8 +558,8 @@ class KNNMatcher(_GalleryMatcher):
         # A tiny bonus for nearness: ties (and the no-vote case) go to the nearest neighbour.
         best = np.argmax(votes + 1e-9 * (k - np.arange(k)), axis=1)
         rows = np.arange(m)
-        class_d = self._class_min(d) if self.norm is not None else None
-        return self._result(cls[rows, best], nd[rows, best], class_d)
+        class_d = self._class_min(d_all) if self.norm is not None else None
+        return self._result(cls[rows, best], nd[rows, best], class_d, veto)
 
 
 class MeanMatcher(_GalleryMatcher):
@@ -439,9 +576,18 @@ class MeanMatcher(_GalleryMatcher):
     def __repr__(self) -> str:
         return f"MeanMatcher(threshold={self.threshold}{self._norm_repr()})"
 
-    def fit(self, embeddings: npt.ArrayLike, labels: Sequence[str]) -> MeanMatcher:
-        """Compute the class means; returns ``self``."""
+    def fit(
+        self,
+        embeddings: npt.ArrayLike,
+        labels: Sequence[str],
+        *,
+        negatives: npt.ArrayLike | None = None,
+        negative_labels: Sequence[str] | None = None,
+        per_person: bool = False,
+    ) -> MeanMatcher:
+        """Compute the class means; returns ``self`` (corrections as :meth:`KNNMatcher.fit`)."""
         self._fit_common(embeddings, labels)
+        self._fit_negatives(negatives, negative_labels, per_person)
         return self
 
     def match(self, embeddings: npt.ArrayLike) -> MatchResult:
@@ -451,7 +597,7 @@ class MeanMatcher(_GalleryMatcher):
             return self._empty(q.shape[0])
         d = pairwise_distances(q, self._means)
         cls = np.argmin(d, axis=1)
-        return self._result(cls, d[np.arange(q.shape[0]), cls], d)
+        return self._result(cls, d[np.arange(q.shape[0]), cls], d, self._veto(q))
 
 
 class SVMMatcher(_GalleryMatcher):
@@ -475,9 +621,18 @@ class SVMMatcher(_GalleryMatcher):
     def __repr__(self) -> str:
         return f"SVMMatcher(c={self.c}, threshold={self.threshold}{self._norm_repr()})"
 
-    def fit(self, embeddings: npt.ArrayLike, labels: Sequence[str]) -> SVMMatcher:
-        """Train the SVM; returns ``self``."""
+    def fit(
+        self,
+        embeddings: npt.ArrayLike,
+        labels: Sequence[str],
+        *,
+        negatives: npt.ArrayLike | None = None,
+        negative_labels: Sequence[str] | None = None,
+        per_person: bool = False,
+    ) -> SVMMatcher:
+        """Train the SVM; returns ``self`` (corrections as :meth:`KNNMatcher.fit`)."""
         self._fit_common(embeddings, labels)
+        self._fit_negatives(negatives, negative_labels, per_person)
         n_classes = len(self.classes_)
         if n_classes < 2:
             return self  # one person: every face is them (subject to the threshold)
@@ -503,8 +658,9 @@ class SVMMatcher(_GalleryMatcher):
             cls = np.zeros((m,), np.int64)
         else:
             cls = np.argmax(q @ self._coef.T + self._intercept, axis=1)
-        class_d = self._class_min(pairwise_distances(q, self._matrix, b_sq=self._sq))
-        return self._result(cls, class_d[np.arange(m), cls], class_d)
+        sample_d = pairwise_distances(q, self._matrix, b_sq=self._sq)
+        class_d = self._class_min(sample_d)
+        return self._result(cls, class_d[np.arange(m), cls], class_d, self._veto(q, sample_d))
 
 
 def make_matcher(

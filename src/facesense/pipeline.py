@@ -234,6 +234,11 @@ class Pipeline:
         """Ask the loop to end after the current frame (safe from any thread)."""
         self._stop.set()
 
+    @property
+    def stop_requested(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stop.is_set()
+
     # -- the loop ------------------------------------------------------------------
     def __iter__(self) -> Iterator[FrameResult]:
         if self._started:

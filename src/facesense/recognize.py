@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "LIVE_CHECK_S",
     "UNKNOWN",
+    "WATCHED_CHECK_S",
     "LiveMatcher",
     "Recognition",
     "Recognizer",
@@ -59,6 +60,9 @@ UNKNOWN = "unknown"
 
 LIVE_CHECK_S = 0.5
 """How often a :class:`LiveMatcher` asks the gallery whether it changed, seconds."""
+
+WATCHED_CHECK_S = 10.0
+"""The same while the store's change notifications are flowing (a safety net only)."""
 
 _MATCHER_ARGS = ("kind", "model_id", "threshold")  # what fit_matcher passes itself
 
@@ -133,6 +137,10 @@ class LiveMatcher:
             :class:`~facesense.gallery.sqlite.SQLiteGallery`); the caller closes it.
         model_id: the embedder's model id.
         check_interval_s: ask the store for its revision at most this often.
+        watch: when the store offers ``watch_changes(callback)`` (PostgreSQL's
+            LISTEN/NOTIFY), refit on its thread as soon as a change is committed, and
+            poll only every :data:`WATCHED_CHECK_S` while its notifications flow
+            (``check_interval_s`` again while its connection is down).
         kind, threshold, **options: as for :func:`fit_matcher` (checked here).
 
     :meth:`match` is thread-safe. While the gallery is empty, or cannot be used (another
@@ -150,6 +158,7 @@ class LiveMatcher:
         model_id: str,
         *,
         check_interval_s: float = LIVE_CHECK_S,
+        watch: bool = True,
         kind: str = "knn",
         threshold: float | str | None = "auto",
         **options: Any,
@@ -171,6 +180,28 @@ class LiveMatcher:
         self._checked_at = -float("inf")
         self._problem: FacesenseError | None = None
         self._logged_problem: str | None = None
+        self._watch: Any = None
+        watch_changes = getattr(store, "watch_changes", None)
+        if watch and callable(watch_changes):
+            self._watch = watch_changes(self._changed)
+
+    def close(self) -> None:
+        """Stop following the store's change notifications (idempotent; the store stays open)."""
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.close()
+
+    @property
+    def watching(self) -> bool:
+        """Whether changes arrive as notifications right now (else the store is polled)."""
+        return self._watch is not None and bool(self._watch.connected)
+
+    def _changed(self, revision: int | None) -> None:
+        """A change notification (``None``: the listener reconnected): refit now, on its thread."""
+        if revision is not None and revision == self._revision:
+            return
+        with self._lock:
+            self._update(raise_errors=False)
 
     def __repr__(self) -> str:
         return f"LiveMatcher({self.store.location!r}, {self.model_id!r}, people={len(self._people)})"
@@ -215,9 +246,10 @@ class LiveMatcher:
 
         Checks the gallery's revision first when ``check_interval_s`` has passed.
         """
-        if time.monotonic() - self._checked_at >= self.check_interval_s:
+        interval = max(self.check_interval_s, WATCHED_CHECK_S) if self.watching else self.check_interval_s
+        if time.monotonic() - self._checked_at >= interval:
             with self._lock:
-                if time.monotonic() - self._checked_at >= self.check_interval_s:
+                if time.monotonic() - self._checked_at >= interval:
                     self._update(raise_errors=False)
         matcher = self._matcher
         if matcher is None:

@@ -84,7 +84,7 @@ def test_a_face_free_image_counts_as_processed(runner: CliRunner, data_dir: Path
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["embed", "--embedder", "fusoin"], "unknown embedder 'fusoin' (did you mean 'fusion'?); choose one of fusion, facenet, dlib"),
+        (["embed", "--embedder", "fusoin"], "unknown embedder 'fusoin' (did you mean 'fusion'?); choose one of fusion, facenet, dlib, sface, facenet+dlib+sface, dlib+sface, facenet+sface"),
         (["detect", "--detector", "mtccn"], "unknown detector 'mtccn' (did you mean 'mtcnn'?)"),
         (["eval", "lfw", "--pairs", "{pairs}", "--images", "{dir}", "--backend", "onnx"], "unknown FaceNet backend 'onnx'"),
     ],

@@ -242,7 +242,7 @@ def test_config_type_is_checked() -> None:
 
 @pytest.mark.parametrize("use", list(DetectorUse))
 def test_make_detector_yunet_takes_the_table_defaults(use: DetectorUse) -> None:
-    detector = make_detector("yunet", use=use, threads=2, score_threshold=0.8)
+    detector = make_detector("yunet", use=use, threads=2, score_threshold=0.8, verify=False)
     assert isinstance(detector, YuNetDetector)
     assert detector.config == YuNetConfig(min_face_px=DEFAULTS[use].min_face_px, threads=2, score_threshold=0.8)
 
@@ -266,8 +266,11 @@ def test_make_detector_bad_choices(call, message: str) -> None:  # type: ignore[
         call()
 
 
-def test_the_default_detector_is_still_mtcnn() -> None:
-    assert type(make_detector()).__name__ == "MTCNNDetector"
+def test_yunet_for_photos_comes_with_the_non_face_check() -> None:
+    detector = make_detector("yunet")
+    assert type(detector).__name__ == "VerifiedDetector"
+    assert type(detector.inner).__name__ == "YuNetDetector"  # type: ignore[attr-defined]
+    assert type(make_detector("yunet", use="video")).__name__ == "YuNetDetector"  # video: no check
 
 
 # ----------------------------------------------------------------------------- CLI

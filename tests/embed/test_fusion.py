@@ -212,3 +212,88 @@ def test_merged_model_is_cached_and_a_damaged_cache_is_rebuilt(people) -> None:
     got = third.embed(image, faces).embeddings
     assert third.merged is True and path.stat().st_size > 1_000_000
     assert np.abs(got - want).max() < 1e-6
+
+
+@pytest.mark.parametrize("kind", ["facenet+dlib+sface", "dlib+sface", "facenet+sface"])
+def test_fusions_with_sface_run_merged_and_equal_their_parts(people, kind: str) -> None:
+    """Every SFace fusion: scales are the registry's WIDER medians, one merged session,
+    the same embeddings as the parts run one by one, and calibrated."""
+    from facesense.embed.sface import SFaceEmbedder
+
+    merged = make_embedder(kind)
+    names = kind.split("+")
+    assert [type(p) for p in merged.parts] == [{"facenet": FaceNetEmbedder, "dlib": DlibResNetEmbedder, "sface": SFaceEmbedder}[n] for n in names]
+    assert merged.scales == tuple(IMPOSTOR_MEDIANS[p.model_id] for p in merged.parts)
+    assert merged.model_id in CALIBRATIONS
+    separate = FusedEmbedder(list(make_embedder(kind).parts), merge=False)
+    image, faces = people["obama"]
+    a, b = merged.embed(image, faces).embeddings, separate.embed(image, faces).embeddings
+    assert merged.merged is True and separate.merged is False
+    assert a.shape == (len(faces), sum(p.dim for p in merged.parts))
+    assert np.abs(a - b).max() < 1e-5
+    raw = calibration(merged.model_id).raw_threshold
+    obama, obama2, biden, kit = (_emb(merged, people, k) for k in ("obama", "obama2", "biden", "kit"))
+    assert np.linalg.norm(obama - obama2) < raw < min(np.linalg.norm(obama - biden), np.linalg.norm(biden - kit))
+
+
+def test_calibration_splits_one_merged_run_into_exact_parts(people) -> None:
+    """eval calibrate runs the three networks in one session and splits the result; the
+    parts and the fusions rebuilt from them equal what the embedders give themselves."""
+    from facesense.eval.calibrate import NETWORKS, fuse_parts, network_embedder, split_parts
+
+    image, faces = people["kit"]
+    networks = network_embedder()
+    parts = split_parts(networks.embed(image, faces).embeddings, [p.dim for p in networks.parts])
+    assert networks.merged is True and len(parts) == len(NETWORKS) == 3
+    for key, part in zip(NETWORKS, parts, strict=True):
+        assert np.abs(part - make_embedder(key).embed(image, faces).embeddings).max() < 1e-5, key
+    three = make_embedder("facenet+dlib+sface")
+    rebuilt = fuse_parts(parts, three.scales)
+    assert np.abs(rebuilt - three.embed(image, faces).embeddings).max() < 1e-5
+    with pytest.raises(ConfigError, match=r"expected \(N, 768\)"):
+        split_parts(np.zeros((1, 640), np.float32), [512, 128, 128])
+
+
+def test_a_gallery_of_another_embedder_is_refused_with_the_reembed_pointer(examples_dir: Path, tmp_path: Path, shared_cache: Path) -> None:
+    """Switching embedder (here from the default fusion to the three-way one) never mixes
+    embeddings: the gallery is refused with the command that recomputes it, and after
+    `reembed` it serves the new model."""
+    from facesense.analyzer import FaceAnalyzer
+    from facesense.enroll import Enroller, reembed
+    from facesense.errors import ModelMismatchError
+    from facesense.gallery.sqlite import SQLiteGallery
+    from facesense.recognize import fit_matcher
+
+    photo = examples_dir / "knn_examples" / "train" / "obama" / "obama.jpg"
+    gallery = SQLiteGallery(tmp_path / "people.db")
+    Enroller(gallery, FaceAnalyzer()).enroll_person("obama", [photo])
+    assert gallery.model_id == make_embedder().model_id
+    three = FaceAnalyzer(embedder=make_embedder("facenet+dlib+sface"))
+    with pytest.raises(ModelMismatchError, match=r"run `facesense reembed --db .*people\.db`"):
+        fit_matcher(gallery, three.model_id)
+    with pytest.raises(ModelMismatchError, match="reembed"):
+        Enroller(gallery, three).enroll_person("obama", [photo])
+    assert reembed(gallery, three).reembedded == 1
+    assert gallery.model_id == three.model_id
+    fit_matcher(gallery, three.model_id)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--far", "0.05"], "far must be one of the protocol's FAR targets 0.001, 0.01, 0.02, got 0.05"),
+        ([], "need people with >= 2 images and people with 1 image"),
+        (["--embedder", "sfase"], "did you mean 'sface'"),
+    ],
+)
+def test_calibrate_refuses_bad_input_in_one_line_before_any_model_runs(tmp_path: Path, extra: list[str], message: str) -> None:
+    from click.testing import CliRunner
+
+    from facesense.cli import main
+
+    (tmp_path / "lfw" / "Only_One").mkdir(parents=True)
+    (tmp_path / "wider").mkdir()
+    args = ["eval", "calibrate", "--images", str(tmp_path / "lfw"), "--wider", str(tmp_path / "wider"), *extra]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output

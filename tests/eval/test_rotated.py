@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from facesense.cli import main
-from facesense.detect import make_detector
+from facesense.detect import DEFAULT_DETECTOR, make_detector
 from facesense.errors import ConfigError, ImageError
 from facesense.eval.rotated import (
     evaluate_rotated,
@@ -20,6 +20,7 @@ from facesense.eval.rotated import (
     sample_images,
     transform_points,
 )
+from facesense.imageio import load_image
 from facesense.types import Faces
 
 W, H = 60, 40
@@ -195,7 +196,7 @@ def test_cli_json(lfw_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     (line,) = result.stdout.splitlines()
     record = json.loads(line)
-    assert record["detector"] == "mtcnn" and record["images"] == 3
+    assert record["detector"] == DEFAULT_DETECTOR.value and record["images"] == 3
     assert [a["angle_deg"] for a in record["angles"]] == [0.0, 90.0]
     assert set(record["angles"][0]) == {
         "angle_deg",
@@ -289,3 +290,71 @@ def test_cli_needs_one_source(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--images" in result.stderr
     result = CliRunner().invoke(main, ["eval", "rotated", "--images", str(tmp_path), "--wider-images", str(tmp_path)])
     assert result.exit_code == 2 and "both --wider-annotations and --wider-images" in result.stderr
+
+
+# ----------------------------------------------------------------------------- rotated LFW verification
+
+
+@pytest.fixture(scope="module")
+def small_pairs(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two folds of 4 same and 4 different pairs, taken from the real pairs file."""
+    lines = (lfw_dir / "pairs_folds1-5.txt").read_text().splitlines()
+    per_fold = int(lines[0].split()[1])
+    body = lines[1:]
+    chosen = []
+    for fold in range(2):
+        start = 2 * per_fold * fold
+        chosen += body[start : start + 4] + body[start + per_fold : start + per_fold + 4]
+    path = tmp_path_factory.mktemp("pairs") / "pairs.txt"
+    path.write_text("2\t4\n" + "\n".join(chosen) + "\n")
+    return path
+
+
+def test_rotated_lfw_turns_every_image_and_rotations_find_the_faces(lfw_dir: Path, small_pairs: Path) -> None:
+    from facesense.analyzer import FaceAnalyzer
+    from facesense.eval.rotated import evaluate_rotated_lfw
+
+    upright_faces_missed = []
+    for rotations in (False, True):
+        analyzer = FaceAnalyzer(detector=make_detector(rotations=rotations))
+        report = evaluate_rotated_lfw(analyzer, small_pairs, lfw_dir)
+        assert report.pairs == 16
+        upright_faces_missed.append(report.no_face)
+    # without rotations some turned faces are not found; with them (nearly) all are
+    assert upright_faces_missed[0] > upright_faces_missed[1]
+    assert upright_faces_missed[1] <= 1
+
+
+def test_rotated_lfw_angles_are_fixed_per_image(lfw_dir: Path) -> None:
+    from facesense.eval.rotated import _RotatedAnalyzer
+
+    class Recorder:
+        embedder = None
+
+        def __init__(self) -> None:
+            self.shapes: list[tuple[int, ...]] = []
+
+        def detect(self, image: np.ndarray) -> Faces:
+            self.shapes.append(image.shape)
+            return Faces.empty()
+
+    images = [load_image(p) for p in sorted(lfw_dir.glob("A*/*.jpg"))[:4]]
+    shapes = []
+    for _ in range(2):
+        recorder = Recorder()
+        rotated = _RotatedAnalyzer(recorder, 90.0, 0)
+        for image in images:
+            rotated.detect(image.copy())
+        shapes.append(recorder.shapes)
+    assert shapes[0] == shapes[1]  # the same angle for the same image, run after run
+    assert len(set(shapes[0])) > 1 and all(s != (250, 250, 3) for s in shapes[0])  # turned, by different angles
+
+
+def test_cli_pairs_need_images(tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("1\t1\n")
+    result = CliRunner().invoke(
+        main, ["eval", "rotated", "--wider-annotations", str(pairs), "--wider-images", str(tmp_path), "--pairs", str(pairs)]
+    )
+    assert result.exit_code == 2
+    assert "--pairs needs --images" in result.stderr

@@ -78,8 +78,8 @@ def test_fusion_model_id_weights_each_part_by_its_inverse_scale() -> None:
 
 def test_the_measured_numbers_are_unchanged() -> None:
     """The values that moved here from match.py and embed/fusion.py, as measured."""
-    assert dict(registry.IMPOSTOR_MEDIANS) == {FACENET: 1.406, DLIB: 0.550}
-    assert set(registry.CALIBRATIONS) == {FACENET, FUSION}
+    assert dict(registry.IMPOSTOR_MEDIANS) == {FACENET: 1.406, DLIB: 0.550, "sface-2021dec/arcface112": 1.347}
+    assert set(registry.CALIBRATIONS) == {spec.model_id() for spec in registry.EMBEDDERS.values()}  # every shipped one
     facenet, fusion = registry.calibration(FACENET), registry.calibration(FUSION)
     assert (facenet.threshold, facenet.raw_threshold) == (0.90, 0.85)
     assert (fusion.threshold, fusion.raw_threshold) == (0.48, 0.465)
@@ -94,7 +94,7 @@ def test_the_measured_numbers_are_unchanged() -> None:
 @pytest.mark.parametrize(
     ("model_id", "kind"),
     [
-        (DLIB, "dlib"),
+        ("dlib-resnet-v1/other", "dlib"),
         ("facenet-20180408-102900/per_image", "facenet"),
         ("fusion(facenet-20180408-102900/fixed/box160m0+10@0.281+dlib-resnet-v1/mtcnn5@0.719)", "fusion"),
         ("arcface-r100/v1", "KIND"),
@@ -102,7 +102,7 @@ def test_the_measured_numbers_are_unchanged() -> None:
 )
 def test_an_uncalibrated_model_is_refused_with_the_command(model_id: str, kind: str) -> None:
     assert registry.find_calibration(model_id) is None
-    command = f"`facesense eval identify --images DIR --embedder {kind} --json`"
+    command = f"`facesense eval calibrate --images LFW_DIR --wider WIDER_DIR --embedder {kind}`"
     with pytest.raises(ConfigError, match=re.escape(f"no calibration for model {model_id!r}; measure one with {command}")):
         registry.calibration(model_id)
 
@@ -110,7 +110,7 @@ def test_an_uncalibrated_model_is_refused_with_the_command(model_id: str, kind: 
 def test_match_reads_the_registry() -> None:
     assert match.CALIBRATIONS is registry.CALIBRATIONS
     assert match.calibration_for(FACENET) is registry.CALIBRATIONS[FACENET]
-    assert match.calibration_for(None) is None and match.calibration_for(DLIB) is None
+    assert match.calibration_for(None) is None and match.calibration_for("dlib-resnet-v1/other") is None
     assert match.ScoreNorm is registry.ScoreNorm and match.Calibration is registry.Calibration
     m = match.make_matcher("knn", model_id=FUSION)
     assert m.threshold == 0.48 and m.norm == registry.calibration(FUSION).norm

@@ -269,7 +269,7 @@ def test_oversized_and_non_image_uploads(make_client: MakeClient, examples_dir: 
 
     _, png = cv2.imencode(".png", cv2.resize(cv2.imread(str(big)), (240, 300)))
     ok = client.post("/api/detect", files={"file": ("face.bin", png.tobytes(), "application/octet-stream")})
-    assert ok.status_code == 200 and ok.json()["faces"][0]["score"] > 0.99
+    assert ok.status_code == 200 and ok.json()["faces"][0]["score"] > 0.9
 
 
 def test_errors_are_json_without_tracebacks(make_client: MakeClient) -> None:
@@ -441,3 +441,31 @@ def test_a_source_is_watched_streamed_and_logged(make_client: MakeClient, exampl
     assert unknown and unknown[0]["can_name"], unknown
     page = client.get("/live")
     assert page.status_code == 200 and "short_hamilton_clip.mp4" in page.text and info["stream_url"] in page.text
+
+
+def test_configured_cameras_are_watched_by_name_on_one_inference_thread(make_client: MakeClient, examples_dir: Path) -> None:
+    from facesense.multicam import CameraSpec
+
+    clip = str(examples_dir / "short_hamilton_clip.mp4")
+    cameras = (CameraSpec(name="door", url=clip, every=3), CameraSpec(name="hall", url=clip, every=5, min_face_px=60))
+    client = make_client(cameras=cameras, loop=True)
+    deadline = time.monotonic() + 90
+    infos: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        infos = client.get("/api/sources").json()["sources"]
+        if all(i["status"] == "live" and i["frames"] > 20 for i in infos):
+            break
+        time.sleep(0.25)
+    assert [i["name"] for i in infos] == ["door", "hall"], infos
+    for info in infos:
+        assert info["status"] == "live" and info["source"] == clip
+        assert info["fps"] > 0 and info["lag_ms"] > 0 and info["dropped"] >= 0
+    runners = client.app.state.facesense.runners
+    assert runners[0].broker is not None and runners[0].broker is runners[1].broker  # one thread budget
+    # Both cameras' detections ran on it (every 3rd and every 5th frame, at least).
+    assert runners[0].broker.stats().calls >= infos[0]["frames"] // 3 + infos[1]["frames"] // 5
+    assert runners[1].detector is not None and runners[0].detector is None  # hall's own minimum face size
+    appeared = client.get("/api/events?type=appeared").json()["events"]
+    assert {e["source"] for e in appeared} <= {"door", "hall"} and appeared
+    page = client.get("/live").text
+    assert ">door</h2>" in page and ">hall</h2>" in page and "ms lag" in page

@@ -89,8 +89,9 @@ class BenchConfig:
             of :data:`facesense.detect.DEFAULTS`, as ``watch``); the peers get the same.
         embedder: which embedder ``make_embedder`` builds (``fusion``, ``facenet``,
             ``dlib``), as ``watch --embedder``.
-        detector: which detector ``make_detector`` builds (``mtcnn``, ``yunet``), as
-            ``watch --detector``.
+        detector: which detector ``make_detector`` builds (``yunet``, ``mtcnn``), as
+            ``watch --detector``; the default is :data:`facesense.detect.DEFAULT_DETECTOR`.
+        rotations: also search rotated copies for tilted faces, as ``watch --rotations``.
         compare: also time the peers on the same frames.
         compare_frames: time the peers on at most this many of those frames
             (``None``: all of them).
@@ -104,7 +105,8 @@ class BenchConfig:
     every: int = 1
     min_face_px: float | None = None
     embedder: str = "fusion"
-    detector: str = "mtcnn"
+    detector: str = ""
+    rotations: bool = False
     compare: bool = False
     compare_frames: int | None = None
     enroll_faces: int = 4
@@ -125,7 +127,11 @@ class BenchConfig:
         if not isinstance(self.enroll_faces, int) or self.enroll_faces < 1:
             raise ConfigError(f"enroll_faces must be a positive integer, got {self.enroll_faces!r}")
         object.__setattr__(self, "embedder", parse_choice(EmbedderKind, self.embedder, "embedder").value)
-        object.__setattr__(self, "detector", parse_choice(DetectorKind, self.detector, "detector").value)
+        from facesense.detect.factory import DEFAULT_DETECTOR
+
+        object.__setattr__(
+            self, "detector", parse_choice(DetectorKind, self.detector or DEFAULT_DETECTOR, "detector").value
+        )
 
 
 def peak_rss_mb() -> float:
@@ -332,7 +338,7 @@ def _run(
     load_avg = _load_avg()
     probe = _probe(source)
     min_face_px = DEFAULTS[DetectorUse.VIDEO].min_face_px if cfg.min_face_px is None else float(cfg.min_face_px)
-    detector = make_detector(cfg.detector, use="video", min_face_px=min_face_px)
+    detector = make_detector(cfg.detector, use="video", min_face_px=min_face_px, rotations=cfg.rotations)
     embedder = make_embedder(cfg.embedder)
     store = open_gallery(tmp / "bench-gallery.db")
     stack.callback(store.close)  # after the peers too: the matcher reads it

@@ -28,6 +28,7 @@ def _register() -> None:
     from facesense.cli.gallery import enroll, gallery_group, people, recognize, reembed
     from facesense.cli.serve import serve
     from facesense.cli.watch import watch
+    from facesense.cli.worker import worker
 
     main.add_command(bench)
     main.add_command(detect)
@@ -40,6 +41,7 @@ def _register() -> None:
     main.add_command(reembed)
     main.add_command(serve)
     main.add_command(watch)
+    main.add_command(worker)
 
 
 _register()

@@ -210,17 +210,19 @@ def embedder_option() -> Decorator:
         type=EnumChoice("facesense.embed:EmbedderKind", "embedder"),
         default="fusion",
         show_default=True,
-        help="Embedding model: FaceNet + dlib ResNet fusion (the default), or one of them alone.",
+        help="Embedding model: the default fusion (FaceNet + dlib ResNet), a network alone, or another fusion (facesense.models.registry.EMBEDDERS).",
     )
 
 
 def detector_option() -> Decorator:
-    """``--detector mtcnn`` (:class:`facesense.detect.DetectorKind`)."""
+    """``--detector yunet|mtcnn`` (:class:`facesense.detect.DetectorKind`), default :data:`facesense.detect.DEFAULT_DETECTOR`."""
+    from facesense.detect.factory import DEFAULT_DETECTOR
+
     return click.option(
         "--detector",
         "detector_kind",
         type=EnumChoice("facesense.detect:DetectorKind", "detector"),
-        default="mtcnn",
+        default=DEFAULT_DETECTOR.value,
         show_default=True,
         help="Face detector.",
     )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from facesense.cli._common import detector_option, embedder_option, emit_json, min_face_option
+from facesense.cli._common import detector_option, embedder_option, emit_json, min_face_option, rotations_option
 
 if TYPE_CHECKING:
     import enum
@@ -30,6 +30,7 @@ __all__ = ["bench"]
 )
 @min_face_option("video")
 @detector_option()
+@rotations_option()
 @embedder_option()
 @click.option(
     "--compare",
@@ -49,6 +50,7 @@ def bench(
     every: int,
     min_face_px: float | None,
     detector_kind: enum.Enum,
+    rotations: bool,
     embedder_kind: enum.Enum,
     compare: bool,
     compare_frames: int | None,
@@ -74,6 +76,7 @@ def bench(
         min_face_px=min_face_px,
         embedder=str(embedder_kind.value),
         detector=str(detector_kind.value),
+        rotations=rotations,
         compare=compare,
         compare_frames=compare_frames,
     )

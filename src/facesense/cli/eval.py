@@ -42,12 +42,16 @@ def eval_group() -> None:
     """
 
 
-def _analyzer(embedder_kind: EmbedderKind, **embedder_options: Any) -> FaceAnalyzer:
+def _analyzer(
+    embedder_kind: EmbedderKind, detector_kind: DetectorKind | None = None, **embedder_options: Any
+) -> FaceAnalyzer:
     from facesense.analyzer import FaceAnalyzer
     from facesense.detect import make_detector
     from facesense.embed import make_embedder
 
-    return FaceAnalyzer(detector=make_detector(use="image"), embedder=make_embedder(embedder_kind, **embedder_options))
+    return FaceAnalyzer(
+        detector=make_detector(detector_kind, use="image"), embedder=make_embedder(embedder_kind, **embedder_options)
+    )
 
 
 @eval_group.command("lfw")
@@ -64,6 +68,7 @@ def _analyzer(embedder_kind: EmbedderKind, **embedder_options: Any) -> FaceAnaly
     help="Where FaceNet runs.",
 )
 @embedder_option()
+@detector_option()
 def eval_lfw(
     pairs_path: Path,
     images: Path,
@@ -72,11 +77,12 @@ def eval_lfw(
     limit_folds: int | None,
     backend: Backend,
     embedder_kind: EmbedderKind,
+    detector_kind: DetectorKind,
 ) -> None:
     """LFW verification: k-fold accuracy, AUC, TAR@FAR=1e-3."""
     from facesense.eval.lfw import evaluate_lfw
 
-    analyzer = _analyzer(embedder_kind, backend=backend)
+    analyzer = _analyzer(embedder_kind, detector_kind, backend=backend)
     with progress_callback("LFW images") as on_progress:
         report = evaluate_lfw(
             analyzer,
@@ -187,6 +193,175 @@ def eval_identify(
         click.echo(line)
 
 
+@eval_group.command("cluster")
+@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True, help="LFW folder of <name>/<name>_NNNN.jpg.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--cache", "cache", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Reuse/store the embeddings in this .npz (the same file as `eval identify --cache`).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the records' arrival order.")
+@click.option("--link-far", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None, help="Linkage radius as an impostor-pair share [default: facesense.unknowns.ClusterConfig's].")
+@click.option("--no-baselines", is_flag=True, help="Skip scikit-learn's batch DBSCAN and average-linkage rows.")
+@embedder_option()
+def eval_cluster(
+    images: Path,
+    as_json: bool,
+    cache: Path | None,
+    seed: int,
+    link_far: float | None,
+    no_baselines: bool,
+    embedder_kind: EmbedderKind,
+) -> None:
+    """Recurring unknowns on LFW: people with 3+ images come back, the others are one-off strangers.
+
+    Every image is one unknown record, arriving in a seeded random order and clustered
+    incrementally. Reports pairwise precision and recall, BCubed F, and how many
+    one-off strangers were merged into someone's cluster.
+    """
+    from facesense.eval.cluster import evaluate_cluster
+    from facesense.unknowns import ClusterConfig
+
+    config = ClusterConfig() if link_far is None else ClusterConfig(link_far=link_far)
+    analyzer = _analyzer(embedder_kind)
+    with progress_callback("LFW images") as on_progress:
+        report = evaluate_cluster(
+            analyzer, images, config=config, cache=cache, seed=seed, baselines=not no_baselines, on_progress=on_progress
+        )
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    for line in report.lines():
+        click.echo(line)
+
+
+def _parse_counts(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated counts, got {value!r}") from None
+    if not counts or min(counts) < 0:
+        raise click.BadParameter(f"expected counts >= 0, got {value!r}")
+    return counts
+
+
+@eval_group.command("corrections")
+@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True, help="LFW folder of <name>/<name>_NNNN.jpg.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--cache", "cache", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Reuse/store the embeddings in this .npz (the same file as `eval identify --cache`).")
+@click.option("--k", "ks", default="0,10,50", show_default=True, callback=_parse_counts, help="Corrections the simulated user makes, comma-separated.")
+@click.option("--folds", type=click.IntRange(2), default=5, show_default=True, help="Cross-validation folds (by person).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the folds and of the user's stream.")
+@click.option("--threshold", "operating_threshold", type=click.FloatRange(min=0), default=None, help="Threshold the user's stream is recognised at [default: the model's calibrated one].")
+@embedder_option()
+def eval_corrections(
+    images: Path,
+    as_json: bool,
+    cache: Path | None,
+    ks: tuple[int, ...],
+    folds: int,
+    seed: int,
+    operating_threshold: float | None,
+    embedder_kind: EmbedderKind,
+) -> None:
+    """Corrections on LFW: a user marks the first k false accepts "not X" / "this is Y".
+
+    The open-set protocol of `eval identify`, cross-validated by person: the user
+    corrects the other folds' faces, and the held-out fold's probes and strangers are
+    measured, at the operating threshold and at cross-validated 1 % and 2 % FAR thresholds.
+    """
+    from facesense.eval.corrections import evaluate_corrections
+
+    analyzer = _analyzer(embedder_kind)
+    with progress_callback("LFW images") as on_progress:
+        report = evaluate_corrections(
+            analyzer,
+            images,
+            ks=ks,
+            cache=cache,
+            folds=folds,
+            seed=seed,
+            operating_threshold=operating_threshold,
+            on_progress=on_progress,
+        )
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    for line in report.lines():
+        click.echo(line)
+
+
+@eval_group.command("calibrate")
+@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True, help="LFW folder of <name>/<name>_NNNN.jpg (quantiles, thresholds).")
+@click.option("--wider", "wider_images", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True, help="Folder of WIDER FACE images (the fusion scales).")
+@click.option("--pairs", "pairs_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="LFW pairs.txt: also report verification accuracy.")
+@click.option("--embedder", "kinds", multiple=True, type=EnumChoice("facesense.embed:EmbedderKind", "embedder"), help="Calibrate only these (repeatable) [default: every shipped embedder and fusion].")
+@click.option("--far", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.02, show_default=True, help="Stranger false-accept rate the thresholds are read at (0.001, 0.01 or 0.02).")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Keep the embeddings here; <dir>/<kind>.npz also serves `eval identify --cache`.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON Lines, one object per embedder.")
+@detector_option()
+def eval_calibrate(
+    images: Path,
+    wider_images: Path,
+    pairs_path: Path | None,
+    kinds: tuple[EmbedderKind, ...],
+    far: float,
+    cache_dir: Path | None,
+    as_json: bool,
+    detector_kind: DetectorKind,
+) -> None:
+    """Measure every shipped embedder's registry statistics: the one calibration command.
+
+    The impostor median of each network (the fusion scales) on the WIDER faces found by
+    --detector (the crops, hence the statistics, follow the detector); then on
+    LFW, for every network and fusion: the impostor quantiles, and the normalised and
+    raw thresholds with at most --far of the strangers accepted. Prints them as the
+    keyword arguments of each entry of facesense.models.registry.EMBEDDERS, with the
+    cross-validated identification numbers (and LFW verification with --pairs).
+    Every image is detected once.
+
+    Exit status: 0 when every embedder was calibrated; 4 when an LFW image cannot be
+    read or the WIDER folder holds none; 2 for bad options or folders.
+    """
+    import contextlib
+
+    from facesense.detect import make_detector
+    from facesense.eval.calibrate import calibrate
+
+    bars: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in bars:  # one bar per stage: WIDER faces, then LFW images
+                stack.close()
+                bars.clear()
+                bars[stage] = stack.enter_context(progress_callback(stage))
+            bars[stage](done, total)
+
+        results = calibrate(
+            images,
+            wider_images,
+            pairs_path=pairs_path,
+            kinds=[k.value for k in kinds] or None,
+            far=far,
+            cache_dir=cache_dir,
+            detector=make_detector(detector_kind, use="image"),
+            on_progress=on_progress,
+        )
+    measured = (
+        f"facesense eval calibrate --images {images} --wider {wider_images} --detector {detector_kind.value} "
+        f"(stranger FAR <= {far:g})"
+    )
+    for r in results:
+        if as_json:
+            emit_json(r.to_dict())
+            continue
+        for line in r.registry_lines(measured):
+            click.echo(line)
+        ident = r.identify
+        cv = "; ".join(f"FAR <= {k}: {100 * v['dir']:.2f}% at {100 * v['far']:.2f}%" for k, v in ident["cross_validated"].items())
+        click.echo(f"#   identify: rank-1 {100 * ident['rank1']:.2f}%; named right, cross-validated by person: {cv}")
+        if r.lfw is not None:
+            click.echo(f"#   LFW: {100 * r.lfw['accuracy']:.2f}% ± {100 * r.lfw['std']:.2f} ({r.lfw['folds']}-fold), AUC {r.lfw['auc']:.4f}, TAR@FAR=1e-3 {100 * r.lfw['tar_at_far_1e-3']:.2f}%")
+
+
 @eval_group.command("negatives")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @min_face_option("image")
@@ -264,6 +439,13 @@ def _parse_angles(ctx: click.Context, param: click.Parameter, value: str) -> tup
 )
 @min_face_option("image")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option(
+    "--pairs",
+    "pairs_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="With --images (LFW): also LFW verification accuracy with every image turned by a random angle in [-90, 90].",
+)
 @detector_option()
 @rotations_option()
 def eval_rotated(
@@ -277,6 +459,7 @@ def eval_rotated(
     center_tolerance: float | None,
     min_face_px: float | None,
     as_json: bool,
+    pairs_path: Path | None,
     detector_kind: DetectorKind,
     rotations: bool,
 ) -> None:
@@ -299,8 +482,19 @@ def eval_rotated(
     wider = wider_annotations is not None or wider_images is not None
     if wider == (images is not None) or (wider and (wider_annotations is None or wider_images is None)):
         raise click.UsageError("give either --images, or both --wider-annotations and --wider-images")
+    if pairs_path is not None and images is None:
+        raise click.UsageError("--pairs needs --images (the LFW folder)")
     detector = make_detector(detector_kind, min_face_px=min_face_px, use="image", rotations=rotations)
     used_min_face = float(getattr(getattr(detector, "config", None), "min_face_px", min_face_px or 0.0))
+    verification = None
+    if pairs_path is not None and images is not None:
+        from facesense.analyzer import FaceAnalyzer
+        from facesense.embed import make_embedder
+
+        with progress_callback("LFW images, rotated") as on_progress:
+            verification = rotated.evaluate_rotated_lfw(
+                FaceAnalyzer(detector=detector, embedder=make_embedder()), pairs_path, images, seed=seed, progress=on_progress
+            )
     with progress_callback("images") as on_progress:
         if wider_annotations is not None and wider_images is not None:
             report = rotated.evaluate_rotated_wider(
@@ -324,7 +518,8 @@ def eval_rotated(
                 progress=on_progress,
             )
     if as_json:
-        emit_json({"detector": detector_kind.value, "detector_min_face_px": used_min_face, **report.to_dict()})
+        extra = {} if verification is None else {"rotated_lfw_verification": verification.to_dict()}
+        emit_json({"detector": detector_kind.value, "detector_min_face_px": used_min_face, **report.to_dict(), **extra})
         return
     faces = "" if report.min_face_px is None else f" ({report.faces} faces >= {report.min_face_px:g} px)"
     click.echo(
@@ -349,5 +544,11 @@ def eval_rotated(
         "  lmk err: median landmark error vs the upright detection, over the eye distance; "
         "lmk ok: share with error <= 0.25"
     )
+    if verification is not None:
+        click.echo(
+            f"  LFW verification, {verification.pairs} pairs, every image turned by a random angle in [-90, 90]: "
+            f"accuracy {100 * verification.accuracy:.2f}% ± {100 * verification.std:.2f} "
+            f"({verification.no_face} image(s) without a face found)"
+        )
     if report.images_failed:
         click.echo(f"  {report.images_failed} image(s) could not be read")

@@ -22,6 +22,7 @@ import click
 
 from facesense.cli._common import db_option, detector_option, min_face_option
 from facesense.errors import ConfigError
+from facesense.sinks.mqtt import mqtt_options, open_mqtt_sink, settings_from_options
 
 if TYPE_CHECKING:
     import socket
@@ -35,6 +36,10 @@ GRACEFUL_SHUTDOWN_S = 3  # open MJPEG streams are cut after this on shutdown
 
 @click.command("serve")
 @db_option()
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="facesense.toml: watch its [[cameras]] (by name, each with its own settings); its [gallery] and [sinks.mqtt] apply unless given here.",
+)  # fmt: skip
 @click.option("--source", "sources", multiple=True, metavar="SOURCE", help="Watch this camera index, video file, stream URL or image folder (repeatable).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; anything but loopback needs --token.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port.")
@@ -48,8 +53,10 @@ GRACEFUL_SHUTDOWN_S = 3  # open MJPEG streams are cut after this on shutdown
 @click.option("--keep-events", type=click.IntRange(min=1), default=10_000, show_default=True, help="Keep at most this many events.")
 @click.option("--keep-days", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True, help="Drop events older than this.")
 @click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="Largest accepted image upload.")
+@mqtt_options
 def serve(
     db: str | None,
+    config_path: Path | None,
     sources: tuple[str, ...],
     host: str,
     port: int,
@@ -63,12 +70,28 @@ def serve(
     keep_events: int,
     keep_days: float,
     max_upload_mb: float,
+    mqtt: str | None,
+    mqtt_prefix: str | None,
+    mqtt_qos: int | None,
 ) -> None:
     """Serve the dashboard (Live, People, Unknowns & events) and the REST API under /api.
 
     With --source, each source is watched in the background: its annotated video is
     on the Live page, its events and unknown faces on the events page.
     """
+    mqtt_settings = settings_from_options(mqtt, mqtt_prefix, mqtt_qos)  # a bad URL fails before anything opens
+    cameras: tuple[Any, ...] = ()
+    if config_path is not None:
+        from facesense.cli.watch_config import camera_specs
+        from facesense.config import load_config, with_overrides
+        from facesense.sinks.mqtt import settings_from_config
+
+        file_config = with_overrides(load_config(config_path), db=db, threshold=threshold)
+        cameras = tuple(camera_specs(file_config)) if file_config.cameras else ()
+        db = file_config.gallery.url
+        if threshold is None and file_config.recognition.threshold != "auto":
+            threshold = float(file_config.recognition.threshold)
+        mqtt_settings = settings_from_config(file_config, mqtt_settings)
     try:
         import uvicorn
 
@@ -90,6 +113,7 @@ def serve(
     config = ServeConfig(
         db=db,
         sources=sources,
+        cameras=cameras,
         host=host,
         port=port,
         token=token or None,
@@ -104,11 +128,15 @@ def serve(
         keep_events=keep_events,
         keep_days=keep_days,
     )
-    for spec in sources:
+    for spec in (*sources, *(c.url for c in cameras)):
         from facesense.capture import parse_source
 
         parse_source(spec)  # a missing file fails here, with one line, before the server starts
     app = create_app(config, warm_up=True)
+    mqtt_sink = open_mqtt_sink(mqtt_settings, app.state.facesense.store)
+    if mqtt_sink is not None:
+        for runner in app.state.facesense.runners:
+            runner.extra_sinks.append(mqtt_sink.shared())  # one connection for every source
     level = logging.getLogger("facesense").getEffectiveLevel()
     server = _server_class(uvicorn.Server)(
         app.state.facesense.begin_shutdown,
@@ -130,7 +158,11 @@ def serve(
         + "); Ctrl-C stops",
         err=True,
     )
-    server.run()
+    try:
+        server.run()
+    finally:
+        if mqtt_sink is not None:
+            mqtt_sink.close()
 
 
 def _server_class(base: type[Any]) -> type[Any]:

@@ -26,6 +26,7 @@ import click
 
 from facesense.cli._common import db_option, detector_option, min_face_option, open_db, rotations_option
 from facesense.errors import ConfigError
+from facesense.sinks.mqtt import mqtt_options, open_mqtt_sink, settings_from_options
 
 if TYPE_CHECKING:
     from facesense.capture import VideoSource
@@ -205,7 +206,15 @@ def _stop_on_sigterm(stop: Any) -> Iterator[None]:
 
 
 @click.command("watch")
-@click.argument("source")
+@click.argument("source", required=False)
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="facesense.toml: watch all its [[cameras]] at once on shared models (SOURCE then names one of them).",
+)  # fmt: skip
+@click.option(
+    "--realtime", is_flag=True,
+    help="Play files and folders at their own frame rate, as cameras send them (late frames are dropped).",
+)  # fmt: skip
 @db_option(
     "Gallery to name faces from [env FACESENSE_DB; default: gallery.db in the user data directory, if it exists]."
 )
@@ -236,8 +245,11 @@ def _stop_on_sigterm(stop: Any) -> Iterator[None]:
     is_flag=True,
     help="A folder holds the frames of one video: track faces from image to image. By default a folder is a set of separate photos, each named on its own.",
 )
+@mqtt_options
 def watch(
-    source: str,
+    source: str | None,
+    config_path: Path | None,
+    realtime: bool,
     db: str | None,
     output: Path | None,
     segment_minutes: float | None,
@@ -253,6 +265,9 @@ def watch(
     threshold: float | None,
     folder_fps: float | None,
     sequence: bool,
+    mqtt: str | None,
+    mqtt_prefix: str | None,
+    mqtt_qos: int | None,
 ) -> None:
     """Detect, track and name faces in SOURCE: a camera index (0), a video file, an
     rtsp:// or http(s):// stream, or a folder of images (played in name order; each
@@ -276,9 +291,19 @@ def watch(
     from facesense.pipeline import Pipeline, PipelineConfig, default_tracker
     from facesense.types import EventType
 
+    mqtt_settings = settings_from_options(mqtt, mqtt_prefix, mqtt_qos)  # a bad URL fails before anything opens
     _quiet_native_logs()
+    if config_path is not None:
+        _watch_with_config(config_path, source, db=db, threshold=threshold, every=every, min_face_px=min_face_px,
+                           detector_kind=detector_kind, events_path=events_path, output=output,
+                           segment_minutes=segment_minutes, loop=loop, realtime=realtime, mqtt_settings=mqtt_settings)  # fmt: skip
+        return
+    if source is None:
+        raise click.UsageError("give a SOURCE to watch, or --config facesense.toml")
     explicit_db = db is not None or bool(os.environ.get("FACESENSE_DB"))
-    capture_cfg = CaptureConfig(loop=loop) if folder_fps is None else CaptureConfig(loop=loop, folder_fps=folder_fps)
+    capture_cfg = CaptureConfig(loop=loop, realtime=realtime)
+    if folder_fps is not None:
+        capture_cfg = CaptureConfig(loop=loop, realtime=realtime, folder_fps=folder_fps)
     progress_ref: list[_Progress] = []
     summary = _Summary()
 
@@ -315,6 +340,10 @@ def watch(
             snapshots=snapshots,
             display=display,
         )
+        mqtt_sink = open_mqtt_sink(mqtt_settings, opened[0] if opened is not None else None)
+        if mqtt_sink is not None:
+            sinks.append(mqtt_sink)
+            stack.callback(_close_quietly, mqtt_sink)
         if not sinks:
             logger.warning("no output chosen (--output, --events, --snapshots or a display): only counting faces")
 
@@ -354,6 +383,51 @@ def watch(
         + (f"; {summary.reconnects} reconnect(s)" if summary.reconnects else ""),
         err=True,
     )
+
+
+def _watch_with_config(
+    config_path: Path,
+    camera: str | None,
+    *,
+    db: str | None,
+    threshold: float | None,
+    every: int,
+    min_face_px: float | None,
+    detector_kind: DetectorKind,
+    events_path: str | None,
+    output: Path | None,
+    segment_minutes: float | None,
+    loop: bool,
+    realtime: bool,
+    mqtt_settings: Any,
+) -> None:
+    """``watch --config``: the file's cameras, the flags given on the command line over it."""
+    from facesense.cli.watch_config import watch_config
+    from facesense.config import load_config, with_overrides
+
+    ctx = click.get_current_context()
+
+    def given(name: str) -> bool:
+        src = ctx.get_parameter_source(name)
+        return src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")
+
+    if ctx.params.get("display"):
+        raise click.UsageError("--display shows one source; with --config use --no-display (or facesense serve --config)")
+    for name in ("snapshots", "max_frames", "sequence", "rotations", "folder_fps"):
+        if given(name):
+            raise click.UsageError(f"--{name.replace('_', '-')} is not supported with --config")
+    config = with_overrides(
+        load_config(config_path),
+        db=db,
+        threshold=threshold,
+        every=every if given("every") else None,
+        min_face_px=min_face_px,
+        detector=detector_kind if given("detector_kind") else None,
+        events=events_path,
+        output=str(output) if output is not None else None,
+        segment_minutes=segment_minutes,
+    )
+    watch_config(config, only=camera, loop=loop, realtime=realtime, mqtt=mqtt_settings, stop_signal=_stop_on_sigterm)
 
 
 def _make_sinks(

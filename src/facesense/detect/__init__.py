@@ -8,6 +8,7 @@ OpenCV and ONNX Runtime are imported, and the models loaded, on a detector's fir
 
 from facesense.detect.base import Detector
 from facesense.detect.factory import (
+    DEFAULT_DETECTOR,
     DEFAULTS,
     ROTATED_MIN_SCORE,
     DetectorDefaults,
@@ -22,6 +23,7 @@ from facesense.detect.yunet import YuNetConfig, YuNetDetector
 
 __all__ = [
     "DEFAULTS",
+    "DEFAULT_DETECTOR",
     "ROTATED_MIN_SCORE",
     "Detector",
     "DetectorDefaults",

@@ -1,15 +1,18 @@
 """Building detectors: :func:`make_detector` and the one table of defaults, :data:`DEFAULTS`.
 
 Every detector the library, the CLI, the web server and the bench use is built here, so
-a default can never differ between them. The defaults depend on what the detector is
-for, not on who builds it:
+a default can never differ between them. The detector is :data:`DEFAULT_DETECTOR`
+(MTCNN; ``make_detector("yunet")`` and ``--detector yunet`` give YuNet). For photos it
+is wrapped in the non-face check (:class:`~facesense.detect.verify.VerifiedDetector`,
+``DEFAULTS[use].verify``), so animal faces in photos are not reported, enrolled or
+named. The other defaults depend on what the detector is for, not on who builds it:
 
 * ``image`` (photos: ``facesense detect``, ``eval``, enrollment from files,
   :class:`~facesense.analyzer.FaceAnalyzer`): look for faces from 20 px, the smallest
   the networks find reliably (WIDER FACE subset, ``facesense eval detect``).
 * ``video`` (streams: ``watch``, ``serve``, camera enrollment, ``bench``): from 40 px.
-  The pyramid starts at ``12 / min_face_px``, so its first level has a quarter of the
-  pixels, which keeps detection real-time on two cores; and faces under 40 px are mostly
+  MTCNN's pyramid starts at ``12 / min_face_px``, so its first level has a quarter of the
+  pixels, which keeps it real-time on two cores; and faces under 40 px are mostly
   upsampling blur to the embedders (FaceNet sees 160 px crops; enrollment refuses them,
   :data:`facesense.enroll.DEFAULT_MIN_FACE_PX`).
 
@@ -36,7 +39,7 @@ from facesense.errors import ConfigError
 if TYPE_CHECKING:
     from facesense.detect.base import Detector
 
-__all__ = ["DEFAULTS", "ROTATED_MIN_SCORE", "DetectorDefaults", "DetectorKind", "DetectorUse", "make_detector"]
+__all__ = ["DEFAULTS", "DEFAULT_DETECTOR", "ROTATED_MIN_SCORE", "DetectorDefaults", "DetectorKind", "DetectorUse", "make_detector"]
 
 
 class DetectorKind(str, enum.Enum):
@@ -44,6 +47,19 @@ class DetectorKind(str, enum.Enum):
 
     MTCNN = "mtcnn"
     YUNET = "yunet"
+
+
+DEFAULT_DETECTOR = DetectorKind.MTCNN
+"""The detector every command, the web server and the library use unless told otherwise.
+
+MTCNN, for now. YuNet with the non-face check is better on every accuracy figure
+measured (``benchmarks/detectors.py``: WIDER FACE AP 0.829 against 0.718 for faces
+>= 20 px, 0 false faces on the 67 animal photos against 2, LFW 99.30% against 99.37%),
+but the embedders' thresholds are calibrated on MTCNN's boxes and landmarks, and in
+video the check's FaceNet step costs more than YuNet saves. It becomes the default once
+``facesense eval calibrate --detector yunet`` has been run and the check is done once
+per track. ``make_detector("yunet")`` / ``--detector yunet`` give it now.
+"""
 
 
 class DetectorUse(str, enum.Enum):
@@ -62,16 +78,21 @@ class DetectorDefaults:
         rotation_every_n: with ``rotations``, search the rotated copies on every
             ``rotation_every_n``-th detection (photos: each; video: every 5th, the
             tracker holds a tilted face in between).
+        verify: run the non-face check (:class:`~facesense.detect.verify.VerifiedDetector`)
+            on every face, so animal faces are not reported, tracked, enrolled or named.
     """
 
     min_face_px: float
     rotation_every_n: int = 1
+    verify: bool = True
 
 
 DEFAULTS: Mapping[DetectorUse, DetectorDefaults] = MappingProxyType(
     {
         DetectorUse.IMAGE: DetectorDefaults(min_face_px=20.0),
-        DetectorUse.VIDEO: DetectorDefaults(min_face_px=40.0, rotation_every_n=5),
+        # Video: no non-face check by default (its FaceNet step on every detection costs
+        # more than the whole detector); photos, enrollment and the API have it.
+        DetectorUse.VIDEO: DetectorDefaults(min_face_px=40.0, rotation_every_n=5, verify=False),
     }
 )
 """Detector defaults by use (see the module docstring); ``DEFAULTS["video"]`` works too."""
@@ -83,13 +104,13 @@ chance for a false face near the threshold (animals, 67 photos: MTCNN 6 false fa
 
 
 def make_detector(
-    kind: DetectorKind | str = DetectorKind.MTCNN,
+    kind: DetectorKind | str | None = None,
     *,
     use: DetectorUse | str = DetectorUse.IMAGE,
     min_face_px: float | None = None,
     threads: int | None = None,
     rotations: bool | Sequence[float] = False,
-    verify: bool = False,
+    verify: bool | None = None,
     **options: Any,
 ) -> Detector:
     """Build a detector with facesense's defaults for ``use``.
@@ -97,7 +118,8 @@ def make_detector(
     Models load on the first :meth:`~facesense.detect.base.Detector.detect` call, not here.
 
     Args:
-        kind: which detector (``"mtcnn"`` or ``"yunet"``).
+        kind: which detector (``"yunet"`` or ``"mtcnn"``); ``None`` takes
+            :data:`DEFAULT_DETECTOR`.
         use: ``"image"`` (photos) or ``"video"`` (streams); picks the row of
             :data:`DEFAULTS` for every setting not given.
         min_face_px: smallest face to look for, in pixels; ``None`` takes the default
@@ -105,11 +127,11 @@ def make_detector(
         threads: inference threads; ``None`` uses ``$FACESENSE_THREADS`` or every core.
         rotations: also search rotated copies for tilted faces: ``True`` for the
             measured default angles (0, 90, -90, 180), or the angles in degrees.
-        verify: drop faces of 40 px and more that MTCNN's O-Net, run on a square
-            built from their landmarks, scores under 0.7
-            (:class:`~facesense.detect.verify.VerifiedDetector`): animals, 67 photos,
-            YuNet 21 -> 2 false faces, MTCNN 6 -> 3, LFW unchanged, but WIDER recall
-            -2.9 / -1.1 points and many real faces of the Hamilton clip lost, so off.
+        verify: drop non-human faces (animals) with the two-step check of
+            :class:`~facesense.detect.verify.VerifiedDetector`; ``None`` takes
+            ``DEFAULTS[use].verify`` (on for photos, off for video). Animals, 67 photos,
+            out-of-fold: YuNet 21 -> 0 false faces, MTCNN 6 -> 2, WIDER recall unchanged
+            (``benchmarks/nonface_check.py``).
         options: further settings of the detector's config (for MTCNN the fields of
             :class:`~facesense.detect.mtcnn.MTCNNConfig`: ``thresholds``, ``scale_factor``;
             for YuNet those of :class:`~facesense.detect.yunet.YuNetConfig`:
@@ -122,7 +144,7 @@ def make_detector(
     Raises:
         ConfigError: unknown kind, use or option (with a did-you-mean), or a bad value.
     """
-    kind = parse_choice(DetectorKind, kind, "detector")
+    kind = parse_choice(DetectorKind, DEFAULT_DETECTOR if kind is None else kind, "detector")
     use = parse_choice(DetectorUse, use, "detector use")
     defaults = DEFAULTS[use]
     config_type: Any
@@ -150,10 +172,10 @@ def make_detector(
         **options,
     )
     detector: Detector = detector_type(config)
-    if verify:
+    if defaults.verify if verify is None else verify:
         from facesense.detect.verify import VerifiedDetector
 
-        detector = VerifiedDetector(detector)
+        detector = VerifiedDetector(detector, threads=threads)
     if rotations is False:
         return detector
     from facesense.detect.rotate import DEFAULT_ROTATION_ANGLES, RotatingDetector

@@ -223,6 +223,9 @@ class RotatingDetector:
         """The inner detector's config (``min_face_px`` and the rest), or ``None``."""
         return getattr(self.inner, "config", None)
 
+    def __repr__(self) -> str:
+        return f"RotatingDetector({self.inner!r}, angles={list(self.angles)}, every_n={self.every_n})"
+
     def detect(self, image: npt.NDArray[np.uint8]) -> Faces:
         """Faces at any of the searched rotations, in ``image``'s pixels.
 

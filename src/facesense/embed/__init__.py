@@ -2,10 +2,11 @@
 
 * :class:`FaceNetEmbedder`: FaceNet 20180408-102900, 512-d, on box crops.
 * :class:`DlibResNetEmbedder`: dlib's face-recognition ResNet, 128-d, on landmark-warped chips.
-* :class:`FusedEmbedder`: both, each scaled by its impostor distance and concatenated:
-  the default.
+* :class:`SFaceEmbedder`: opencv_zoo's SFace (MobileFaceNet), 128-d, on ArcFace-aligned chips.
+* :class:`FusedEmbedder`: several, each scaled by its impostor distance and concatenated;
+  FaceNet + dlib is the default.
 
-Build them with :func:`make_embedder` (``"fusion"``, ``"facenet"`` or ``"dlib"``); each
+Build them with :func:`make_embedder` (``"fusion"``, ``"facenet"``, ``"dlib"``, ``"sface"``, ``"facenet+dlib+sface"`` ...); each
 model's facts (weights, input, crop, impostor statistics, calibration) are in
 :mod:`facesense.models.registry`, and each embedder's ``model_id`` is derived from them.
 :class:`~facesense.embed.base.Embedder` is the interface every embedder follows.
@@ -21,6 +22,7 @@ from facesense.embed.facenet import (
 )
 from facesense.embed.factory import EmbedderKind, make_embedder
 from facesense.embed.fusion import FusedEmbedder
+from facesense.embed.sface import SFaceEmbedder
 
 __all__ = [
     "Backend",
@@ -29,6 +31,7 @@ __all__ = [
     "EmbedderKind",
     "FaceNetEmbedder",
     "FusedEmbedder",
+    "SFaceEmbedder",
     "Standardization",
     "make_embedder",
     "preprocess_crops",

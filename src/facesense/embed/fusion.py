@@ -10,7 +10,7 @@ The scales are model constants measured once on faces outside the evaluation set
 (:data:`facesense.models.registry.IMPOSTOR_MEDIANS`), and are part of the model id.
 
 When every part can run as an ONNX graph (``onnx_path``/``prepare``/``finish``, as
-FaceNet on ONNX Runtime and dlib's ResNet do), the parts' graphs are merged into one
+FaceNet on ONNX Runtime, dlib's ResNet and SFace do), the parts' graphs are merged into one
 ONNX Runtime session (:func:`facesense.models.runtime.merge_models`) and run with one
 call: two sessions called back to back fight over the cores with their spinning
 threads (22 ms per face against 7.4 ms merged, on 2 cores).
@@ -19,6 +19,8 @@ FaceNet (Inception-ResNet-v1, 512-d) and dlib's ResNet (128-d) were trained on
 different data with different losses; their errors are only weakly correlated, which is
 why the fusion beats both on LFW verification and open-set identification
 (``docs/recognition.md``) for about 40 % more embedding time than FaceNet alone.
+The registry also ships fusions with SFace (``facenet+dlib+sface``, ``dlib+sface``,
+``facenet+sface``), built the same way; ``docs/preprocessing.md`` compares them all.
 """
 
 from __future__ import annotations
@@ -170,9 +172,13 @@ class FusedEmbedder:
         return True
 
     def _embed_merged(self, image: npt.NDArray[np.uint8], faces: Faces) -> npt.NDArray[np.float32]:
-        blobs = [p.prepare(image, faces) for p in self.parts]  # type: ignore[attr-defined]
+        return self._run_merged([p.prepare(image, faces) for p in self.parts])  # type: ignore[attr-defined]
+
+    def _run_merged(self, blobs: Sequence[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
+        """The fused embeddings of the parts' input blobs, ``batch_size`` faces per session run."""
+        n = len(blobs[0])
         chunks: list[list[npt.NDArray[np.float32]]] = [[] for _ in self.parts]
-        for start in range(0, len(faces), self.batch_size):
+        for start in range(0, n, self.batch_size):
             feed = {name: b[start : start + self.batch_size] for name, b in zip(self._inputs, blobs, strict=True)}
             try:
                 outs = self._session.run(self._outputs, feed)
@@ -181,6 +187,24 @@ class FusedEmbedder:
             for chunk, out in zip(chunks, outs, strict=True):
                 chunk.append(out)
         return self.fuse([p.finish(np.concatenate(c)) for p, c in zip(self.parts, chunks, strict=True)])  # type: ignore[attr-defined]
+
+    def embed_many(self, items: Sequence[tuple[npt.NDArray[np.uint8], Faces]]) -> list[Faces]:
+        """:meth:`embed` for the faces of several images at once (several cameras' frames):
+        their crops share the merged session's batches, so N small requests cost about
+        one larger one. The same embeddings as embedding each image on its own."""
+        if not self._use_merged() or sum(len(f) for _, f in items) == 0:
+            return [self.embed(image, faces) for image, faces in items]
+        full = [(image, faces) for image, faces in items if len(faces)]
+        blobs = [np.concatenate([p.prepare(image, faces) for image, faces in full]) for p in self.parts]  # type: ignore[attr-defined]
+        fused = self._run_merged(blobs)
+        out: list[Faces] = []
+        start = 0
+        for _, faces in items:
+            n = len(faces)
+            emb = fused[start : start + n] if n else np.zeros((0, self.dim), np.float32)
+            out.append(faces.replace(embeddings=emb))
+            start += n
+        return out
 
     def fuse(self, embeddings: Sequence[npt.ArrayLike]) -> npt.NDArray[np.float32]:
         """Combine the parts' ``(N, d_i)`` unit embeddings into ``(N, dim)`` unit vectors."""

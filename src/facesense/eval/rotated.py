@@ -58,7 +58,9 @@ __all__ = [
     "AngleResult",
     "RotatedReport",
     "WIDER_SIZE_RATIO",
+    "DEFAULT_MAX_ANGLE_DEG",
     "evaluate_rotated",
+    "evaluate_rotated_lfw",
     "evaluate_rotated_wider",
     "invert_affine",
     "rotate_image",
@@ -475,4 +477,103 @@ def evaluate_rotated_wider(
         min_face_px=float(min_face_px),
         center_tolerance=center_tolerance,
         angles=_angle_results(angle_list, all_found, all_points, detections, times),
+    )
+
+
+DEFAULT_MAX_ANGLE_DEG = 90.0
+"""Rotated LFW verification turns each image by a random angle in ``[-90, 90]`` degrees."""
+
+
+class _RotatedAnalyzer:
+    """An analyzer that sees every image turned by a random angle (fixed per image).
+
+    The angle comes from the image's bytes and the seed, so the left and right images of
+    every pair, and the detect and embed calls on one image, agree from run to run.
+    """
+
+    def __init__(self, analyzer: Any, max_angle_deg: float, seed: int) -> None:
+        self.analyzer = analyzer
+        self.embedder = analyzer.embedder
+        self.max_angle_deg = max_angle_deg
+        self.seed = seed
+        self._last: tuple[int, npt.NDArray[np.uint8], npt.NDArray[np.float32]] | None = None
+
+    def _rotated(self, image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
+        """The turned copy and the shift from its centre to the original's centre."""
+        if self._last is not None and self._last[0] == id(image):
+            return self._last[1], self._last[2]
+        import zlib
+
+        key = zlib.crc32(np.ascontiguousarray(image).data) ^ self.seed
+        angle = float(np.random.default_rng(key).uniform(-self.max_angle_deg, self.max_angle_deg))
+        rotated, _ = rotate_image(image, angle)
+        shift = np.array(
+            [(image.shape[1] - rotated.shape[1]) / 2.0, (image.shape[0] - rotated.shape[0]) / 2.0], np.float32
+        )
+        self._last = (id(image), rotated, shift)
+        return rotated, shift
+
+    @staticmethod
+    def _moved(faces: Faces, shift: npt.NDArray[np.float32]) -> Faces:
+        moved: Faces = faces.replace(xyxy=faces.xyxy + np.tile(shift, 2), landmarks=faces.landmarks + shift)
+        return moved
+
+    def detect(self, image: npt.NDArray[np.uint8]) -> Faces:
+        # The protocol picks the face nearest the image centre: the copy's centre is
+        # moved onto the original's, so that rule still finds the turned face.
+        rotated, shift = self._rotated(image)
+        return self._moved(self.analyzer.detect(rotated), shift)
+
+    def embed(self, image: npt.NDArray[np.uint8], faces: Faces) -> Faces:
+        rotated, shift = self._rotated(image)
+        out: Faces = self.analyzer.embed(rotated, self._moved(faces, -shift))
+        return out
+
+
+def evaluate_rotated_lfw(
+    analyzer: Any,
+    pairs_path: str | Path,
+    images: str | Path,
+    *,
+    max_angle_deg: float = DEFAULT_MAX_ANGLE_DEG,
+    seed: int = DEFAULT_SEED,
+    limit_folds: int | None = None,
+    progress: Progress | None = None,
+) -> Any:
+    """LFW verification with every image turned by a random angle in ``[-max, max]``.
+
+    Each image is rotated about its centre onto a canvas that holds all of it
+    (:func:`rotate_image`), then detected and embedded as in
+    :func:`facesense.eval.lfw.evaluate_lfw`; the embedder's crop is made upright from the
+    landmarks, so a detector that finds the turned face with the right landmarks (for
+    example with ``rotations``) should score as on upright LFW. A face not found is
+    embedded from the median box, as the LFW protocol here says.
+
+    Args:
+        analyzer: a :class:`~facesense.analyzer.FaceAnalyzer` (detector + embedder).
+        pairs_path: LFW ``pairs.txt``.
+        images: folder with ``<name>/<name>_<NNNN>.jpg``.
+        max_angle_deg: the largest rotation, degrees (> 0, at most 180).
+        seed: mixes into each image's angle.
+        limit_folds: only the first N folds.
+        progress: called as ``progress(done, total)``.
+
+    Returns:
+        The :class:`~facesense.eval.lfw.LFWReport`.
+
+    Raises:
+        ConfigError: a bad angle, pairs file or folder.
+        ImageError: no image could be read.
+    """
+    from facesense.eval.lfw import evaluate_lfw
+
+    if not 0.0 < max_angle_deg <= 180.0:
+        raise ConfigError(f"max_angle_deg must be in (0, 180], got {max_angle_deg}")
+    rotated = _RotatedAnalyzer(analyzer, float(max_angle_deg), int(seed))
+    return evaluate_lfw(
+        rotated,  # type: ignore[arg-type]  # detect/embed/embedder, all evaluate_lfw reads
+        Path(pairs_path),
+        Path(images),
+        limit_folds=limit_folds,
+        progress=progress,
     )

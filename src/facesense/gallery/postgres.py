@@ -24,7 +24,9 @@ Transactions: every write method is one transaction that first bumps
 ``facesense_meta.revision``. That row lock serialises writers (so the model-id guard
 cannot race) and makes :meth:`PostgresGallery.revision` one cheap primary-key read. A
 process killed mid-write (even with ``kill -9``) leaves the transaction uncommitted:
-whole people and samples, or nothing.
+whole people and samples, or nothing. Each write also sends ``NOTIFY facesense_gallery,
+'<revision>'``, delivered at commit; :meth:`PostgresGallery.watch_changes` listens for
+it, so watchers on other machines refit at once instead of waiting for a poll.
 
 Search: below :data:`DB_SEARCH_FROM_SAMPLES` samples of a model, :meth:`PostgresGallery.search`
 is exact, in memory, over a matrix cached per revision (as the SQLite store does);
@@ -45,11 +47,11 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -76,6 +78,9 @@ from facesense.gallery.base import (
 )
 from facesense.gallery.location import display_postgres_url as display_url
 
+if TYPE_CHECKING:
+    from facesense.fleet.listen import ChangeListener
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -86,6 +91,7 @@ __all__ = [
     "HNSW_EF_SEARCH",
     "HNSW_M",
     "MIGRATIONS",
+    "NOTIFY_CHANNEL",
     "PostgresGallery",
     "display_url",
 ]
@@ -99,6 +105,7 @@ POOL_MIN, POOL_MAX = 1, 4
 CONNECT_TIMEOUT_S = 10
 SEARCH_BLOCK_CELLS = 1 << 23
 _MIGRATION_LOCK = 0x46534E47  # "FSNG": the advisory lock held while migrating
+NOTIFY_CHANNEL = "facesense_gallery"  # every write transaction NOTIFYs its new revision here
 
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (
@@ -333,10 +340,31 @@ class PostgresGallery:
         return self._read_only_reason is not None
 
     def close(self) -> None:
-        """Close the connection pool (idempotent)."""
+        """Close the connection pool and stop every :meth:`watch_changes` listener (idempotent)."""
         with self._lock:
             self._index = None
             self._pool.close()
+        for listener in getattr(self, "_listeners", ()):
+            listener.close()
+
+    def watch_changes(self, callback: Callable[[int | None], None]) -> ChangeListener:
+        """Call ``callback(revision)`` from a thread of its own each time a write commits, on any machine.
+
+        Every write transaction sends ``NOTIFY facesense_gallery, '<revision>'``; the
+        listener holds its own connection and reconnects when the database goes away,
+        then calls ``callback(None)`` once (changes made meanwhile were not heard).
+        While :attr:`~facesense.fleet.listen.ChangeListener.connected` is false the
+        caller should poll :meth:`revision`. The listener stops with :meth:`close`,
+        or when the gallery is closed.
+        """
+        from facesense.fleet.listen import ChangeListener
+
+        def relay(payload: str | None) -> None:
+            callback(int(payload) if payload and payload.isdigit() else None)
+
+        listener = ChangeListener(_conninfo(self._url), NOTIFY_CHANNEL, relay, display=self._display)
+        self._listeners = [*getattr(self, "_listeners", ()), listener]
+        return listener
 
     def __enter__(self) -> Self:
         return self
@@ -386,7 +414,11 @@ class PostgresGallery:
         """One write transaction; it first bumps the revision (and so holds the writers' lock)."""
         self._require_writable(action)
         with self._db() as conn:
-            conn.execute("UPDATE facesense_meta SET value = (value::bigint + 1)::text WHERE key = 'revision'")
+            row = conn.execute(
+                "UPDATE facesense_meta SET value = (value::bigint + 1)::text WHERE key = 'revision' RETURNING value"
+            ).fetchone()
+            # Delivered at commit to every watch_changes listener, on any machine.
+            conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, "" if row is None else str(row[0])))
             yield conn
 
     def _person_id(self, conn: psycopg.Connection[tuple[Any, ...]], name: str) -> int | None:
@@ -552,6 +584,9 @@ class PostgresGallery:
             yield self._embedding_rows(rows, model_id)
 
     # --- search --------------------------------------------------------------------
+
+    hnsw_ef_search: int = HNSW_EF_SEARCH
+    """``hnsw.ef_search`` of searches in the database (at least ``k`` is used); set it per instance."""
 
     def search(self, embeddings: npt.ArrayLike, k: int, *, model_id: str) -> SearchResult:
         """The ``k`` nearest samples of ``model_id`` to each probe, nearest first.
@@ -749,7 +784,7 @@ class PostgresGallery:
         ).format(vec=vec, dim=sql.Literal(plan.dim), model=sql.Literal(plan.model_id), k=sql.Literal(kk))
         found: list[list[tuple[Any, ...]]] = []
         with self._db() as conn:
-            conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {ef}").format(ef=sql.Literal(max(HNSW_EF_SEARCH, kk))))
+            conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {ef}").format(ef=sql.Literal(max(int(self.hnsw_ef_search), kk))))
             for probe in q:
                 found.append(conn.execute(query, {"q": probe}).fetchall())
         # The index may return fewer rows than asked (samples removed since the count).

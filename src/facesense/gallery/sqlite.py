@@ -54,6 +54,7 @@ import numpy as np
 import numpy.typing as npt
 
 from facesense.errors import ConfigError, EnrollmentError, GalleryError, ModelMismatchError, ReadOnlyGalleryError
+from facesense.gallery.ann import ANN_FROM_SAMPLES, AnnIndex
 from facesense.gallery.base import (
     ExportData,
     GalleryEmbeddings,
@@ -180,6 +181,10 @@ class SQLiteGallery:
         read_only: ``True`` opens the file read-only (it must exist); ``False`` requires
             write access (a read-only file raises GalleryError); ``None`` (default)
             opens read-only exactly when the file or its folder is not writable.
+        ann_from_samples: a model with more samples than this is searched through an
+            HNSW index (:class:`~facesense.gallery.ann.AnnIndex`, built in the background
+            per revision; exact until it is built); default
+            :data:`~facesense.gallery.ann.ANN_FROM_SAMPLES`.
 
     Raises:
         GalleryError: the file is missing (and ``create`` is false or ``read_only``),
@@ -195,11 +200,18 @@ class SQLiteGallery:
         *,
         create: bool = True,
         read_only: bool | None = None,
+        ann_from_samples: int = ANN_FROM_SAMPLES,
     ) -> None:
         self._path = Path(path).expanduser() if path is not None else default_db_path()
         self._lock = threading.RLock()
         self._immutable = False
         self._index: _Index | None = None
+        if int(ann_from_samples) < 1:
+            raise ConfigError(f"ann_from_samples must be >= 1, got {ann_from_samples}")
+        self._ann_from_samples = int(ann_from_samples)
+        self._ann: tuple[_Index, AnnIndex] | None = None  # the ANN index of one cached matrix
+        self._ann_building: tuple[_Index, threading.Thread] | None = None  # a background build and its matrix
+        self._ann_failed: _Index | None = None
         self._counter = 0  # meta.revision as last read (or written) by this connection
         self._data_version: int | None = None  # PRAGMA data_version at that read
         self._external = 0  # changes by writers that did not bump meta.revision
@@ -397,6 +409,7 @@ class SQLiteGallery:
         """Close the connection (idempotent)."""
         with self._lock:
             self._index = None
+            self._ann = None
             self._conn.close()
 
     def __enter__(self) -> Self:
@@ -663,10 +676,12 @@ class SQLiteGallery:
             yield self._embedding_rows(rows, model_id)
 
     def search(self, embeddings: npt.ArrayLike, k: int, *, model_id: str) -> SearchResult:
-        """The ``k`` nearest samples of ``model_id`` to each probe, nearest first (exact search).
+        """The ``k`` nearest samples of ``model_id`` to each probe, nearest first.
 
         The model's embeddings are kept in memory between calls and reloaded when
-        :meth:`revision` changes. Ties go to the older sample.
+        :meth:`revision` changes. Ties go to the older sample. Search is exact up to
+        ``ann_from_samples`` samples of the model; past that it is approximate, through
+        an HNSW index of the same matrix (:class:`~facesense.gallery.ann.AnnIndex`).
 
         Args:
             embeddings: ``(M, D)`` (or ``(D,)``) float32 L2-normalised probes.
@@ -699,6 +714,11 @@ class SQLiteGallery:
             raise ModelMismatchError(
                 f"{self._path}: model {model_id!r} embeddings are {index.matrix.shape[1]}-d in the gallery, got {q.shape[1]}-d"
             )
+        ann = self._ann_index(index) if n > self._ann_from_samples else None
+        if ann is not None:
+            idx, dist = ann.search(q, kk)
+            labels = tuple(tuple(index.labels[j] for j in row) for row in idx.tolist())
+            return SearchResult(labels=labels, distances=dist, sample_ids=index.sample_ids[idx], model_id=model_id)
         idx = np.zeros((m, kk), np.int64)
         dist = np.zeros((m, kk), np.float32)
         if kk:
@@ -727,6 +747,61 @@ class SQLiteGallery:
             sq = np.einsum("ij,ij->i", matrix, matrix) if matrix.size else np.zeros((len(emb),), np.float32)
             self._index = _Index(revision, model_id, emb.labels, matrix, sq, emb.sample_ids)
             return self._index
+
+    def _ann_index(self, index: _Index) -> AnnIndex | None:
+        """The HNSW index of ``index`` if built; otherwise start building it in the background."""
+        with self._lock:
+            if self._ann is not None:
+                if self._ann[0] is index:
+                    return self._ann[1]
+                self._ann = None  # another revision's: free it now
+            if self._ann_building is None and self._ann_failed is not index:
+                thread = threading.Thread(target=self._build_ann, args=(index,), name="facesense-ann-build", daemon=True)
+                self._ann_building = (index, thread)
+                thread.start()
+        return None
+
+    def _build_ann(self, index: _Index) -> None:
+        built: AnnIndex | None = None
+        try:
+            built = AnnIndex(index.matrix)
+        except GalleryError as exc:
+            logger.warning("%s: searching %r exactly: %s", self._path, index.model_id, exc)
+        with self._lock:
+            self._ann_building = None
+            if built is None:
+                self._ann_failed = index
+            elif self._index is index:  # not stale: the gallery did not change meanwhile
+                self._ann = (index, built)
+
+    def build_search_index(self, model_id: str) -> AnnIndex | None:
+        """Build now the HNSW index :meth:`search` uses for ``model_id`` at this revision.
+
+        :meth:`search` builds it in the background by itself and searches exactly until
+        it is ready; this waits for it instead (for a build in progress, if there is one).
+
+        Returns:
+            The index, or ``None`` when the model has no more than ``ann_from_samples`` samples.
+
+        Raises:
+            GalleryError: faiss is missing or failed (search stays exact).
+            ModelMismatchError: the gallery holds another model.
+        """
+        index = self._search_index(model_id)
+        if len(index.labels) <= self._ann_from_samples:
+            return None
+        with self._lock:
+            building = self._ann_building
+        if building is not None and building[0] is index:
+            building[1].join()
+        with self._lock:
+            if self._ann is not None and self._ann[0] is index:
+                return self._ann[1]
+        built = AnnIndex(index.matrix)
+        with self._lock:
+            if self._index is index:
+                self._ann = (index, built)
+        return built
 
     # --- writes --------------------------------------------------------------------
 

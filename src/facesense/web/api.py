@@ -171,19 +171,46 @@ class TrackOut(BaseModel):
 
 class SourceOut(BaseModel):
     id: int
+    name: str | None = Field(default=None, description="The camera's name (facesense.toml), or null for a --source.")
     source: str
     kind: str | None
     status: str = Field(description="starting, live, reconnecting, ended or error.")
     message: str | None
     fps: float
     frames: int
+    dropped: int = Field(default=0, description="Frames dropped because processing was slower than the source.")
+    lag_ms: float = Field(default=0.0, description="Newest frame: milliseconds from its decoding to the end of its processing.")
     tracks: list[TrackOut]
     stream_url: str
     snapshot_url: str
 
 
+class FleetWorkerOut(BaseModel):
+    id: str
+    host: str | None
+    pid: int | None
+
+
+class FleetCameraOut(BaseModel):
+    name: str
+    url: str = Field(description="Without its password.")
+    owner: str | None = Field(description="The worker id holding a live lease, or null.")
+    token: int = Field(description="Fencing token of the current (or last) lease; 0: never claimed.")
+    live: bool = Field(description="The lease has not expired (database clock).")
+    state: str = Field(description="free, starting, running, failed, released or expired.")
+    worker: FleetWorkerOut | None
+    expires_at: str | None
+    heartbeat_at: str | None
+    claimed_at: str | None
+    stats: dict[str, Any] = Field(description="What its worker last reported: fps, lag_ms, dropped, frames, token ...")
+
+
 class SourcesResponse(BaseModel):
     sources: list[SourceOut]
+    fleet: list[FleetCameraOut] = Field(
+        default_factory=list,
+        description="With a PostgreSQL gallery: every camera of the fleet's lease table (facesense worker), on any machine.",
+    )
 
 
 class HealthResponse(BaseModel):
@@ -487,7 +514,14 @@ def name_face(request: Request, event_id: int, body: NameFaceRequest) -> dict[st
 
 @router.get("/sources", response_model=SourcesResponse, summary="The watched sources and what they see")
 def list_sources(request: Request) -> dict[str, Any]:
-    return {"sources": [r.info() for r in state_of(request).runners]}
+    state = state_of(request)
+    fleet: list[dict[str, Any]] = []
+    location = state.config.gallery
+    if location.kind == "postgresql":
+        from facesense.fleet.leases import camera_leases
+
+        fleet = [camera.to_dict() for camera in camera_leases(location.url)]
+    return {"sources": [r.info() for r in state.runners], "fleet": fleet}
 
 
 def _runner(request: Request, source_id: int) -> Any:

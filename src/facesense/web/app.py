@@ -87,6 +87,8 @@ class WebState:
         naming: naming unknown faces from the events page.
         events: the events log.
         runners: the watched sources.
+        relays: open connections to workers' video (``/api/fleet/{camera}/stream``),
+            closed at shutdown.
     """
 
     config: ServeConfig
@@ -102,6 +104,7 @@ class WebState:
     static: dict[str, tuple[bytes, str]]
     started: float = field(default_factory=time.monotonic)
     closing: bool = False
+    relays: set[Any] = field(default_factory=set)
 
     def begin_shutdown(self) -> None:
         """The server is stopping: end the MJPEG streams and ask every source to stop.
@@ -113,6 +116,8 @@ class WebState:
         self.closing = True
         for runner in self.runners:
             runner.request_stop()
+        for relay in list(self.relays):
+            relay.close()
 
     @property
     def gallery_problem(self) -> str | None:
@@ -220,19 +225,7 @@ def create_app(
         threshold: float | str = "auto" if config.threshold is None else config.threshold
         matcher = LiveMatcher(store, models.model_id, threshold=threshold)
         on_error.pop_all()  # the app owns them now (closed by its lifespan)
-    runners = [
-        SourceRunner(
-            i,
-            spec,
-            models,
-            matcher,
-            events,
-            loop=config.loop,
-            every=config.every,
-            unknown_after_frames=config.unknown_after_frames,
-        )
-        for i, spec in enumerate(config.sources)
-    ]
+    runners = _runners(config, models, matcher, events)
     state = WebState(
         config=config,
         models=models,
@@ -259,6 +252,8 @@ def create_app(
         finally:
             state.begin_shutdown()
             await run_in_threadpool(_join_all, runners, SOURCES_STOP_S)
+            for broker in {id(r.broker): r.broker for r in runners if r.broker is not None}.values():
+                broker.close()
             state.close()
 
     app = FastAPI(
@@ -303,12 +298,50 @@ def create_app(
         logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"error": "internal server error"}, status_code=500)
 
-    from facesense.web import api, pages
+    from facesense.web import api, compreface, fleet, pages
 
     app.include_router(api.health_router)
     app.include_router(api.router)
+    app.include_router(compreface.router)
+    app.include_router(fleet.router)
     app.include_router(pages.router)
     return app
+
+
+def _runners(config: ServeConfig, models: WebModels, matcher: LiveMatcher, events: Any) -> list[SourceRunner]:
+    """One runner per ``--source`` and per configured camera.
+
+    With several, they share one :class:`~facesense.multicam.InferenceBroker`: one
+    inference thread runs every model call (one thread budget, embeddings batched
+    across sources). A camera with its own detector kind or minimum face size gets its
+    own detector, built once per distinct setting.
+    """
+    count = len(config.sources) + len(config.cameras)
+    broker = None
+    if count > 1:
+        from facesense.multicam import InferenceBroker
+
+        broker = InferenceBroker()
+    common: dict[str, Any] = {"loop": config.loop, "unknown_after_frames": config.unknown_after_frames, "broker": broker}
+    runners = [
+        SourceRunner(i, spec, models, matcher, events, every=config.every, **common)
+        for i, spec in enumerate(config.sources)
+    ]
+    detectors: dict[tuple[str, float | None], Any] = {}
+    for cam in config.cameras:
+        kind = cam.detector or config.detector
+        min_face = cam.min_face_px if cam.min_face_px is not None else config.min_face_px
+        detector = None
+        if (kind, min_face) != (config.detector, config.min_face_px):
+            if (kind, min_face) not in detectors:
+                from facesense.detect import make_detector
+
+                detectors[kind, min_face] = make_detector(kind, use="video", min_face_px=min_face)
+            detector = detectors[kind, min_face]
+        runners.append(
+            SourceRunner(len(runners), cam.url, models, matcher, events, every=cam.every, name=cam.name, detector=detector, **common)
+        )
+    return runners
 
 
 def _warm(models: WebModels, matcher: LiveMatcher) -> None:

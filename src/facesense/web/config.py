@@ -7,8 +7,9 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from facesense.detect.factory import DEFAULT_DETECTOR
 from facesense.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -43,6 +44,9 @@ class ServeConfig:
         db: the gallery, a path or URL for :func:`facesense.gallery.open_gallery`
             (``None``: ``$FACESENSE_DB``, else the default gallery file).
         sources: video sources to watch in the background (camera index, file, URL, folder).
+        cameras: named cameras (:class:`facesense.multicam.CameraSpec`, from
+            ``facesense.toml``'s ``[[cameras]]``), each with its own ``every``, minimum face
+            size and detector; watched like ``sources``.
         host: address the server binds to (only recorded here, for the token rule).
         port: TCP port.
         token: the shared secret for the API (bearer) and the pages (login). Required
@@ -65,6 +69,7 @@ class ServeConfig:
 
     db: str | os.PathLike[str] | None = None
     sources: tuple[str, ...] = ()
+    cameras: tuple[Any, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8000
     token: str | None = field(default=None, repr=False)
@@ -72,7 +77,7 @@ class ServeConfig:
     loop: bool = False
     every: int = 3
     min_face_px: float | None = None
-    detector: str = "mtcnn"
+    detector: str = DEFAULT_DETECTOR.value
     threshold: float | None = None
     max_upload_bytes: int = 10 * 1024 * 1024
     max_request_bytes: int = 50 * 1024 * 1024
@@ -112,6 +117,10 @@ class ServeConfig:
         if self.unknown_after_frames < 1:
             raise ConfigError(f"unknown_after_frames must be >= 1, got {self.unknown_after_frames}")
         object.__setattr__(self, "sources", tuple(str(s) for s in self.sources))
+        object.__setattr__(self, "cameras", tuple(self.cameras))
+        names = [c.name for c in self.cameras]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"camera names must be unique, got {names}")
         from facesense.gallery import parse_location
 
         parse_location(self.db)  # a gallery URL facesense cannot open fails here, before anything starts

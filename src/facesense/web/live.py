@@ -20,7 +20,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -35,8 +35,10 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from facesense.capture import VideoSource
+    from facesense.detect.base import Detector
     from facesense.embed.base import Embedder
     from facesense.gallery.events import EventLog
+    from facesense.multicam import InferenceBroker
     from facesense.recognize import LiveMatcher
     from facesense.types import Faces, Frame, FrameResult
     from facesense.web.models import WebModels
@@ -50,7 +52,6 @@ STREAM_MAX_SIDE_PX = 1280  # larger frames are shrunk for the browser
 RETRY_INITIAL_S = 1.0
 RETRY_MAX_S = 30.0
 CANDIDATE_MAX_IDLE_FRAMES = 120  # forget a track's best face when not seen for this long
-PACE_MAX_LAG_S = 1.0  # a file source further behind than this stops trying to catch up
 
 
 class SourceState(str, enum.Enum):
@@ -279,6 +280,11 @@ class SourceRunner:
         loop: play files and folders again and again.
         every: detect every N frames.
         unknown_after_frames: see :class:`WebSink`.
+        name: the camera's name (in events and on the pages; default: the source id).
+        detector: this source's own detector (default: the server's live detector).
+        broker: run the model calls on this shared inference thread (several sources:
+            one thread budget, embeddings batched across them; see
+            :class:`facesense.multicam.InferenceBroker`).
     """
 
     def __init__(
@@ -292,9 +298,17 @@ class SourceRunner:
         loop: bool = False,
         every: int = 1,
         unknown_after_frames: int = 30,
+        name: str | None = None,
+        detector: Detector | None = None,
+        broker: InferenceBroker | None = None,
     ) -> None:
         self.index = index
         self.spec = spec
+        self.name = name
+        self.detector = detector
+        self.broker = broker
+        self._source: VideoSource | None = None
+        self.lag_ms = 0.0
         self.models = models
         self.matcher = matcher
         self.events = events
@@ -315,6 +329,7 @@ class SourceRunner:
         self._stop = threading.Event()
         self._pipeline: Any = None
         self._thread: threading.Thread | None = None
+        self.extra_sinks: list[Any] = []  # more sinks for every run's pipeline (MQTT)
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -381,7 +396,8 @@ class SourceRunner:
         from facesense.capture import CaptureConfig, VideoSource
         from facesense.pipeline import Pipeline, PipelineConfig, default_tracker
 
-        source = VideoSource(self.spec, CaptureConfig(loop=self.loop))
+        # Files and folders play at their own frame rate, like a camera (late frames dropped).
+        source = VideoSource(self.spec, CaptureConfig(loop=self.loop, realtime=True), name=self.name)
         try:
             source.open()
         except BaseException:
@@ -389,16 +405,24 @@ class SourceRunner:
             raise
         self.source_id = source.source_id
         self.kind = source.kind.value
-        embedder = self.models.embedder
+        self._source = source
+        embedder: Any = self.models.embedder
+        detector: Any = self.detector or self.models.live_detector
+        matcher: Any = self.matcher
+        if self.broker is not None:
+            from facesense.multicam import SharedDetector, SharedEmbedder, SharedMatcher
+
+            embedder = SharedEmbedder(embedder, self.broker)
+            detector = SharedDetector(detector, self.broker)
+            matcher = SharedMatcher(matcher, self.broker)
         sink = WebSink(self, embedder, self.events, unknown_after_frames=self.unknown_after_frames)
-        frames: Any = source if source.live else _paced(source, self._stop)
         pipeline = Pipeline(
-            frames,
-            detector=self.models.live_detector,
+            source,
+            detector=detector,
             embedder=embedder,
-            matcher=self.matcher,
+            matcher=matcher,
             tracker=default_tracker(self.every),
-            sinks=[sink],
+            sinks=[sink, *self.extra_sinks],
             config=PipelineConfig(every=self.every),
         )
         self._pipeline = pipeline
@@ -435,11 +459,14 @@ class SourceRunner:
 
     def publish(self, result: FrameResult) -> None:
         """Make ``result`` the newest frame (called by :class:`WebSink`)."""
+        source = self._source
+        lag = result.timings.total_ms + (source.stats().lag_ms if source is not None else 0.0)
         with self._lock:
             self._latest = result
             self._seq += 1
             self.frames += 1
             self.fps = float(result.fps)
+            self.lag_ms = lag
             if self.state is not SourceState.LIVE:
                 self.state = SourceState.LIVE
                 self.message = ""
@@ -512,10 +539,15 @@ class SourceRunner:
     def info(self) -> dict[str, Any]:
         """What ``GET /api/sources`` says about this source."""
         with self._lock:
-            state, message, fps, frames = self.state, self.message, self.fps, self.frames
+            state, message, fps, frames, lag = self.state, self.message, self.fps, self.frames, self.lag_ms
+        source = self._source
+        stats = source.stats() if source is not None else None
         return {
             "id": self.index,
-            "source": public_source(self.source_id),
+            "name": self.name,
+            "source": public_source(self.spec if self.name is not None else self.source_id),
+            "dropped": stats.dropped if stats is not None else 0,
+            "lag_ms": round(lag, 1),
             "kind": self.kind or None,
             "status": state.value,
             "message": message or None,
@@ -525,27 +557,3 @@ class SourceRunner:
             "stream_url": f"/api/sources/{self.index}/stream",
             "snapshot_url": f"/api/sources/{self.index}/snapshot",
         }
-
-
-def _paced(source: VideoSource, stop: threading.Event) -> Iterator[Frame]:
-    """Frames of a file or folder, released no faster than their timestamps say."""
-    start_wall = start_media = last_media = None
-    try:
-        for frame in source:
-            if stop.is_set():
-                return
-            now = time.monotonic()
-            ts = float(frame.timestamp)
-            if start_wall is None or last_media is None or ts < last_media:
-                start_wall, start_media = now, ts
-            else:
-                due = start_wall + (ts - start_media)  # type: ignore[operator]
-                if due > now:
-                    if stop.wait(min(due - now, PACE_MAX_LAG_S)):
-                        return
-                elif now - due > PACE_MAX_LAG_S:
-                    start_wall, start_media = now, ts  # behind: do not rush to catch up
-            last_media = ts
-            yield frame
-    finally:
-        source.close()

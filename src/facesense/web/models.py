@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from facesense.detect.factory import DEFAULT_DETECTOR
+
 if TYPE_CHECKING:
     import numpy.typing as npt
 
@@ -46,7 +48,7 @@ class WebModels:
         analyzer: FaceAnalyzer | None = None,
         live_detector: Detector | None = None,
         min_face_px: float | None = None,
-        detector: str = "mtcnn",
+        detector: str = DEFAULT_DETECTOR.value,
     ) -> None:
         self._analyzer = analyzer
         self.detector_kind = detector

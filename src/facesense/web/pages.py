@@ -7,6 +7,7 @@ sets the cookie. The pages change things through the API with ``fetch``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -27,6 +28,8 @@ from facesense.web.security import (
 )
 
 __all__ = ["PERIODS", "router"]
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
 
@@ -121,8 +124,18 @@ def logout() -> Response:
 def live(request: Request) -> Response:
     if (redirect := _login_redirect(request)) is not None:
         return redirect
-    sources = [r.info() for r in state_of(request).runners]
-    return _render(request, "live.html", title="Live", page="live", sources=sources)
+    state = state_of(request)
+    sources = [r.info() for r in state.runners]
+    fleet: list[dict[str, Any]] = []
+    if state.config.gallery.kind == "postgresql":
+        from facesense.errors import GalleryError
+        from facesense.fleet.leases import camera_leases
+
+        try:
+            fleet = [c.to_dict() for c in camera_leases(state.config.gallery.url)]
+        except GalleryError as exc:  # the page still shows this server's own sources
+            logger.warning("cannot list the fleet's cameras: %s", exc)
+    return _render(request, "live.html", title="Live", page="live", sources=sources, fleet=fleet)
 
 
 @router.get("/people")

@@ -99,6 +99,8 @@ function initLive() {
         status.className = `badge status status-${s.status}`;
         card.querySelector('[data-field="fps"]').textContent = s.fps.toFixed(1);
         card.querySelector('[data-field="frames"]').textContent = s.frames;
+        card.querySelector('[data-field="lag"]').textContent = Math.round(s.lag_ms);
+        card.querySelector('[data-field="dropped"]').textContent = s.dropped;
         card.querySelector('[data-field="message"]').textContent = s.message || "";
         const body = card.querySelector('[data-field="tracks"]');
         const rows = s.tracks.map((t) => el("tr", { class: `state-${t.state}` },

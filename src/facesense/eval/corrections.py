@@ -1,0 +1,364 @@
+"""Corrections on LFW: does telling facesense "not X" make it name fewer strangers?
+
+Protocol (``facesense eval corrections --images LFW_DIR``), on top of the open-set
+protocol of :mod:`facesense.eval.identify` (one image enrolled per person, their other
+images are probes, people with one image are strangers) and its cross-validation by
+person (``folds``; the impostor table of the score normalisation is measured on the
+training folds' images only):
+
+1. For each fold, the **user's stream** is every probe and stranger of the *other*
+   folds' people, in a seeded random order, recognised at the operating threshold
+   (the model's calibrated default).
+2. The simulated user corrects the **first k false accepts** of that stream: a stranger
+   named X gets "not X" (a negative of X); a probe of Y named X gets "this is Y" (a
+   sample of Y and a negative of X). The matcher is refitted after each correction,
+   as a :class:`facesense.recognize.LiveMatcher` would be, so k corrections are k
+   different mistakes.
+3. Everything is then measured on the **held-out fold** (probes and strangers never in
+   any stream): the share of probes named right (``dir``) and of strangers named at all
+   (``far``), at the operating threshold and at the thresholds chosen, as in ``eval
+   identify``, for FAR <= 1 % and <= 2 % on the stream's strangers before any correction
+   (the gallery's global threshold; corrections act per person on top of it).
+
+Reported per k and per rule (veto only; veto and per-person thresholds), and the
+stranger FAR at the same ``dir`` as k = 0 at the operating threshold (read off the pooled
+held-out curve).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from facesense.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from facesense.enroll import FaceAnalyzerLike
+    from facesense.eval.identify import OpenSetProtocol
+    from facesense.match import KNNMatcher, ScoreNorm
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CORRECTION_COUNTS", "CorrectionRun", "CorrectionsReport", "evaluate_corrections", "evaluate_open_set_corrections"]
+
+CORRECTION_COUNTS = (0, 10, 50)
+FAR_TARGETS = (0.01, 0.02)
+
+
+@dataclass(frozen=True)
+class CorrectionRun:
+    """One k and one rule, over all folds.
+
+    Attributes:
+        k: corrections asked for per fold.
+        per_person: whether per-person thresholds were on (the veto always is).
+        corrections: corrections made, summed over folds (fewer than ``k`` per fold
+            when the stream ran out of false accepts).
+        not_x: of those, "not X" on a stranger; the rest are "this is Y".
+        default_dir, default_far: held-out named-right and stranger FAR at the operating threshold.
+        cross_validated: per FAR target, held-out ``dir`` and ``far`` at the global threshold
+            chosen on the stream's strangers before corrections.
+        far_at_same_dir: held-out stranger FAR at the threshold that names as many
+            probes right as k = 0 does at the operating threshold.
+        scores: pooled held-out ``(correct, probe_scores, stranger_scores)``.
+    """
+
+    k: int
+    per_person: bool
+    corrections: int
+    not_x: int
+    default_dir: float
+    default_far: float
+    cross_validated: dict[str, dict[str, float]]
+    far_at_same_dir: float | None
+    scores: tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64], npt.NDArray[np.float64]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "k": self.k,
+            "per_person": self.per_person,
+            "corrections": self.corrections,
+            "not_x": self.not_x,
+            "default": {"dir": round(self.default_dir, 4), "far": round(self.default_far, 4)},
+            "cross_validated": self.cross_validated,
+            "far_at_same_dir": None if self.far_at_same_dir is None else round(self.far_at_same_dir, 4),
+        }
+
+
+@dataclass(frozen=True)
+class CorrectionsReport:
+    """The result of :func:`evaluate_open_set_corrections`."""
+
+    model_id: str
+    operating_threshold: float
+    enrolled: int
+    probes: int
+    strangers: int
+    folds: int
+    seed: int
+    runs: tuple[CorrectionRun, ...]
+    no_face: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form."""
+        return {
+            "model_id": self.model_id,
+            "operating_threshold": self.operating_threshold,
+            "enrolled": self.enrolled,
+            "probes": self.probes,
+            "strangers": self.strangers,
+            "no_face": self.no_face,
+            "folds": self.folds,
+            "seed": self.seed,
+            "runs": [r.to_dict() for r in self.runs],
+        }
+
+    def run(self, k: int, per_person: bool = True) -> CorrectionRun:
+        """The run of ``k`` corrections with or without per-person thresholds.
+
+        Raises:
+            ConfigError: no such run.
+        """
+        for r in self.runs:
+            if r.k == k and r.per_person == per_person:
+                return r
+        raise ConfigError(f"no run with k={k}, per_person={per_person}")
+
+    def lines(self) -> list[str]:
+        """A human-readable report."""
+        out = [
+            (f"corrections: {self.enrolled} people enrolled from one image each, {self.probes} probes, "
+             f"{self.strangers} strangers; {self.folds} folds by person (seed {self.seed})"),
+            f"model {self.model_id}, operating threshold {self.operating_threshold:g}",
+            "     k  rule                 made (not X)   at threshold: named right / FAR    "
+            "CV FAR<=1%: named right / FAR   CV FAR<=2%   FAR at k=0's named right",
+        ]
+        for r in self.runs:
+            rule = "veto + per-person" if r.per_person else "veto only"
+            cv1, cv2 = r.cross_validated["0.01"], r.cross_validated["0.02"]
+            same = "-" if r.far_at_same_dir is None else f"{100 * r.far_at_same_dir:.2f}%"
+            out.append(
+                f"  {r.k:4d}  {rule:<19} {r.corrections:5d} ({r.not_x:3d})    "
+                f"{100 * r.default_dir:6.2f}% / {100 * r.default_far:5.2f}%            "
+                f"{100 * cv1['dir']:6.2f}% / {100 * cv1['far']:5.2f}%           "
+                f"{100 * cv2['dir']:6.2f}% / {100 * cv2['far']:5.2f}%   {same:>8}"
+            )
+        return out
+
+
+def _fitted(
+    norm: ScoreNorm,
+    threshold: float | None,
+    pos_x: list[npt.NDArray[np.float32]],
+    pos_l: list[str],
+    neg_x: list[npt.NDArray[np.float32]],
+    neg_l: list[str],
+    per_person: bool,
+) -> KNNMatcher:
+    """The KNN matcher of the gallery plus the user's corrections so far."""
+    from facesense.match import KNNMatcher
+
+    negatives = np.concatenate(neg_x) if neg_x else None
+    return KNNMatcher(threshold=threshold, norm=norm).fit(
+        np.concatenate(pos_x), pos_l, negatives=negatives, negative_labels=neg_l if neg_x else None, per_person=per_person
+    )
+
+
+def _first_false_accept(
+    names: Sequence[str | None], truth: Sequence[str | None]
+) -> int | None:
+    for i, (n, t) in enumerate(zip(names, truth, strict=True)):
+        if n is not None and n != t:
+            return i
+    return None
+
+
+def _far_at_dir(correct: npt.NDArray[np.bool_], probe: npt.NDArray[np.float64], stranger: npt.NDArray[np.float64], target: float) -> float | None:
+    """Stranger FAR at the smallest threshold whose named-right share reaches ``target``."""
+    hits = np.sort(probe[correct])
+    need = int(np.ceil(target * len(probe) - 1e-9))
+    if need == 0:
+        return 0.0
+    if need > len(hits):
+        return None
+    t = hits[need - 1]
+    return float(np.mean(stranger <= t))
+
+
+def evaluate_open_set_corrections(
+    protocol: OpenSetProtocol,
+    embeddings: npt.NDArray[np.float32],
+    *,
+    model_id: str,
+    ks: Sequence[int] = CORRECTION_COUNTS,
+    folds: int = 5,
+    seed: int = 0,
+    operating_threshold: float | None = None,
+    no_face: int = 0,
+) -> CorrectionsReport:
+    """Run the corrections protocol on embeddings laid out as ``protocol.all_paths``.
+
+    Args:
+        model_id: the embeddings' model (its calibration gives the score normalisation
+            and the default operating threshold).
+        ks: how many corrections the user makes per fold.
+        folds: cross-validation folds by person.
+        seed: the folds' and the stream's seed.
+        operating_threshold: the threshold the user's stream is recognised at (default:
+            the model's calibrated one).
+
+    Raises:
+        ConfigError: an uncalibrated model, bad ``ks`` or ``folds``.
+    """
+    from facesense.eval.identify import OpenSetScores, _folds_by_person, impostor_quantiles
+    from facesense.match import KNNMatcher
+    from facesense.models.registry import calibration
+
+    if folds < 2:
+        raise ConfigError(f"folds must be >= 2, got {folds}")
+    if not ks or any(int(k) < 0 for k in ks):
+        raise ConfigError(f"correction counts must be >= 0, got {list(ks)}")
+    cal = calibration(model_id)
+    t_op = cal.threshold if operating_threshold is None else float(operating_threshold)
+    ng, npr = len(protocol.gallery), len(protocol.probes)
+    x = np.asarray(embeddings, np.float32)
+    if x.ndim != 2 or x.shape[0] != len(protocol.all_paths):
+        raise ConfigError(f"expected {len(protocol.all_paths)} embeddings in the protocol's order, got shape {x.shape}")
+    g, p, s = x[:ng], x[ng : ng + npr], x[ng + npr :]
+    gl, pl, sl = list(protocol.gallery_labels), list(protocol.probe_labels), list(protocol.stranger_labels)
+    fold_of = _folds_by_person(gl + sl, folds, seed)
+    pf = np.array([fold_of[n] for n in pl])
+    sf = np.array([fold_of[n] for n in sl])
+    labels_all = np.array(gl + pl + sl)
+    fold_all = np.array([fold_of[n] for n in labels_all])
+    rules = [(int(k), pp) for k in ks for pp in ((False, True) if int(k) > 0 else (True,))]
+    acc: dict[tuple[int, bool], dict[str, Any]] = {
+        r: {"made": 0, "not_x": 0, "correct": [], "probe": [], "stranger": [], "hits": dict.fromkeys(FAR_TARGETS, 0),
+            "accepts": dict.fromkeys(FAR_TARGETS, 0)}
+        for r in rules
+    }
+    for fold in range(folds):
+        train = fold_all != fold
+        norm = replace(cal.norm, impostor_quantiles=impostor_quantiles(x[train], labels_all[train]))
+        # The user's stream: the other folds' probes (truth: their person) and strangers (truth: nobody).
+        stream_x = np.concatenate([p[pf != fold], s[sf != fold]])
+        stream_truth: list[str | None] = [n for n, f in zip(pl, pf.tolist(), strict=True) if f != fold]
+        n_probe_stream = len(stream_truth)
+        stream_truth += [None] * int(np.sum(sf != fold))
+        order = np.random.default_rng(seed + 1000 * (fold + 1)).permutation(len(stream_truth))
+        stream_x = stream_x[order]
+        stream_truth = [stream_truth[i] for i in order]
+        is_stranger = order >= n_probe_stream
+        test_p, test_pl = p[pf == fold], [n for n, f in zip(pl, pf.tolist(), strict=True) if f == fold]
+        test_s = s[sf == fold]
+        # The global thresholds for the FAR targets: chosen, as in `eval identify`, on the
+        # stream's strangers before any correction; corrections then act per person only.
+        base = KNNMatcher(threshold=None, norm=norm).fit(g, gl)
+        calib = OpenSetScores(np.zeros(0, bool), np.zeros(0), base.match(stream_x[is_stranger]).scores.astype(np.float64))
+        fold_t = {far: calib.threshold_for_far(far) for far in FAR_TARGETS}
+        for k, per_person in rules:
+            pos_x, pos_l = [g], list(gl)
+            neg_x: list[npt.NDArray[np.float32]] = []
+            neg_l: list[str] = []
+            start, made, not_x = 0, 0, 0
+
+            while made < k and start < len(stream_truth):
+                names = _fitted(norm, t_op, pos_x, pos_l, neg_x, neg_l, per_person).match(stream_x[start:]).names
+                j = _first_false_accept(names, stream_truth[start:])
+                if j is None:
+                    break
+                i = start + j
+                wrong = names[j]
+                if wrong is None:  # pragma: no cover - _first_false_accept returns named faces only
+                    break
+                neg_x.append(stream_x[i][None])
+                neg_l.append(wrong)
+                truth = stream_truth[i]
+                if truth is None:
+                    not_x += 1
+                else:
+                    pos_x.append(stream_x[i][None])
+                    pos_l.append(truth)
+                made += 1
+                start = i + 1
+            final = _fitted(norm, None, pos_x, pos_l, neg_x, neg_l, per_person)
+            rp, rs = final.match(test_p), final.match(test_s)
+            correct = np.array([c == t for c, t in zip(rp.candidates, test_pl, strict=True)], bool)
+            ps, ss = rp.scores.astype(np.float64), rs.scores.astype(np.float64)
+            a = acc[(k, per_person)]
+            a["made"] += made
+            a["not_x"] += not_x
+            a["correct"].append(correct)
+            a["probe"].append(ps)
+            a["stranger"].append(ss)
+            for far in FAR_TARGETS:
+                t = fold_t[far]
+                a["hits"][far] += int(np.sum(correct & (ps <= t)))
+                a["accepts"][far] += int(np.sum(ss <= t))
+            logger.info("fold %d, k=%d%s: %d correction(s)", fold, k, " per-person" if per_person else "", made)
+    runs: list[CorrectionRun] = []
+    base_dir: float | None = None
+    for k, per_person in rules:
+        a = acc[(k, per_person)]
+        correct = np.concatenate(a["correct"])
+        ps = np.concatenate(a["probe"])
+        ss = np.concatenate(a["stranger"])
+        d_dir = float(np.mean(correct & (ps <= t_op)))
+        d_far = float(np.mean(ss <= t_op))
+        if k == 0:
+            base_dir = d_dir
+        cv = {
+            f"{far:g}": {"dir": round(a["hits"][far] / max(npr, 1), 4), "far": round(a["accepts"][far] / max(len(sl), 1), 4)}
+            for far in FAR_TARGETS
+        }
+        same = _far_at_dir(correct, ps, ss, base_dir) if base_dir is not None else None
+        runs.append(CorrectionRun(k, per_person, a["made"], a["not_x"], d_dir, d_far, cv, same, (correct, ps, ss)))
+    return CorrectionsReport(
+        model_id=model_id,
+        operating_threshold=t_op,
+        enrolled=ng,
+        probes=npr,
+        strangers=len(sl),
+        folds=folds,
+        seed=seed,
+        runs=tuple(runs),
+        no_face=no_face,
+    )
+
+
+def evaluate_corrections(
+    analyzer: FaceAnalyzerLike,
+    images: str | os.PathLike[str],
+    *,
+    ks: Sequence[int] = CORRECTION_COUNTS,
+    cache: Path | None = None,
+    folds: int = 5,
+    seed: int = 0,
+    operating_threshold: float | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> CorrectionsReport:
+    """Run the whole protocol on an LFW folder; the embeddings (and ``cache``) are ``eval identify``'s."""
+    from facesense.eval.identify import embed_central_faces, lfw_open_set
+    from facesense.models.registry import calibration
+
+    calibration(analyzer.model_id)  # an uncalibrated model is refused before the long embedding
+    protocol = lfw_open_set(images)
+    embeddings, no_face = embed_central_faces(analyzer, protocol.root, protocol.all_paths, cache=cache, on_progress=on_progress)
+    return evaluate_open_set_corrections(
+        protocol,
+        embeddings,
+        model_id=analyzer.model_id,
+        ks=ks,
+        folds=folds,
+        seed=seed,
+        operating_threshold=operating_threshold,
+        no_face=no_face,
+    )

@@ -1,0 +1,151 @@
+"""``facesense watch --config``: several cameras of a facesense.toml at once, on the real clip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+from click.testing import CliRunner
+
+from facesense.cli import main
+
+ENROLL_FRAME = 150  # Lin-Manuel Miranda alone on stage, facing the camera
+SHOT = range(160, 205)  # frames of the shot he is in, after the enrollment frame
+
+
+@pytest.fixture(scope="module")
+def setup(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A gallery of Lin (one frame of the clip) and a folder of frames of his shot."""
+    tmp = tmp_path_factory.mktemp("watch_config")
+    frames = tmp / "shot"
+    frames.mkdir()
+    cap = cv2.VideoCapture(str(examples_dir / "short_hamilton_clip.mp4"))
+    index = 0
+    while True:
+        ok, image = cap.read()
+        if not ok or index >= SHOT.stop:
+            break
+        if index == ENROLL_FRAME:
+            cv2.imwrite(str(tmp / "lin.png"), image)
+        if index in SHOT:
+            cv2.imwrite(str(frames / f"{index:04d}.png"), image)
+        index += 1
+    cap.release()
+    enrolled = CliRunner().invoke(main, ["enroll", "--name", "lin", str(tmp / "lin.png"), "--db", str(tmp / "g.db")])
+    assert enrolled.exit_code == 0, enrolled.output
+    return tmp
+
+
+def _config(tmp: Path, body: str) -> Path:
+    path = tmp / "facesense.toml"
+    path.write_text(body)
+    return path
+
+
+def test_two_cameras_in_one_process_name_the_person_each_in_its_own_events_file(setup: Path, tmp_path: Path) -> None:
+    config = _config(
+        tmp_path,
+        f"""
+[gallery]
+url = "{setup / 'g.db'}"
+
+[recognition]
+every = 2
+
+[[cameras]]
+name = "left"
+url = "{setup / 'shot'}"
+
+[[cameras]]
+name = "right"
+url = "{setup / 'shot'}"
+every = 3
+
+[sinks.events]
+path = "{tmp_path / 'events-{camera}.jsonl'}"
+""",
+    )
+    result = CliRunner().invoke(main, ["watch", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    for cam in ("left", "right"):
+        events = [json.loads(line) for line in (tmp_path / f"events-{cam}.jsonl").read_text().splitlines()]
+        assert {e["source"] for e in events} == {cam}
+        assert any(e["type"] == "recognized" and e["name"] == "lin" for e in events)
+        assert f"{cam}: watched {len(SHOT)} frame(s)" in result.stderr
+    assert "named: lin" in result.stderr
+
+
+def test_source_names_one_camera_of_the_file(setup: Path, tmp_path: Path) -> None:
+    config = _config(
+        tmp_path,
+        f"""
+[[cameras]]
+name = "door"
+url = "{setup / 'shot'}"
+
+[[cameras]]
+name = "hall"
+url = "{tmp_path / 'missing.mp4'}"
+""",
+    )
+    result = CliRunner().invoke(main, ["watch", "door", "--config", str(config), "--every", "3"])
+    assert result.exit_code == 0, result.output
+    assert "door: watched" in result.stderr and "hall" not in result.stderr
+    wrong = CliRunner().invoke(main, ["watch", "dor", "--config", str(config)])
+    assert wrong.exit_code == 2
+    assert "no camera named 'dor'" in wrong.stderr and "did you mean 'door'" in wrong.stderr
+
+
+def test_a_camera_that_cannot_open_does_not_stop_the_others(setup: Path, tmp_path: Path) -> None:
+    config = _config(
+        tmp_path,
+        f"""
+[[cameras]]
+name = "door"
+url = "{setup / 'shot'}"
+every = 3
+
+[[cameras]]
+name = "gone"
+url = "{tmp_path / 'missing.mp4'}"
+""",
+    )
+    result = CliRunner().invoke(main, ["watch", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert f"door: watched {len(SHOT)} frame(s)" in result.stderr
+    assert "gone: watched 0 frame(s)" in result.stderr and "[failed:" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("body", "args", "message"),
+    [
+        ('[[cameras]]\nname = "a"\nurl = "x"\nevry = 2\n', [], "did you mean 'every'"),
+        ("[recognition]\nevery = 2\n", [], "no [[cameras]] to watch"),
+        ('[[cameras]]\nname = "a"\nurl = "x"\n', ["--snapshots", "snaps"], "--snapshots is not supported with --config"),
+        ('[[cameras]]\nname = "a"\nurl = "x"\n[sinks.mqtt]\nurl = "mqtx://h"\n', [], "[sinks.mqtt]"),
+    ],
+)
+def test_bad_configuration_is_one_line_and_exit_2(tmp_path: Path, body: str, args: list[str], message: str) -> None:
+    config = _config(tmp_path, body)
+    result = CliRunner().invoke(main, ["watch", "--config", str(config), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_watch_without_source_or_config_is_a_usage_error() -> None:
+    result = CliRunner().invoke(main, ["watch"])
+    assert result.exit_code == 2
+    assert "give a SOURCE to watch, or --config" in result.stderr
+
+
+def test_serve_reads_the_same_file_and_refuses_a_bad_one_before_starting(tmp_path: Path) -> None:
+    config = _config(tmp_path, '[[cameras]]\nname = "door"\nurl = "x"\nmin_face = 40\n')
+    result = CliRunner().invoke(main, ["serve", "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    assert "unknown key 'min_face'" in result.stderr and "did you mean 'min_face_px'" in result.stderr
+    missing = _config(tmp_path, f'[[cameras]]\nname = "door"\nurl = "{tmp_path / "nope.mp4"}"\n')
+    result = CliRunner().invoke(main, ["serve", "--config", str(missing)])
+    assert result.exit_code == 5 and "nope.mp4" in result.stderr, result.output
