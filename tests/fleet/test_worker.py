@@ -109,6 +109,20 @@ def test_two_workers_share_fail_over_and_release(pg_url: str, examples_dir: Path
                     break
                 time.sleep(0.5)
         assert sources >= {"cam1", "cam2"}  # both cameras' events in the one database
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                nameable = conn.execute(
+                    "SELECT count(*) FROM facesense_events WHERE type = 'unknown' AND crop IS NOT NULL"
+                    " AND embedding IS NOT NULL AND model_id IS NOT NULL"
+                ).fetchone()
+                if nameable is not None and nameable[0] > 0:
+                    break
+                time.sleep(0.5)
+            crops = conn.execute("SELECT count(*) FROM facesense_events WHERE type = 'appeared' AND crop IS NOT NULL").fetchone()
+        # An unknown track's best face, with its embedding, can be named from any server's events page.
+        assert nameable is not None and nameable[0] > 0
+        assert crops is not None and crops[0] > 0
 
         # 2. kill -9 the owner of cam1: the other worker runs it within 15 s.
         victim = owners["cam1"]

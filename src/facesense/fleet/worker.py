@@ -49,9 +49,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EventLogSink", "LeaseGuard", "Worker"]
+__all__ = ["LeaseGuard", "Worker"]
 
 RETRY_FAILED_S = 15.0  # a camera that failed (cannot open) is tried again after this
+UNKNOWN_AFTER_FRAMES = 30  # an unknown track's best face is stored after this many frames (as serve does)
 
 
 class LeaseGuard:
@@ -82,40 +83,29 @@ class LeaseGuard:
         """Nothing to release."""
 
 
-class EventLogSink:
-    """A sink that stores every event in an :class:`~facesense.gallery.events.EventLog`."""
+class _CameraView:
+    """What :class:`facesense.web.live.WebSink` needs of a source, for one worker camera
+    (the events page's crops and nameable unknowns, as ``serve`` stores them): its name,
+    and its URL shown without a password. Frames go to the video server through
+    :class:`~facesense.fleet.stream.FrameSink`, so ``publish`` keeps nothing."""
 
-    def __init__(self, events: EventLog) -> None:
-        self.events = events
-        self.stored = 0
-        self._failed = False
+    def __init__(self, name: str, url: str) -> None:
+        self.source_id = name
+        self._url = url
 
-    def write(self, result: FrameResult) -> None:
-        """Store the frame's events."""
-        self._store(result.events)
+    def publish(self, result: FrameResult) -> None:
+        """Nothing to keep (see the class)."""
 
-    def notify(self, events: Sequence[Event]) -> None:
-        """Store events between frames (status changes, the last tracks leaving)."""
-        self._store(events)
+    def on_status(self, event: Event) -> None:
+        """Status changes are in the lease row's figures."""
 
-    def _store(self, events: Sequence[Event]) -> None:
-        if not events:
-            return
-        from facesense.gallery.events import EventRecord
+    def scrub(self, text: str | None) -> str | None:
+        """``text`` without the camera URL's password."""
+        from facesense.fleet.leases import redact_url
 
-        now = time.time()
-        for event in events:
-            try:
-                self.events.add(EventRecord(event=event, seen_at=now))
-                self.stored += 1
-                self._failed = False
-            except FacesenseError as exc:
-                if not self._failed:  # once per outage, not once per event
-                    logger.error("cannot store events in %s: %s", getattr(self.events, "location", "the events log"), exc)
-                self._failed = True
-
-    def close(self) -> None:
-        """The log is shared; its owner closes it."""
+        if text and self._url and self._url in text:
+            return text.replace(self._url, redact_url(self._url))
+        return text
 
 
 class Worker:
@@ -327,13 +317,20 @@ class Worker:
             capture=CaptureConfig(loop=True, realtime=True),  # files stand in for cameras
             sinks=self._sinks,
         )
+        self._cams = cams  # before start: the sinks use its shared embedder
         cams.start()
         return cams
 
     def _sinks(self, spec: CameraSpec, source: VideoSource) -> list[Sink]:
         sinks: list[Sink] = [LeaseGuard(self.leases, spec.name, self._tokens[spec.name], margin_s=self.margin_s)]
         if self._events is not None:
-            sinks.append(EventLogSink(self._events))
+            from facesense.web.live import WebSink
+
+            # Events with face crops, and each unknown track's best face with its
+            # embedding, so it can be named from any server's events page.
+            embedder = self._cams.embedder if self._cams is not None and self._cams.embedder is not None else self._embedder
+            view: Any = _CameraView(spec.name, spec.url)
+            sinks.append(WebSink(view, embedder, self._events, unknown_after_frames=UNKNOWN_AFTER_FRAMES))
         if self._mqtt is not None:
             sinks.append(self._mqtt.shared())  # one connection for every camera
         if self._video is not None:
