@@ -10,24 +10,17 @@ is as the second half of :class:`facesense.embed.fusion.FusedEmbedder`.
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from facesense.errors import ConfigError, ModelError
-from facesense.models.registry import embedder_spec
+from facesense.embed.chip import ChipEmbedder
+from facesense.models.registry import EmbedderSpec, embedder_spec
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     import numpy.typing as npt
-
-    from facesense.types import Faces
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["DlibResNetEmbedder"]
 
@@ -36,8 +29,12 @@ CHIP_PX = _SPEC.input_size_px
 EMBEDDING_DIM = _SPEC.dim
 
 
-class DlibResNetEmbedder:
+class DlibResNetEmbedder(ChipEmbedder):
     """128-d embeddings from dlib's face-recognition ResNet. Loads its model on first use.
+
+    ``model_id`` is ``"dlib-resnet-v1/mtcnn5"``: dlib's ResNet on chips warped from
+    MTCNN's landmarks, derived from the registry entry
+    (:data:`facesense.models.registry.EMBEDDERS`).
 
     Args:
         threads: intra-op threads; ``None`` means the runtime default.
@@ -47,44 +44,14 @@ class DlibResNetEmbedder:
         ConfigError: an argument is out of range.
     """
 
-    dim: int = EMBEDDING_DIM
+    spec: ClassVar[EmbedderSpec] = _SPEC
+    label: ClassVar[str] = "dlib ResNet"
 
-    def __init__(self, *, threads: int | None = None, batch_size: int = 16) -> None:
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise ConfigError(f"threads must be a positive integer or None, got {threads!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.threads = threads
-        self.batch_size = batch_size
-        self._session: Any = None
-        self._load_lock = threading.Lock()
+    def template(self) -> npt.NDArray[Any]:
+        """dlib's 150x150 chip framing of the five landmarks."""
+        from facesense.align import DLIB_CHIP_TEMPLATE_150
 
-    def __repr__(self) -> str:
-        return f"DlibResNetEmbedder(threads={self.threads}, batch_size={self.batch_size})"
-
-    @property
-    def model_id(self) -> str:
-        """``"dlib-resnet-v1/mtcnn5"``: dlib's ResNet on chips warped from MTCNN's landmarks.
-
-        Derived from the registry entry (:data:`facesense.models.registry.EMBEDDERS`).
-        """
-        return _SPEC.model_id()
-
-    def load(self) -> None:
-        """Load (and on first use convert) the model now (idempotent).
-
-        Raises:
-            ModelError: the weights are missing or the conversion failed.
-        """
-        self._ensure_session()
-
-    def chips(self, image: npt.NDArray[np.uint8], faces: Faces) -> npt.NDArray[np.uint8]:
-        """The ``(N, 150, 150, 3)`` BGR chips this model sees for ``faces``."""
-        from facesense.align import DLIB_CHIP_TEMPLATE_150, warp_to_template
-
-        return warp_to_template(image, faces.landmarks, DLIB_CHIP_TEMPLATE_150, CHIP_PX)
-
-    # -- as one part of a merged ONNX Runtime graph (see facesense.embed.fusion) -----------
+        return DLIB_CHIP_TEMPLATE_150
 
     def onnx_path(self) -> Path:
         """The converted ONNX file (converted on first use).
@@ -96,64 +63,12 @@ class DlibResNetEmbedder:
 
         return dlib_resnet_onnx_path()
 
-    def prepare(self, image: npt.NDArray[np.uint8], faces: Faces) -> npt.NDArray[np.float32]:
-        """The ``(N, 3, 150, 150)`` input blob for ``faces`` (landmark warp, RGB, 0-255)."""
-        return _blob(self.chips(image, faces))
+    def tensor_names(self) -> tuple[str, str, str]:
+        """The converted model's name and tensors."""
+        from facesense.models.dlib_onnx import INPUT_NAME, MODEL_NAME, OUTPUT_NAME
 
-    @staticmethod
-    def finish(out: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """The model's output, L2-normalised (it already is, to float precision)."""
-        from facesense.embed.base import l2_normalize
+        return MODEL_NAME, INPUT_NAME, OUTPUT_NAME
 
-        return l2_normalize(out)
-
-    def embed_chips(self, chips: npt.ArrayLike) -> npt.NDArray[np.float32]:
-        """Embed ``(N, 150, 150, 3)`` uint8 BGR chips into ``(N, 128)`` unit vectors.
-
-        Raises:
-            ConfigError: wrong shape or dtype.
-            ModelError: the model cannot be loaded or inference failed.
-        """
-        arr = np.asarray(chips)
-        if arr.size == 0:
-            return np.zeros((0, EMBEDDING_DIM), np.float32)
-        if arr.ndim != 4 or arr.shape[1:] != (CHIP_PX, CHIP_PX, 3):
-            raise ConfigError(f"chips: expected shape (N, {CHIP_PX}, {CHIP_PX}, 3), got {arr.shape}")
-        if arr.dtype != np.uint8:
-            raise ConfigError(f"chips: expected dtype uint8, got {arr.dtype}")
-        from facesense.models.dlib_onnx import INPUT_NAME, OUTPUT_NAME
-
-        session = self._ensure_session()
-        blob = _blob(arr)
-        parts = []
-        for start in range(0, len(blob), self.batch_size):
-            try:
-                (out,) = session.run([OUTPUT_NAME], {INPUT_NAME: blob[start : start + self.batch_size]})
-            except Exception as exc:  # onnxruntime raises its own, unexported classes
-                raise ModelError(f"dlib ResNet inference failed in ONNX Runtime: {exc}") from exc
-            parts.append(out)
-        return self.finish(np.concatenate(parts))
-
-    def embed(self, image: npt.NDArray[np.uint8], faces: Faces) -> Faces:
-        """``faces`` with ``embeddings`` ``(N, 128)`` filled in (chips warped from the landmarks)."""
-        if len(faces) == 0:
-            return faces.replace(embeddings=np.zeros((0, EMBEDDING_DIM), np.float32))
-        return faces.replace(embeddings=self.embed_chips(self.chips(image, faces)))
-
-    def _ensure_session(self) -> Any:
-        if self._session is not None:
-            return self._session
-        with self._load_lock:
-            if self._session is None:
-                from facesense.models.dlib_onnx import MODEL_NAME
-                from facesense.models.runtime import create_session
-
-                start = time.perf_counter()
-                self._session = create_session(self.onnx_path(), threads=self.threads, name=MODEL_NAME)
-                logger.debug("loaded %s in %.2f s", MODEL_NAME, time.perf_counter() - start)
-            return self._session
-
-
-def _blob(chips: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-    """BGR uint8 chips -> ``(N, 3, 150, 150)`` float32 RGB in 0-255 (the converted model folds dlib's mean in)."""
-    return np.ascontiguousarray(chips[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32)
+    def blob(self, chips: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """``(N, 3, 150, 150)`` float32 RGB in 0-255 (the converted model folds dlib's mean in)."""
+        return np.ascontiguousarray(chips[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32)

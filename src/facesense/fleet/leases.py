@@ -56,6 +56,7 @@ import psycopg
 
 from facesense.errors import ConfigError, GalleryError
 from facesense.gallery.location import display_postgres_url
+from facesense.gallery.pg_schema import PgSchema
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,10 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     ),
 )
 FORMAT_VERSION = MIGRATIONS[-1][0]
+SCHEMA = PgSchema(
+    what="fleet lease table", application=APPLICATION, meta_table="facesense_fleet_meta",
+    lock_key=_MIGRATION_LOCK, migrations=MIGRATIONS,
+)  # fmt: skip
 
 
 class LeaseState:
@@ -225,37 +230,7 @@ def migrate(conn: psycopg.Connection[Any], display: str) -> None:
     Raises:
         GalleryError: foreign tables, or a newer format version.
     """
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-        version = 0
-        row = conn.execute("SELECT to_regclass('facesense_fleet_meta') IS NOT NULL").fetchone()
-        if row is not None and row[0]:
-            meta = dict(conn.execute("SELECT key, value FROM facesense_fleet_meta").fetchall())
-            if meta.get("application") != APPLICATION:
-                raise GalleryError(f"{display}: facesense_fleet_meta belongs to another application")
-            try:
-                version = int(meta.get("format_version", ""))
-            except ValueError:
-                raise GalleryError(f"{display}: corrupt lease tables (bad format_version)") from None
-            if version > FORMAT_VERSION:
-                raise GalleryError(
-                    f"{display}: lease tables at format version {version} were written by a newer facesense "
-                    f"(this one reads up to {FORMAT_VERSION}); upgrade facesense"
-                )
-        for number, statements in MIGRATIONS:
-            if number <= version:
-                continue
-            for stmt in statements:
-                conn.execute(stmt)
-            if number == 1:
-                conn.execute(
-                    "INSERT INTO facesense_fleet_meta (key, value) VALUES "
-                    "('application', %s), ('format_version', '1'), ('created', now()::text)",
-                    (APPLICATION,),
-                )
-            else:
-                conn.execute("UPDATE facesense_fleet_meta SET value = %s WHERE key = 'format_version'", (str(number),))
-            logger.info("%s: lease tables migrated to format version %d", display, number)
+    SCHEMA.migrate(conn, display)
 
 
 class LeaseTable:

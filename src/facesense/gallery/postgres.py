@@ -77,6 +77,7 @@ from facesense.gallery.base import (
     write_export,
 )
 from facesense.gallery.location import display_postgres_url as display_url
+from facesense.gallery.pg_schema import PgSchema
 
 if TYPE_CHECKING:
     from facesense.fleet.listen import ChangeListener
@@ -136,6 +137,10 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     ),
 )
 FORMAT_VERSION = MIGRATIONS[-1][0]
+SCHEMA = PgSchema(
+    what="gallery", application=APPLICATION, meta_table="facesense_meta",
+    lock_key=_MIGRATION_LOCK, migrations=MIGRATIONS, initial={"revision": "0"},
+)  # fmt: skip
 
 
 def _now() -> str:
@@ -258,8 +263,8 @@ class PostgresGallery:
         """Check the stamp and bring the schema to :data:`FORMAT_VERSION` (one transaction)."""
         with conn.transaction():
             if create:
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            version = self._stamp(conn)
+                SCHEMA.lock(conn)
+            version = SCHEMA.version(conn, self._display)
             if version == FORMAT_VERSION:
                 return
             if version == 0 and not create:
@@ -269,39 +274,7 @@ class PostgresGallery:
                     f"{self._display}: the gallery is at format version {version} and needs upgrading to "
                     f"{FORMAT_VERSION}; open it once with write access"
                 )
-            for number, statements in MIGRATIONS:
-                if number <= version:
-                    continue
-                for stmt in statements:
-                    conn.execute(stmt)
-                if number == 1:
-                    conn.execute(
-                        "INSERT INTO facesense_meta (key, value) VALUES "
-                        "('application', %s), ('format_version', '1'), ('created', %s), ('revision', '0')",
-                        (APPLICATION, _now()),
-                    )
-                else:
-                    conn.execute("UPDATE facesense_meta SET value = %s WHERE key = 'format_version'", (str(number),))
-                logger.info("%s: gallery schema migrated to format version %d", self._display, number)
-
-    def _stamp(self, conn: psycopg.Connection[tuple[Any, ...]]) -> int:
-        """The database's gallery format version (0: no gallery yet)."""
-        row = conn.execute("SELECT to_regclass('facesense_meta') IS NOT NULL").fetchone()
-        if row is None or not row[0]:
-            return 0
-        meta = dict(conn.execute("SELECT key, value FROM facesense_meta").fetchall())
-        if meta.get("application") != APPLICATION:
-            raise GalleryError(f"{self._display}: not a facesense gallery (facesense_meta.application is {meta.get('application')!r})")
-        try:
-            version = int(meta.get("format_version", ""))
-        except ValueError:
-            raise GalleryError(f"{self._display}: corrupt gallery (bad format_version {meta.get('format_version')!r})") from None
-        if version > FORMAT_VERSION:
-            raise GalleryError(
-                f"{self._display}: gallery format version {version} was written by a newer facesense "
-                f"(this one reads up to {FORMAT_VERSION}); upgrade facesense"
-            )
-        return version
+            SCHEMA.apply(conn, self._display, after=version)
 
     def _write_blocker(self, conn: psycopg.Connection[tuple[Any, ...]]) -> str | None:
         """Why this database user cannot write the gallery, or ``None``."""

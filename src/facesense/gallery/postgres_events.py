@@ -37,8 +37,9 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from facesense.errors import ConfigError, GalleryError
-from facesense.gallery.events import EventPage, EventQuery, EventRecord, StoredEvent, iso_time, query_where
+from facesense.gallery.events import EventPage, EventQuery, EventRecord, StoredEvent, query_where
 from facesense.gallery.location import display_postgres_url
+from facesense.gallery.pg_schema import PgSchema
 from facesense.types import EventType
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,10 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     ),
 )
 FORMAT_VERSION = MIGRATIONS[-1][0]
+SCHEMA = PgSchema(
+    what="events log", application=APPLICATION, meta_table="facesense_events_meta",
+    lock_key=_MIGRATION_LOCK, migrations=MIGRATIONS,
+)  # fmt: skip
 
 _COLUMNS = (
     'id, "time", source, type, track_id, name, confidence, x1, y1, x2, y2, frame, media_time, '
@@ -173,44 +178,7 @@ class PostgresEventStore:
         return text.replace(self._password, "***") if self._password else text
 
     def _migrate(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            version = self._stamp(conn)
-            for number, statements in MIGRATIONS:
-                if number <= version:
-                    continue
-                for stmt in statements:
-                    conn.execute(stmt)
-                if number == 1:
-                    conn.execute(
-                        "INSERT INTO facesense_events_meta (key, value) VALUES "
-                        "('application', %s), ('format_version', '1'), ('created', %s)",
-                        (APPLICATION, iso_time(time.time())),
-                    )
-                else:
-                    conn.execute(
-                        "UPDATE facesense_events_meta SET value = %s WHERE key = 'format_version'", (str(number),)
-                    )
-                logger.info("%s: events schema migrated to format version %d", self._display, number)
-
-    def _stamp(self, conn: psycopg.Connection[tuple[Any, ...]]) -> int:
-        """The database's events format version (0: no events log yet)."""
-        row = conn.execute("SELECT to_regclass('facesense_events_meta') IS NOT NULL").fetchone()
-        if row is None or not row[0]:
-            return 0
-        meta = dict(conn.execute("SELECT key, value FROM facesense_events_meta").fetchall())
-        if meta.get("application") != APPLICATION:
-            raise GalleryError(f"{self._display}: not a facesense events log (some other application's tables)")
-        try:
-            version = int(meta.get("format_version", ""))
-        except ValueError:
-            raise GalleryError(f"{self._display}: corrupt events log (bad format_version)") from None
-        if version > FORMAT_VERSION:
-            raise GalleryError(
-                f"{self._display}: events format version {version} was written by a newer facesense "
-                f"(this one reads up to {FORMAT_VERSION}); upgrade facesense"
-            )
-        return version
+        SCHEMA.migrate(conn, self._display)
 
     @contextmanager
     def _db(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
