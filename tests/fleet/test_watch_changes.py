@@ -26,6 +26,8 @@ import pytest
 
 from facesense.gallery.postgres import PostgresGallery
 
+from .procs import LoggedProcess
+
 BUDGET_S = 2.0
 START_TIMEOUT_S = 180.0  # model loading of two processes on a shared 2-core machine
 
@@ -48,33 +50,6 @@ def _events(path: Path) -> list[dict]:
 
 
 _REFIT = re.compile(r"naming faces from .* \(1 people, revision \d+\)")
-
-
-class _Log:
-    """A subprocess whose stderr lines are kept with the time they arrived."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-        self.lines: list[tuple[float, str]] = []
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append((time.monotonic(), line.rstrip("\n")))
-
-    def text(self) -> str:
-        return "\n".join(line for _, line in self.lines)
-
-    def first(self, pattern: re.Pattern[str], *, after: float) -> float | None:
-        return next((t for t, line in self.lines if t >= after and pattern.search(line)), None)
-
-    def finish(self) -> None:
-        self.proc.wait(timeout=60)
-        self._thread.join(timeout=10)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
 
 
 class _Sightings:
@@ -120,7 +95,7 @@ def test_two_watchers_name_a_person_enrolled_elsewhere_within_2_s(
     cv2.imwrite(str(photos / "obama1.jpg"), cv2.resize(image, (480, round(480 * image.shape[0] / image.shape[1]))))
     env = {k: v for k, v in os.environ.items() if k != "FACESENSE_DB"}
     files = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
-    logs = [_Log(_cli("-v", "watch", str(photos), "--loop", "--no-display", "--min-face", "40", "--db", pg_url,
+    logs = [LoggedProcess(_cli("-v", "watch", str(photos), "--loop", "--no-display", "--min-face", "40", "--db", pg_url,
                       "--events", str(path)), env) for path in files]  # fmt: skip
     watchers = [log.proc for log in logs]
     sightings = _Sightings(files, pg_url, "obama")

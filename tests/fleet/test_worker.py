@@ -11,7 +11,6 @@ import itertools
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -22,35 +21,12 @@ import pytest
 
 from facesense.gallery.postgres import PostgresGallery
 
+from .procs import LoggedProcess
+
 TAKEOVER_BUDGET_S = 15.0
 START_TIMEOUT_S = 240.0
 _START = re.compile(r"worker (\S+): camera (\S+): running under lease token (\d+)")
 _STOP = re.compile(r"worker (\S+): camera (\S+): stopped \(lease token (\d+)")
-
-
-class _Proc:
-    """A worker subprocess whose stderr lines are kept with the time they arrived."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-        self.lines: list[tuple[float, str]] = []
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append((time.monotonic(), line.rstrip("\n")))
-
-    def text(self) -> str:
-        return "\n".join(line for _, line in self.lines)
-
-    def finish(self, timeout: float = 60) -> int:
-        code = self.proc.wait(timeout=timeout)
-        self._thread.join(timeout=10)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
-        return code
 
 
 def _rows(conn: psycopg.Connection) -> dict[str, tuple]:
@@ -71,7 +47,7 @@ def test_two_workers_share_fail_over_and_release(pg_url: str, examples_dir: Path
     )  # default leases: 10 s, heartbeat every 3 s
     env = {k: v for k, v in os.environ.items() if k != "FACESENSE_DB"}
     cmd = [sys.executable, "-m", "facesense.cli", "-v", "worker", "--config", str(config), "--db", pg_url, "--threads", "1"]
-    workers = {wid: _Proc([*cmd, "--worker-id", wid], env) for wid in ("A", "B")}
+    workers = {wid: LoggedProcess([*cmd, "--worker-id", wid], env) for wid in ("A", "B")}
 
     samples: list[tuple[float, dict[str, tuple]]] = []
     stop_sampling = threading.Event()
