@@ -454,10 +454,11 @@ def _make_sinks(
         stack.callback(_close_quietly, sink)
 
     if output is not None:
+        from facesense.sinks.files import segment_frames
         from facesense.sinks.video import VideoFileSink
 
         out_fps = fps_or_default(video_source.fps)
-        segment = None if segment_minutes is None else max(1, round(segment_minutes * 60 * out_fps))
+        segment = segment_frames(segment_minutes, out_fps)
         add(VideoFileSink(output, fps=out_fps, size_wh=video_source.size_wh, segment_frames=segment))
     if events_path is not None:
         from facesense.sinks.events import JsonlEventSink

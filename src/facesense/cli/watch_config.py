@@ -14,7 +14,6 @@ import contextlib
 import logging
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -124,6 +123,7 @@ def watch_config(
     from facesense.cli.watch import _open_matcher
     from facesense.embed import make_embedder
     from facesense.multicam import CameraState, MultiCamera
+    from facesense.sinks.files import camera_file_sinks
     from facesense.sinks.mqtt import open_mqtt_sink, settings_from_config
 
     specs = camera_specs(config, only)
@@ -146,7 +146,7 @@ def watch_config(
             stack.callback(mqtt_sink.close)
 
         def sinks(spec: CameraSpec, source: VideoSource) -> list[Sink]:
-            out = _file_sinks(config, spec.name, source)
+            out = camera_file_sinks(config, spec.name, source)
             if mqtt_sink is not None:
                 out.append(mqtt_sink.shared())
             return out
@@ -188,29 +188,3 @@ def watch_config(
         from facesense.errors import SourceError
 
         raise SourceError(f"no camera could be watched: {failed[0].name}: {failed[0].error}")
-
-
-def _file_sinks(config: FacesenseConfig, camera: str, source: VideoSource) -> list[Sink]:
-    """The events file and annotated video ``[sinks]`` names for ``camera``."""
-    from facesense.pipeline import fps_or_default
-
-    sinks: list[Sink] = []
-    events = config.sinks.events.path_for(camera)
-    if events is not None:
-        from facesense.sinks.events import JsonlEventSink
-
-        sinks.append(JsonlEventSink(events))
-    output = config.sinks.video.output_for(camera)
-    if output is not None:
-        from facesense.sinks.video import VideoFileSink
-
-        fps = fps_or_default(source.fps)
-        minutes = config.sinks.video.segment_minutes
-        segment = None if minutes is None else max(1, round(minutes * 60 * fps))
-        try:
-            sinks.append(VideoFileSink(Path(output), fps=fps, size_wh=source.size_wh, segment_frames=segment))
-        except BaseException:
-            for sink in sinks:
-                sink.close()
-            raise
-    return sinks

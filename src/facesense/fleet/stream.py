@@ -15,6 +15,7 @@ nothing on video.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import threading
 import time
@@ -211,7 +212,7 @@ def _handler(owner: StreamServer) -> type[BaseHTTPRequestHandler]:
             logger.debug("video %s: " + format, self.address_string(), *args)
 
         def _fail(self, status: int, message: str) -> None:
-            body = f'{{"error": "{message}"}}'.encode()
+            body = json.dumps({"error": message}).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

@@ -335,20 +335,9 @@ class Worker:
             sinks.append(self._mqtt.shared())  # one connection for every camera
         if self._video is not None:
             sinks.append(self._frames.sink(spec.name))
-        events_path = self.config.sinks.events.path_for(spec.name)
-        if events_path is not None:
-            from facesense.sinks.events import JsonlEventSink
+        from facesense.sinks.files import camera_file_sinks
 
-            sinks.append(JsonlEventSink(events_path, append=True))
-        output = self.config.sinks.video.output_for(spec.name)
-        if output is not None:
-            from facesense.pipeline import fps_or_default
-            from facesense.sinks.video import VideoFileSink
-
-            fps = fps_or_default(source.fps)
-            minutes = self.config.sinks.video.segment_minutes
-            segment = None if minutes is None else max(1, round(minutes * 60 * fps))
-            sinks.append(VideoFileSink(output, fps=fps, size_wh=source.size_wh, segment_frames=segment))
+        sinks.extend(camera_file_sinks(self.config, spec.name, source, append_events=True))
         return sinks
 
     def _start_camera(self, lease: Lease) -> None:
