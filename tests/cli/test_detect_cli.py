@@ -87,6 +87,7 @@ def test_a_face_free_image_counts_as_processed(runner: CliRunner, data_dir: Path
         (["embed", "--embedder", "fusoin"], "unknown embedder 'fusoin' (did you mean 'fusion'?); choose one of fusion, facenet, dlib, sface, facenet+dlib+sface, dlib+sface, facenet+sface"),
         (["detect", "--detector", "mtccn"], "unknown detector 'mtccn' (did you mean 'mtcnn'?)"),
         (["eval", "lfw", "--pairs", "{pairs}", "--images", "{dir}", "--backend", "onnx"], "unknown FaceNet backend 'onnx'"),
+        (["eval", "lfw", "--pairs", "{pairs}", "--images", "{dir}", "--precision", "fp16"], "unknown FaceNet precision 'fp16'"),
     ],
 )
 def test_choices_suggest_the_closest(runner: CliRunner, examples_dir: Path, args: list[str], message: str, tmp_path: Path) -> None:
@@ -149,6 +150,12 @@ def test_eval_lfw_on_a_slice(runner: CliRunner, lfw_dir: Path, tmp_path: Path) -
     assert report["accuracy"] >= 0.9
     assert report["auc"] >= 0.95
     assert {"std", "tar_at_far_1e-3", "threshold", "no_face"} <= set(report)
+    # INT8 (the default) against FP32 on the same pairs: the same decisions, almost the same threshold
+    result = runner.invoke(main, ["eval", "lfw", "--pairs", str(pairs), "--images", str(lfw_dir), "--json", "--precision", "fp32"])
+    assert result.exit_code == 0, result.output
+    (fp32,) = _lines(result.stdout)
+    assert abs(fp32["accuracy"] - report["accuracy"]) <= 0.05  # at most 2 of 40 pairs
+    assert fp32["threshold"] == pytest.approx(report["threshold"], abs=0.05)
 
 
 def test_eval_lfw_bad_pairs_file(runner: CliRunner, lfw_dir: Path, tmp_path: Path) -> None:

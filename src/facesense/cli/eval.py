@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from facesense.analyzer import FaceAnalyzer
     from facesense.detect import DetectorKind
     from facesense.embed import EmbedderKind
-    from facesense.embed.facenet import Backend
+    from facesense.embed.facenet import Backend, Precision
     from facesense.match import MatcherKind
 
 __all__ = ["eval_group"]
@@ -67,6 +67,13 @@ def _analyzer(
     show_default=True,
     help="Where FaceNet runs.",
 )
+@click.option(
+    "--precision",
+    type=EnumChoice("facesense.embed.facenet:Precision", "FaceNet precision"),
+    default="int8",
+    show_default=True,
+    help="FaceNet on ONNX Runtime: INT8 (where this CPU's check accepts it) or FP32.",
+)
 @embedder_option()
 @detector_option()
 def eval_lfw(
@@ -76,13 +83,14 @@ def eval_lfw(
     subtract_mean: bool,
     limit_folds: int | None,
     backend: Backend,
+    precision: Precision,
     embedder_kind: EmbedderKind,
     detector_kind: DetectorKind,
 ) -> None:
     """LFW verification: k-fold accuracy, AUC, TAR@FAR=1e-3."""
     from facesense.eval.lfw import evaluate_lfw
 
-    analyzer = _analyzer(embedder_kind, detector_kind, backend=backend)
+    analyzer = _analyzer(embedder_kind, detector_kind, backend=backend, precision=precision)
     with progress_callback("LFW images") as on_progress:
         report = evaluate_lfw(
             analyzer,

@@ -5,8 +5,9 @@ L2-normalised embeddings. Two backends run the same weights:
 
 * ``onnxruntime``: the frozen TensorFlow graph converted once to ONNX
   (:mod:`facesense.models.facenet_onnx`) and run in batches.
-* ``opencv``: OpenCV DNN reading the TensorFlow graph directly, one crop at a time
-  (OpenCV rejects batches for this graph).
+* ``opencv``: OpenCV DNN, one crop at a time (OpenCV rejects batches for this graph),
+  reading the TensorFlow graph directly up to OpenCV 5.0 and the FP32 ONNX conversion
+  from 5.1 on (5.1 removed the TensorFlow importer).
 
 ``auto`` (the default) uses ONNX Runtime and falls back to OpenCV DNN, with a warning,
 when the conversion or session fails. Both give the same embeddings (cosine > 0.9999).
@@ -66,8 +67,9 @@ class Precision(str, enum.Enum):
     ranges measured on real faces and 7-bit weights, so the same embeddings come out on
     CPUs with and without VNNI (:mod:`facesense.models.facenet_int8`): embeddings within
     cosine 0.997 of FP32 on LFW faces, LFW accuracy 98.33% against FP32's 98.27%, about
-    3x faster (4.8 against 14.6 ms per face on 2 Zen 4 cores). Before INT8 is used on a kind
-    of CPU it is checked there against FP32 on real faces, once; the verdict is cached
+    3x faster with VNNI (4.8 against 14.6 ms per face on 2 Zen 4 cores) and 2x without
+    (12.6 against 25.5 on 2 AVX2-only Zen cores; ``python scripts/calibrate_int8.py
+    measure``). Before INT8 is used on a kind of CPU it is checked there against FP32 on real faces, once; the verdict is cached
     beside the model, and a CPU that rejects it runs FP32 (logged at info level).
     OpenCV DNN always runs FP32.
     """
@@ -405,8 +407,38 @@ class FaceNetEmbedder:
         if self.threads is not None:
             logger.debug("cv2.setNumThreads(%d): applies to the whole process", self.threads)
             cv2.setNumThreads(self.threads)
+        return _OpenCvRunner(read_facenet_opencv(path))
+
+
+def read_facenet_opencv(graph: Path) -> Any:
+    """FaceNet as an OpenCV DNN ``Net``: the TensorFlow graph where OpenCV can read it.
+
+    OpenCV 5.1 removed the TensorFlow importer (``cv2.dnn.readNetFromTensorflow``); there
+    OpenCV DNN runs the same weights from the FP32 ONNX conversion
+    (:func:`facesense.models.facenet_onnx.facenet_onnx_path`) instead.
+
+    Raises:
+        ModelError: OpenCV cannot read either form.
+    """
+    import cv2
+
+    reader = getattr(cv2.dnn, "readNetFromTensorflow", None)
+    if reader is not None:
         try:
-            net = cv2.dnn.readNetFromTensorflow(str(path))
+            return reader(str(graph))
         except cv2.error as exc:
-            raise ModelError(f"OpenCV DNN cannot read FaceNet graph {path}: {exc}") from exc
-        return _OpenCvRunner(net)
+            raise ModelError(f"OpenCV DNN cannot read FaceNet graph {graph}: {exc}") from exc
+    from facesense.models.facenet_onnx import facenet_onnx_path
+
+    onnx_file = facenet_onnx_path()
+    try:
+        return cv2.dnn.readNetFromONNX(str(onnx_file))
+    except cv2.error as exc:
+        raise ModelError(f"OpenCV {cv2.__version__} DNN cannot read FaceNet ONNX {onnx_file}: {exc}") from exc
+
+
+def opencv_facenet_format() -> str:
+    """Which form of FaceNet OpenCV DNN reads on this OpenCV: ``"tensorflow"`` or ``"onnx"``."""
+    import cv2
+
+    return "tensorflow" if hasattr(cv2.dnn, "readNetFromTensorflow") else "onnx"
