@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facesense.embed.facenet import preprocess_crops
 from facesense.models import registry
 
 PEOPLE = ["Andre_Agassi", "Bill_Gates", "Ben_Affleck", "Adrien_Brody", "Amelia_Vega", "Angela_Bassett"]
@@ -31,15 +32,14 @@ logger = logging.getLogger("facenet_opencv_reference")
 
 
 def blob(lfw: Path, names: list[str]) -> np.ndarray:
-    """``(N, 3, 160, 160)`` float32 RGB, fixed standardisation, from LFW files named like ``Person/x.jpg``."""
+    """FaceNet's input for LFW files named like ``Person/x.jpg``: 160 px centres, fixed standardisation."""
     crops = []
     for name in names:
         image = cv2.imread(str(lfw / name))
         if image is None:
             raise SystemExit(f"cannot read {lfw / name}")
         crops.append(image[CENTRE, CENTRE])
-    rgb = np.stack(crops)[..., ::-1].astype(np.float32)
-    return np.ascontiguousarray(((rgb - 127.5) / 128.0).transpose(0, 3, 1, 2))
+    return preprocess_crops(np.stack(crops), "fixed")
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ L2-normalised embeddings. Two backends run the same weights:
   from 5.1 on (5.1 removed the TensorFlow importer).
 
 ``auto`` (the default) uses ONNX Runtime and falls back to OpenCV DNN, with a warning,
-when the conversion or session fails. Both give the same embeddings (cosine > 0.9999).
+when the conversion or session fails (on OpenCV 5.1, only when the session fails). Both give the same embeddings (cosine > 0.9999).
 """
 
 from __future__ import annotations
@@ -69,8 +69,9 @@ class Precision(str, enum.Enum):
     cosine 0.997 of FP32 on LFW faces, LFW accuracy 98.33% against FP32's 98.27%, about
     3x faster with VNNI (4.8 against 14.6 ms per face on 2 Zen 4 cores) and 2x without
     (12.6 against 25.5 on 2 AVX2-only Zen cores; ``python scripts/calibrate_int8.py
-    measure``). Before INT8 is used on a kind of CPU it is checked there against FP32 on real faces, once; the verdict is cached
-    beside the model, and a CPU that rejects it runs FP32 (logged at info level).
+    measure``). Before INT8 is used on a kind of CPU it is checked there against FP32 on
+    real faces, once; the verdict is cached beside the model, and a CPU that rejects it
+    runs FP32 (logged at info level).
     OpenCV DNN always runs FP32.
     """
 
@@ -410,6 +411,9 @@ class FaceNetEmbedder:
         return _OpenCvRunner(read_facenet_opencv(path))
 
 
+_TF_IMPORTER = "readNetFromTensorflow"  # OpenCV DNN's TensorFlow reader, gone in OpenCV 5.1
+
+
 def read_facenet_opencv(graph: Path) -> Any:
     """FaceNet as an OpenCV DNN ``Net``: the TensorFlow graph where OpenCV can read it.
 
@@ -422,10 +426,9 @@ def read_facenet_opencv(graph: Path) -> Any:
     """
     import cv2
 
-    reader = getattr(cv2.dnn, "readNetFromTensorflow", None)
-    if reader is not None:
+    if opencv_facenet_format() == "tensorflow":
         try:
-            return reader(str(graph))
+            return getattr(cv2.dnn, _TF_IMPORTER)(str(graph))
         except cv2.error as exc:
             raise ModelError(f"OpenCV DNN cannot read FaceNet graph {graph}: {exc}") from exc
     from facesense.models.facenet_onnx import facenet_onnx_path
@@ -441,4 +444,4 @@ def opencv_facenet_format() -> str:
     """Which form of FaceNet OpenCV DNN reads on this OpenCV: ``"tensorflow"`` or ``"onnx"``."""
     import cv2
 
-    return "tensorflow" if hasattr(cv2.dnn, "readNetFromTensorflow") else "onnx"
+    return "tensorflow" if hasattr(cv2.dnn, _TF_IMPORTER) else "onnx"
