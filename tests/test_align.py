@@ -1,6 +1,8 @@
-"""Crop geometry: margins, similarity transforms, crops on synthetic images."""
+"""Crop geometry: margins, similarity transforms, crops on synthetic images and a real face."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +102,71 @@ def test_crop_method_typo_suggests_the_closest() -> None:
 
 def test_tag_names_the_preprocessing() -> None:
     assert CropConfig(margin_px=16).tag != CropConfig(margin_px=0, margin_ratio=0.1).tag
+
+
+# ----------------------------------------------------------------------------- tilted faces
+
+
+@pytest.fixture(scope="module")
+def obama_upright(examples_dir: Path) -> tuple[np.ndarray, Faces]:
+    import cv2
+
+    from facesense.detect import make_detector
+
+    image = cv2.imread(str(examples_dir / "obama.jpg"))
+    if image is None:
+        pytest.skip("obama.jpg is missing")
+    faces = make_detector("mtcnn", verify=False).detect(image)
+    assert len(faces) == 1
+    return image, faces
+
+
+def _turned(image: np.ndarray, faces: Faces, angle_deg: float) -> tuple[np.ndarray, Faces]:
+    """The image turned by ``angle_deg``, and the face in it as the rotating detector reports
+    it: landmarks mapped, box = the mapped centre with the upright box's own size."""
+    from facesense.geometry import rotate_image, transform_points
+
+    turned, matrix = rotate_image(image, angle_deg)
+    box = faces.xyxy[0].astype(np.float64)
+    centre = transform_points(((box[:2] + box[2:]) / 2)[None], matrix)[0]
+    half = (box[2:] - box[:2]) / 2
+    if round(angle_deg / 90.0) % 2:  # a quarter turn: the detector's box is the mapped one
+        half = half[::-1]
+    return turned, Faces(
+        xyxy=np.concatenate([centre - half, centre + half])[None].astype(np.float32),
+        scores=faces.scores,
+        landmarks=transform_points(faces.landmarks[0], matrix)[None].astype(np.float32),
+    )
+
+
+def _plain_box_crop(image: np.ndarray, faces: Faces) -> np.ndarray:
+    """The axis-aligned box crop (default margin), whatever the face's roll."""
+    import cv2
+
+    box = expand_boxes(faces.xyxy, margin_ratio=0.0, margin_px=16.0)[0]
+    height, width = image.shape[:2]
+    x1, y1 = max(int(np.floor(box[0])), 0), max(int(np.floor(box[1])), 0)
+    x2, y2 = min(int(np.ceil(box[2])), width), min(int(np.ceil(box[3])), height)
+    return np.asarray(cv2.resize(image[y1:y2, x1:x2], (160, 160), interpolation=cv2.INTER_AREA))
+
+
+@pytest.mark.parametrize("angle", [30.0, -60.0, 90.0, -90.0, 135.0, 180.0])
+def test_box_crop_of_a_tilted_face_is_upright(obama_upright: tuple[np.ndarray, Faces], angle: float) -> None:
+    image, faces = obama_upright
+    upright = crop_faces(image, faces)[0].astype(np.float64)
+    turned, turned_faces = _turned(image, faces, angle)
+    error = np.mean(np.abs(crop_faces(turned, turned_faces)[0].astype(np.float64) - upright))
+    # The same face, resampled once more: close to the upright crop, pixel for pixel,
+    # unlike the axis-aligned box around the tilted face.
+    assert error < 8.0
+    assert np.mean(np.abs(_plain_box_crop(turned, turned_faces).astype(np.float64) - upright)) > 3 * error
+
+
+def test_box_crop_below_the_upright_roll_is_the_plain_box(obama_upright: tuple[np.ndarray, Faces]) -> None:
+    from facesense.align import UPRIGHT_ROLL_DEG
+    from facesense.geometry import roll_degrees
+
+    image, faces = obama_upright
+    turned, turned_faces = _turned(image, faces, UPRIGHT_ROLL_DEG - 5)
+    assert abs(float(roll_degrees(turned_faces.landmarks)[0])) < UPRIGHT_ROLL_DEG
+    np.testing.assert_array_equal(crop_faces(turned, turned_faces)[0], _plain_box_crop(turned, turned_faces))

@@ -33,6 +33,7 @@ __all__ = [
     "nms",
     "overlap_matrix",
     "regress_boxes",
+    "roll_degrees",
     "scale_boxes",
     "square_boxes",
     "xywh_to_xyxy",
@@ -513,3 +514,32 @@ def rotate_image(
         dtype=np.uint8,
     )
     return np.ascontiguousarray(warped), matrix
+
+
+def roll_degrees(landmarks: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """Each face's roll from its eye line.
+
+    Args:
+        landmarks: ``(N, 5, 2)`` (or one ``(5, 2)``) points in facesense's order (left
+            eye, right eye, ... in the face's own upright frame; see :mod:`facesense.detect.rotate`).
+
+    Returns:
+        ``(N,)`` float32 degrees in (-180, 180], counter-clockwise as displayed: the
+        angle from the image's x axis to the line from the left eye to the right eye.
+        0 is upright; 90 is a face turned a quarter counter-clockwise (its eyes one
+        above the other, the right eye on top); 180 is upside down. Rotating the image
+        by ``-roll`` makes the face upright.
+
+    Raises:
+        ConfigError: wrong shape.
+    """
+    pts = np.asarray(landmarks, dtype=np.float64)
+    if pts.ndim == 2:
+        pts = pts[None]
+    if pts.ndim != 3 or pts.shape[1:] != (5, 2):
+        raise ConfigError(f"landmarks: expected shape (N, 5, 2), got {pts.shape}")
+    d = pts[:, 1] - pts[:, 0]
+    # y grows downwards, so counter-clockwise on screen is -dy
+    roll = np.degrees(np.arctan2(-d[:, 1], d[:, 0]))
+    roll = np.where(roll <= -180.0, roll + 360.0, roll)
+    return roll.astype(np.float32)

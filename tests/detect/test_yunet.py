@@ -191,6 +191,23 @@ def test_min_face_px_drops_smaller_faces(shared_cache: Path, examples_dir: Path)
     assert len(YuNetDetector(YuNetConfig(min_face_px=300, threads=2)).detect(image)) == 0
 
 
+def test_large_min_faces_shrink_the_network_input(shared_cache: Path, examples_dir: Path) -> None:
+    # two_people.jpg's faces are ~205 px tall: at min face 100 the network sees the image at
+    # 24 / 100 of its size (the default network_face_px), faces of ~49 px, and finds the same.
+    image = _read(examples_dir / "two_people.jpg")
+    shrunk = YuNetDetector(YuNetConfig(min_face_px=100, threads=2))
+    assert shrunk._scale(image.shape[1], image.shape[0]) == pytest.approx(0.24)
+    full = YuNetDetector(YuNetConfig(min_face_px=100, network_face_px=None, threads=2)).detect(image)
+    small = shrunk.detect(image)
+    assert len(full) == len(small) == 2
+    match = np.argmax(iou_matrix(full.xyxy, small.xyxy), axis=1)
+    width = full.xyxy[:, 2] - full.xyxy[:, 0]
+    np.testing.assert_array_less(np.abs(small.xyxy[match] - full.xyxy).max(axis=1), 0.08 * width)
+    np.testing.assert_array_less(np.abs(small.landmarks[match] - full.landmarks).max(axis=(1, 2)), 0.08 * width)
+    # Photos look from 20 px: never shrunk for it.
+    assert YuNetDetector()._scale(image.shape[1], image.shape[0]) == 1.0
+
+
 @pytest.mark.parametrize(
     "image",
     [
@@ -227,6 +244,8 @@ def test_non_images_are_image_errors(detector: YuNetDetector, bad: np.ndarray) -
         ({"score_threshold": 1.5}, r"score_threshold must be a number in \[0, 1\]"),
         ({"iou_threshold": "0.3"}, "iou_threshold must be a number"),
         ({"max_side_px": 16}, "max_side_px must be an integer >= 32"),
+        ({"network_face_px": 4}, r"network_face_px must be a number in \[8, 10000\] or None"),
+        ({"network_face_px": "24"}, "network_face_px must be a number"),
         ({"threads": 0}, "threads must be a positive integer"),
     ],
 )

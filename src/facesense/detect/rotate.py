@@ -71,7 +71,7 @@ import numpy as np
 
 from facesense import geometry
 from facesense.errors import ConfigError
-from facesense.geometry import invert_affine, rotate_image, transform_points
+from facesense.geometry import invert_affine, roll_degrees, rotate_image, transform_points
 from facesense.types import Faces
 
 if TYPE_CHECKING:
@@ -94,35 +94,6 @@ TILT_BAND_DEG = 20.0
 # Only detections scoring within this of the group's best compete on levelness: on LFW
 # at +-30 degrees, a 0.86 box over part of a 1.00 face, with level landmarks, won otherwise.
 SCORE_MARGIN = 0.05
-
-
-def roll_degrees(landmarks: npt.ArrayLike) -> npt.NDArray[np.float32]:
-    """Each face's roll from its eye line.
-
-    Args:
-        landmarks: ``(N, 5, 2)`` (or one ``(5, 2)``) points in facesense's order (left
-            eye, right eye, ... in the face's own upright frame; see the module docstring).
-
-    Returns:
-        ``(N,)`` float32 degrees in (-180, 180], counter-clockwise as displayed: the
-        angle from the image's x axis to the line from the left eye to the right eye.
-        0 is upright; 90 is a face turned a quarter counter-clockwise (its eyes one
-        above the other, the right eye on top); 180 is upside down. Rotating the image
-        by ``-roll`` makes the face upright.
-
-    Raises:
-        ConfigError: wrong shape.
-    """
-    pts = np.asarray(landmarks, dtype=np.float64)
-    if pts.ndim == 2:
-        pts = pts[None]
-    if pts.ndim != 3 or pts.shape[1:] != (5, 2):
-        raise ConfigError(f"landmarks: expected shape (N, 5, 2), got {pts.shape}")
-    d = pts[:, 1] - pts[:, 0]
-    # y grows downwards, so counter-clockwise on screen is -dy
-    roll = np.degrees(np.arctan2(-d[:, 1], d[:, 0]))
-    roll = np.where(roll <= -180.0, roll + 360.0, roll)
-    return roll.astype(np.float32)
 
 
 def _map_back(faces: Faces, matrix: npt.NDArray[np.float64], angle_deg: float) -> tuple[np.ndarray, np.ndarray]:
