@@ -64,7 +64,9 @@ without negatives (no negatives at all: exactly the results above):
 
 * *veto*: a face nearer to one of X's negatives than to X's nearest sample is not
   named X (the KNN vote then goes to the other neighbours; the other matchers leave
-  the face unknown);
+  the face unknown); and a face nearer to a negative than to *every* sample is named
+  nobody: it looks most like a face the user said was not who it was taken for, a
+  stranger who comes back (``eval corrections --returning``);
 * *per-person threshold* (``per_person=True``; off by default, because on LFW it cost
   named-right faces and stopped no new stranger, see ``docs/recognition.md``): X is named only with a
   score below the lowest score one of X's negatives had as X, never stricter than the
@@ -390,9 +392,15 @@ class _GalleryMatcher:
         if sample_d is None:
             sample_d = pairwise_distances(q, self._matrix, b_sq=self._sq)
         pos = self._class_min(sample_d)
-        neg_min = np.minimum.reduceat(pairwise_distances(q, self._neg), self._neg_starts, axis=1)
+        neg_d = pairwise_distances(q, self._neg)
+        neg_min = np.minimum.reduceat(neg_d, self._neg_starts, axis=1)
         veto = np.zeros(pos.shape, bool)
         veto[:, self._neg_classes] = neg_min < pos[:, self._neg_classes]
+        # A face nearer to a corrected face than to every sample looks like that face's
+        # owner, whom nobody enrolled: it is nobody's. ("this is Y" also made the face Y's
+        # sample, at distance 0 from the negative, so Y is still named: equal distances,
+        # up to float rounding, are no veto.)
+        veto[neg_d.min(axis=1) < pos.min(axis=1) - NEGATIVE_MARGIN] = True
         return veto
 
     def _probe(self, embeddings: npt.ArrayLike) -> FloatArray:

@@ -92,3 +92,55 @@ def test_eval_corrections_cli(embedded, mini_open_set: Path) -> None:
     bad = CliRunner().invoke(main, [*args[:-1], "1,x"])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
     assert np.isfinite(report["runs"][0]["default"]["dir"])
+
+
+@pytest.fixture(scope="module")
+def returning_set(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A small LFW folder: 16 people with 3 images, 8 with 6 (returning-stranger candidates),
+    30 with 1; embedded once."""
+    from facesense.analyzer import FaceAnalyzer
+
+    root = tmp_path_factory.mktemp("returning-set")
+    files = {
+        p.name: sorted(f.name for f in p.iterdir() if f.suffix.lower() == ".jpg")
+        for p in sorted(lfw_dir.iterdir())
+        if p.is_dir()
+    }
+    three = [n for n in sorted(files) if len(files[n]) == 3][:16]
+    six = [n for n in sorted(files) if 6 <= len(files[n]) <= 12][:8]
+    one = [n for n in sorted(files) if len(files[n]) == 1][40:70]
+    for name, count in [(n, 3) for n in three] + [(n, 6) for n in six] + [(n, 1) for n in one]:
+        (root / name).mkdir()
+        for f in files[name][:count]:
+            (root / name / f).symlink_to(lfw_dir / name / f)
+    analyzer = FaceAnalyzer()
+    protocol = lfw_open_set(root)
+    emb, _ = embed_central_faces(analyzer, protocol.root, protocol.all_paths)
+    return protocol, emb, analyzer.model_id
+
+
+def test_returning_strangers_are_vetoed_after_not_x(returning_set) -> None:
+    protocol, emb, model_id = returning_set
+    report = evaluate_open_set_corrections(
+        protocol, emb, model_id=model_id, ks=(0, 50), folds=2, operating_threshold=0.66, returning=6
+    )
+    # 6 of the 8 six-image people left the gallery: 3 images each seen, 3 held out.
+    assert report.returning == 6 and report.returning_images == (18, 18)
+    assert (report.enrolled, report.probes, report.strangers) == (18, 42, 30 + 18)
+    base, veto = report.run(0), report.run(50, per_person=False)
+    assert base.returning_far is not None and veto.returning_far is not None
+    # At this loose threshold the returning strangers are mostly named somebody ...
+    assert base.returning_far > 0.4
+    # ... and "not X" on their earlier faces stops at least half of those names later on,
+    # at about the same share of enrolled faces named right.
+    assert veto.returning_far <= base.returning_far / 2
+    assert veto.default_dir >= base.default_dir - 0.03
+    text = "\n".join(report.lines())
+    assert "returning strangers: 6 people" in text
+    assert json.loads(json.dumps(report.to_dict()))["returning"] == {"people": 6, "seen": 18, "held_out": 18}
+
+
+def test_returning_needs_enough_people(returning_set) -> None:
+    protocol, emb, model_id = returning_set
+    with pytest.raises(ConfigError, match="only 8 people have 4 or more images"):
+        evaluate_open_set_corrections(protocol, emb, model_id=model_id, returning=9)

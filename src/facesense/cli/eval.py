@@ -258,6 +258,7 @@ def _parse_counts(ctx: click.Context, param: click.Parameter, value: str) -> tup
 @click.option("--folds", type=click.IntRange(2), default=5, show_default=True, help="Cross-validation folds (by person).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the folds and of the user's stream.")
 @click.option("--threshold", "operating_threshold", type=click.FloatRange(min=0), default=None, help="Threshold the user's stream is recognised at [default: the model's calibrated one].")
+@click.option("--returning", type=click.IntRange(0), default=0, show_default=True, help="Take N people with 4+ images out of the gallery as strangers who come back: half their images in the user's stream, the rest held out.")
 @embedder_option()
 def eval_corrections(
     images: Path,
@@ -267,6 +268,7 @@ def eval_corrections(
     folds: int,
     seed: int,
     operating_threshold: float | None,
+    returning: int,
     embedder_kind: EmbedderKind,
 ) -> None:
     """Corrections on LFW: a user marks the first k false accepts "not X" / "this is Y".
@@ -274,6 +276,8 @@ def eval_corrections(
     The open-set protocol of `eval identify`, cross-validated by person: the user
     corrects the other folds' faces, and the held-out fold's probes and strangers are
     measured, at the operating threshold and at cross-validated 1 % and 2 % FAR thresholds.
+    LFW's strangers never come back; --returning N adds N who do (held out of the
+    gallery; their earlier images are corrected, their later ones measured).
     """
     from facesense.eval.corrections import evaluate_corrections
 
@@ -287,6 +291,7 @@ def eval_corrections(
             folds=folds,
             seed=seed,
             operating_threshold=operating_threshold,
+            returning=returning,
             on_progress=on_progress,
         )
     if as_json:

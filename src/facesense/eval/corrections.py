@@ -23,6 +23,13 @@ training folds' images only):
 Reported per k and per rule (veto only; veto and per-person thresholds), and the
 stranger FAR at the same ``dir`` as k = 0 at the operating threshold (read off the pooled
 held-out curve).
+
+LFW's strangers have one image each, so a stranger the user corrected never comes back,
+which is the case "not X" is for. ``returning=N`` (``--returning N``) adds strangers who
+do: N people with 4 or more images are taken out of the gallery; the first half of their
+images (at most 8 in all, in file order) arrive in every fold's stream and the rest are
+held out with the strangers of their fold, and reported on their own as well
+(``returning_far``).
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["CORRECTION_COUNTS", "CorrectionRun", "CorrectionsReport", "evaluate_corrections", "evaluate_open_set_corrections"]
 
 CORRECTION_COUNTS = (0, 10, 50)
+RETURNING_MAX_IMAGES = 8
 FAR_TARGETS = (0.01, 0.02)
 
 
@@ -80,17 +88,26 @@ class CorrectionRun:
     cross_validated: dict[str, dict[str, float]]
     far_at_same_dir: float | None
     scores: tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64], npt.NDArray[np.float64]]
+    returning_far: float | None = None
+    returning_far_at_same_dir: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "k": self.k,
             "per_person": self.per_person,
             "corrections": self.corrections,
             "not_x": self.not_x,
             "default": {"dir": round(self.default_dir, 4), "far": round(self.default_far, 4)},
             "cross_validated": self.cross_validated,
-            "far_at_same_dir": None if self.far_at_same_dir is None else round(self.far_at_same_dir, 4),
+            "far_at_same_dir": _rounded(self.far_at_same_dir),
         }
+        if self.returning_far is not None:
+            out["returning"] = {"far": _rounded(self.returning_far), "far_at_same_dir": _rounded(self.returning_far_at_same_dir)}
+        return out
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 @dataclass(frozen=True)
@@ -106,6 +123,8 @@ class CorrectionsReport:
     seed: int
     runs: tuple[CorrectionRun, ...]
     no_face: int = 0
+    returning: int = 0
+    returning_images: tuple[int, int] = (0, 0)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form."""
@@ -116,6 +135,7 @@ class CorrectionsReport:
             "probes": self.probes,
             "strangers": self.strangers,
             "no_face": self.no_face,
+            "returning": {"people": self.returning, "seen": self.returning_images[0], "held_out": self.returning_images[1]},
             "folds": self.folds,
             "seed": self.seed,
             "runs": [r.to_dict() for r in self.runs],
@@ -138,9 +158,18 @@ class CorrectionsReport:
             (f"corrections: {self.enrolled} people enrolled from one image each, {self.probes} probes, "
              f"{self.strangers} strangers; {self.folds} folds by person (seed {self.seed})"),
             f"model {self.model_id}, operating threshold {self.operating_threshold:g}",
-            "     k  rule                 made (not X)   at threshold: named right / FAR    "
-            "CV FAR<=1%: named right / FAR   CV FAR<=2%   FAR at k=0's named right",
         ]
+        if self.returning:
+            seen, held = self.returning_images
+            out.append(
+                f"returning strangers: {self.returning} people held out of the gallery, {seen} of their images in "
+                f"the user's stream, {held} later ones held out (counted among the strangers)"
+            )
+        out.append(
+            "     k  rule                 made (not X)   at threshold: named right / FAR    "
+            "CV FAR<=1%: named right / FAR   CV FAR<=2%   FAR at k=0's named right"
+            + ("   returning: FAR / at k=0's named right" if self.returning else "")
+        )
         for r in self.runs:
             rule = "veto + per-person" if r.per_person else "veto only"
             cv1, cv2 = r.cross_validated["0.01"], r.cross_validated["0.02"]
@@ -150,8 +179,65 @@ class CorrectionsReport:
                 f"{100 * r.default_dir:6.2f}% / {100 * r.default_far:5.2f}%            "
                 f"{100 * cv1['dir']:6.2f}% / {100 * cv1['far']:5.2f}%           "
                 f"{100 * cv2['dir']:6.2f}% / {100 * cv2['far']:5.2f}%   {same:>8}"
+                + (f"   {_pct(r.returning_far):>8} / {_pct(r.returning_far_at_same_dir)}" if self.returning else "")
             )
         return out
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+@dataclass(frozen=True)
+class _Split:
+    """The protocol's embeddings by part, with returning strangers taken out of the gallery."""
+
+    g: npt.NDArray[np.float32]
+    gl: list[str]
+    p: npt.NDArray[np.float32]
+    pl: list[str]
+    s: npt.NDArray[np.float32]
+    sl: list[str]
+    r_seen: npt.NDArray[np.float32]  # returning strangers' earlier images, seen by the user
+    r_seen_l: list[str]
+    r_later: npt.NDArray[np.float32]  # their later images, held out
+    r_later_l: list[str]
+
+
+def _split(protocol: OpenSetProtocol, x: npt.NDArray[np.float32], returning: int, max_images: int, seed: int) -> _Split:
+    """Split embeddings laid out as ``protocol.all_paths``; ``returning`` people with at least
+    4 images become strangers who come back: their first half (of at most ``max_images``,
+    in file order) is seen, the rest held out."""
+    ng, npr = len(protocol.gallery), len(protocol.probes)
+    g, p, s = x[:ng], x[ng : ng + npr], x[ng + npr :]
+    gl, pl, sl = list(protocol.gallery_labels), list(protocol.probe_labels), list(protocol.stranger_labels)
+    empty = np.zeros((0, x.shape[1]), np.float32)
+    if returning <= 0:
+        return _Split(g, gl, p, pl, s, sl, empty, [], empty, [])
+    probes_of: dict[str, list[int]] = {}
+    for i, name in enumerate(pl):
+        probes_of.setdefault(name, []).append(i)
+    candidates = sorted(n for n in gl if len(probes_of.get(n, [])) >= 3)
+    if returning > len(candidates):
+        raise ConfigError(f"returning: only {len(candidates)} people have 4 or more images, asked for {returning}")
+    chosen = set(np.random.default_rng(seed + 7).choice(candidates, size=returning, replace=False).tolist())
+    seen, seen_l, later, later_l = [], [], [], []
+    for gi, name in enumerate(gl):
+        if name not in chosen:
+            continue
+        images = [g[gi], *(p[i] for i in probes_of[name])][:max_images]
+        half = (len(images) + 1) // 2
+        seen += images[:half]
+        later += images[half:]
+        seen_l += [name] * half
+        later_l += [name] * (len(images) - half)
+    keep_g = np.array([n not in chosen for n in gl])
+    keep_p = np.array([n not in chosen for n in pl])
+    return _Split(
+        g[keep_g], [n for n in gl if n not in chosen], p[keep_p], [n for n in pl if n not in chosen], s, sl,
+        np.asarray(seen, np.float32).reshape(-1, x.shape[1]), seen_l,
+        np.asarray(later, np.float32).reshape(-1, x.shape[1]), later_l,
+    )
 
 
 def _fitted(
@@ -203,6 +289,8 @@ def evaluate_open_set_corrections(
     seed: int = 0,
     operating_threshold: float | None = None,
     no_face: int = 0,
+    returning: int = 0,
+    returning_max_images: int = RETURNING_MAX_IMAGES,
 ) -> CorrectionsReport:
     """Run the corrections protocol on embeddings laid out as ``protocol.all_paths``.
 
@@ -214,9 +302,15 @@ def evaluate_open_set_corrections(
         seed: the folds' and the stream's seed.
         operating_threshold: the threshold the user's stream is recognised at (default:
             the model's calibrated one).
+        returning: take this many people with 4 or more images out of the gallery as
+            **returning strangers**, the case "not X" is for: the first half of their
+            images (at most ``returning_max_images`` in all, in file order) arrive in
+            every fold's stream, the rest are held out with their fold's strangers.
+            0: LFW's one-off strangers only.
+        returning_max_images: at most this many images of one returning stranger.
 
     Raises:
-        ConfigError: an uncalibrated model, bad ``ks`` or ``folds``.
+        ConfigError: an uncalibrated model, bad ``ks``, ``folds`` or ``returning``.
     """
     from facesense.eval.identify import OpenSetScores, _folds_by_person, impostor_quantiles
     from facesense.match import KNNMatcher
@@ -226,39 +320,48 @@ def evaluate_open_set_corrections(
         raise ConfigError(f"folds must be >= 2, got {folds}")
     if not ks or any(int(k) < 0 for k in ks):
         raise ConfigError(f"correction counts must be >= 0, got {list(ks)}")
+    if returning < 0 or returning_max_images < 2:
+        raise ConfigError(f"returning must be >= 0 and returning_max_images >= 2, got {returning}, {returning_max_images}")
     cal = calibration(model_id)
     t_op = cal.threshold if operating_threshold is None else float(operating_threshold)
-    ng, npr = len(protocol.gallery), len(protocol.probes)
     x = np.asarray(embeddings, np.float32)
     if x.ndim != 2 or x.shape[0] != len(protocol.all_paths):
         raise ConfigError(f"expected {len(protocol.all_paths)} embeddings in the protocol's order, got shape {x.shape}")
-    g, p, s = x[:ng], x[ng : ng + npr], x[ng + npr :]
-    gl, pl, sl = list(protocol.gallery_labels), list(protocol.probe_labels), list(protocol.stranger_labels)
-    fold_of = _folds_by_person(gl + sl, folds, seed)
+    sp = _split(protocol, x, returning, returning_max_images, seed)
+    g, gl, p, pl = sp.g, sp.gl, sp.p, sp.pl
+    # Strangers held out by fold: the one-off ones, then the returning ones' later images.
+    s = np.concatenate([sp.s, sp.r_later])
+    sl = sp.sl + sp.r_later_l
+    is_returning = np.arange(len(sl)) >= len(sp.sl)
+    npr = len(pl)
+    fold_of = _folds_by_person(gl + sp.sl + sorted(set(sp.r_later_l)), folds, seed)
     pf = np.array([fold_of[n] for n in pl])
     sf = np.array([fold_of[n] for n in sl])
     labels_all = np.array(gl + pl + sl)
     fold_all = np.array([fold_of[n] for n in labels_all])
+    x_all = np.concatenate([g, p, s])
     rules = [(int(k), pp) for k in ks for pp in ((False, True) if int(k) > 0 else (True,))]
     acc: dict[tuple[int, bool], dict[str, Any]] = {
-        r: {"made": 0, "not_x": 0, "correct": [], "probe": [], "stranger": [], "hits": dict.fromkeys(FAR_TARGETS, 0),
-            "accepts": dict.fromkeys(FAR_TARGETS, 0)}
+        r: {"made": 0, "not_x": 0, "correct": [], "probe": [], "stranger": [], "returning": [],
+            "hits": dict.fromkeys(FAR_TARGETS, 0), "accepts": dict.fromkeys(FAR_TARGETS, 0)}
         for r in rules
     }
     for fold in range(folds):
         train = fold_all != fold
-        norm = replace(cal.norm, impostor_quantiles=impostor_quantiles(x[train], labels_all[train]))
-        # The user's stream: the other folds' probes (truth: their person) and strangers (truth: nobody).
-        stream_x = np.concatenate([p[pf != fold], s[sf != fold]])
+        norm = replace(cal.norm, impostor_quantiles=impostor_quantiles(x_all[train], labels_all[train]))
+        # The user's stream: the other folds' probes (truth: their person) and strangers (truth:
+        # nobody), and every returning stranger's earlier images (truth: nobody).
+        one_off_stream = (sf != fold) & ~is_returning
+        stream_x = np.concatenate([p[pf != fold], s[one_off_stream], sp.r_seen])
         stream_truth: list[str | None] = [n for n, f in zip(pl, pf.tolist(), strict=True) if f != fold]
         n_probe_stream = len(stream_truth)
-        stream_truth += [None] * int(np.sum(sf != fold))
+        stream_truth += [None] * (int(np.sum(one_off_stream)) + len(sp.r_seen))
         order = np.random.default_rng(seed + 1000 * (fold + 1)).permutation(len(stream_truth))
         stream_x = stream_x[order]
         stream_truth = [stream_truth[i] for i in order]
         is_stranger = order >= n_probe_stream
         test_p, test_pl = p[pf == fold], [n for n, f in zip(pl, pf.tolist(), strict=True) if f == fold]
-        test_s = s[sf == fold]
+        test_s, test_returning = s[sf == fold], is_returning[sf == fold]
         # The global thresholds for the FAR targets: chosen, as in `eval identify`, on the
         # stream's strangers before any correction; corrections then act per person only.
         base = KNNMatcher(threshold=None, norm=norm).fit(g, gl)
@@ -299,6 +402,7 @@ def evaluate_open_set_corrections(
             a["correct"].append(correct)
             a["probe"].append(ps)
             a["stranger"].append(ss)
+            a["returning"].append(test_returning)
             for far in FAR_TARGETS:
                 t = fold_t[far]
                 a["hits"][far] += int(np.sum(correct & (ps <= t)))
@@ -311,6 +415,7 @@ def evaluate_open_set_corrections(
         correct = np.concatenate(a["correct"])
         ps = np.concatenate(a["probe"])
         ss = np.concatenate(a["stranger"])
+        back = np.concatenate(a["returning"])
         d_dir = float(np.mean(correct & (ps <= t_op)))
         d_far = float(np.mean(ss <= t_op))
         if k == 0:
@@ -320,17 +425,25 @@ def evaluate_open_set_corrections(
             for far in FAR_TARGETS
         }
         same = _far_at_dir(correct, ps, ss, base_dir) if base_dir is not None else None
-        runs.append(CorrectionRun(k, per_person, a["made"], a["not_x"], d_dir, d_far, cv, same, (correct, ps, ss)))
+        back_far = back_same = None
+        if back.any():
+            back_far = float(np.mean(ss[back] <= t_op))
+            back_same = _far_at_dir(correct, ps, ss[back], base_dir) if base_dir is not None else None
+        runs.append(
+            CorrectionRun(k, per_person, a["made"], a["not_x"], d_dir, d_far, cv, same, (correct, ps, ss), back_far, back_same)
+        )
     return CorrectionsReport(
         model_id=model_id,
         operating_threshold=t_op,
-        enrolled=ng,
+        enrolled=len(gl),
         probes=npr,
         strangers=len(sl),
         folds=folds,
         seed=seed,
         runs=tuple(runs),
         no_face=no_face,
+        returning=returning,
+        returning_images=(len(sp.r_seen), len(sp.r_later)),
     )
 
 
@@ -343,6 +456,7 @@ def evaluate_corrections(
     folds: int = 5,
     seed: int = 0,
     operating_threshold: float | None = None,
+    returning: int = 0,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> CorrectionsReport:
     """Run the whole protocol on an LFW folder; the embeddings (and ``cache``) are ``eval identify``'s."""
@@ -361,4 +475,5 @@ def evaluate_corrections(
         seed=seed,
         operating_threshold=operating_threshold,
         no_face=no_face,
+        returning=returning,
     )
