@@ -82,10 +82,14 @@ def test_two_cameras_share_one_detector_and_name_the_person(models, lin_matcher,
         assert status.error is None
     recognized = {e.source for e in events if e.type is EventType.RECOGNIZED and e.name == "lin"}
     assert recognized == {"left", "right"}  # each camera's events carry its own name
-    # One detector for cameras of the same kind and minimum face size, another for others.
+    # One detector's models for cameras of the same kind and minimum face size (each camera
+    # gets its own view of them), another for others.
     left, right = (CameraSpec(name=n, url=str(lin_frames), every=e) for n, e in (("left", 2), ("right", 3)))
-    assert cams.detector_for(left) is cams.detector_for(right)
-    assert cams.detector_for(CameraSpec(name="far", url="x", min_face_px=20)) is not cams.detector_for(left)
+    built = len(cams._detectors)
+    cams.detector_for(left), cams.detector_for(right)
+    assert len(cams._detectors) == built
+    cams.detector_for(CameraSpec(name="far", url="x", min_face_px=20))
+    assert len(cams._detectors) == built + 1
     stats = cams.broker.stats()
     assert stats.faces_embedded >= 2
     assert stats.calls >= len(LIN_SHOT)  # detections of both cameras went through the broker

@@ -475,7 +475,7 @@ class MultiCamera:
         self.on_event = on_event
         self.embedder = SharedEmbedder(embedder, self.broker) if embedder is not None and matcher is not None else None
         self.matcher = SharedMatcher(matcher, self.broker) if matcher is not None and embedder is not None else None
-        self._detectors: dict[tuple[str, float | None, bool], SharedDetector] = {}
+        self._detectors: dict[tuple[str, float | None, bool], Detector] = {}
         self._cameras: dict[str, _Camera] = {c.name: _Camera(c) for c in cameras}
         self._lock = threading.Lock()
         self._started = False
@@ -612,17 +612,20 @@ class MultiCamera:
 
     # -- one camera -----------------------------------------------------------------
     def detector_for(self, spec: CameraSpec) -> SharedDetector:
-        """The shared detector of ``spec``'s settings (built once per distinct setting)."""
+        """``spec``'s detector: the models are built once per distinct setting and shared;
+        each camera gets its own view of them (a detector's per-stream state, such as the
+        non-face check's remembered verdicts or the rotation schedule, is one camera's)."""
         from facesense.detect import make_detector
 
         kind = spec.detector or self.detector_kind
         key = (kind, spec.min_face_px, spec.rotations)
         with self._lock:
-            shared = self._detectors.get(key)
-            if shared is None:
+            det = self._detectors.get(key)
+            if det is None:
                 det = make_detector(kind, use="video", min_face_px=spec.min_face_px, threads=self.threads, rotations=spec.rotations)
-                shared = self._detectors[key] = SharedDetector(det, self.broker)
-            return shared
+                self._detectors[key] = det
+        stream = getattr(det, "stream", None)
+        return SharedDetector(stream() if callable(stream) else det, self.broker)
 
     def _start(self, cam: _Camera) -> None:
         from facesense.capture import open_source

@@ -81,7 +81,7 @@ def test_no_faces_loads_no_model() -> None:
     out = detector.detect(np.zeros((64, 64, 3), np.uint8))
     assert len(out) == 0
     assert fake.calls == 1
-    assert detector._onet is None and detector._embedder is None  # lazy: nothing to check, nothing loaded
+    assert detector._models.onet is None and detector._models.embedder is None  # lazy: nothing to check, nothing loaded
 
 
 def test_small_faces_pass_unchecked() -> None:
@@ -93,7 +93,7 @@ def test_small_faces_pass_unchecked() -> None:
     detector = VerifiedDetector(FakeDetector(small), min_checked_px=40)
     out = detector.detect(np.zeros((64, 64, 3), np.uint8))
     assert len(out) == 1
-    assert detector._onet is None
+    assert detector._models.onet is None
 
 
 BLACK_FACE = Faces(
@@ -110,7 +110,7 @@ def test_black_image_face_dropped() -> None:
     black = np.zeros((160, 160, 3), np.uint8)
     assert detector.face_scores(black, BLACK_FACE)[0] < nonface_model().onet_reject_score
     assert len(detector.detect(black)) == 0
-    assert detector._embedder is None  # dropped without embedding
+    assert detector._models.embedder is None  # dropped without embedding
 
 
 def test_wrong_embedder_refused() -> None:
@@ -247,3 +247,76 @@ def test_enroll_and_detect_refuse_an_animal_face_by_default(data_dir: Path, tmp_
     enrolled = CliRunner().invoke(main, ["enroll", "--name", "rex", str(photo), "--db", str(db)])
     assert enrolled.exit_code == 7, enrolled.output
     assert "no face" in enrolled.output
+
+
+# ----------------------------------------------------------------------------- video: verdicts remembered
+
+
+class CountingVerifier(VerifiedDetector):
+    """Counts the faces O-Net is run on."""
+
+    onet_faces = 0
+
+    def face_scores(self, image: npt.NDArray[np.uint8], faces: Faces) -> npt.NDArray[np.float32]:
+        self.onet_faces += len(faces)
+        return super().face_scores(image, faces)
+
+
+def _shifted(faces: Faces, dx: float) -> Faces:
+    return Faces(
+        xyxy=faces.xyxy + np.array([dx, 0, dx, 0], np.float32),
+        scores=faces.scores,
+        landmarks=faces.landmarks + np.array([dx, 0], np.float32),
+    )
+
+
+def test_memory_checks_a_face_once_per_memory_calls(examples_dir: Path, inner: dict[str, Detector]) -> None:
+    image = load_image(examples_dir / "obama.jpg")
+    face = inner["mtcnn"].detect(image)
+    assert len(face) == 1
+    fake = FakeDetector(face)
+    detector = CountingVerifier(fake, memory_calls=3)
+    width = float(face.xyxy[0, 2] - face.xyxy[0, 0])
+    for step in range(7):  # the face drifts a little each frame, as in video
+        fake.faces = _shifted(face, 0.05 * width * step)
+        assert len(detector.detect(image)) == 1
+    assert detector.onet_faces == 3  # checked on calls 0, 3 and 6
+    fake.faces = _shifted(face, 2.0 * width)  # somewhere else: a new face, checked at once
+    detector.detect(image)
+    assert detector.onet_faces == 4
+    unremembering = CountingVerifier(FakeDetector(face))
+    for _ in range(3):
+        unremembering.detect(image)
+    assert unremembering.onet_faces == 3
+
+
+def test_memory_keeps_an_animal_out(data_dir: Path, inner: dict[str, Detector]) -> None:
+    name = ANIMAL_FACES["yunet"][0]
+    image = load_image(data_dir / "animals" / name)
+    found = inner["yunet"].detect(image)
+    assert len(found) >= 1
+    detector = CountingVerifier(FakeDetector(found), memory_calls=30)
+    for _ in range(5):
+        assert len(detector.detect(image)) == 0
+    assert detector.onet_faces == len(found)
+
+
+def test_stream_views_share_models_not_memory(examples_dir: Path, inner: dict[str, Detector]) -> None:
+    image = load_image(examples_dir / "obama.jpg")
+    detector = CountingVerifier(FakeDetector(inner["mtcnn"].detect(image)), memory_calls=30)
+    view = detector.stream()
+    assert isinstance(view, CountingVerifier) and view._models is detector._models
+    detector.detect(image)
+    view.detect(image)  # another camera: its first sight of the face is checked
+    assert (detector.onet_faces, view.onet_faces) == (1, 1)
+    detector.detect(image)
+    view.detect(image)
+    assert (detector.onet_faces, view.onet_faces) == (1, 1)
+    # Wrapped in the rotating detector, each view gets its own verifier too.
+    from facesense.detect import RotatingDetector
+
+    rotating = make_detector("mtcnn", use="video", rotations=True, verify=True)
+    assert isinstance(rotating, RotatingDetector) and isinstance(rotating.inner, VerifiedDetector)
+    rotated_view = rotating.stream()
+    assert isinstance(rotated_view.inner, VerifiedDetector) and rotated_view.inner is not rotating.inner
+    assert rotated_view.inner._models is rotating.inner._models

@@ -80,11 +80,15 @@ class DetectorDefaults:
             tracker holds a tilted face in between).
         verify: run the non-face check (:class:`~facesense.detect.verify.VerifiedDetector`)
             on every face, so animal faces are not reported, tracked, enrolled or named.
+        verify_memory_calls: with ``verify``, a face found where one was checked on the
+            last ``verify_memory_calls`` detections keeps that verdict (video: the check
+            runs about once per face a second at 30 fps; photos: every face, every time).
     """
 
     min_face_px: float
     rotation_every_n: int = 1
     verify: bool = True
+    verify_memory_calls: int = 0
 
 
 DEFAULTS: Mapping[DetectorUse, DetectorDefaults] = MappingProxyType(
@@ -92,7 +96,7 @@ DEFAULTS: Mapping[DetectorUse, DetectorDefaults] = MappingProxyType(
         DetectorUse.IMAGE: DetectorDefaults(min_face_px=20.0),
         # Video: no non-face check by default (its FaceNet step on every detection costs
         # more than the whole detector); photos, enrollment and the API have it.
-        DetectorUse.VIDEO: DetectorDefaults(min_face_px=40.0, rotation_every_n=5, verify=False),
+        DetectorUse.VIDEO: DetectorDefaults(min_face_px=40.0, rotation_every_n=5, verify=False, verify_memory_calls=30),
     }
 )
 """Detector defaults by use (see the module docstring); ``DEFAULTS["video"]`` works too."""
@@ -175,7 +179,7 @@ def make_detector(
     if defaults.verify if verify is None else verify:
         from facesense.detect.verify import VerifiedDetector
 
-        detector = VerifiedDetector(detector, threads=threads)
+        detector = VerifiedDetector(detector, threads=threads, memory_calls=defaults.verify_memory_calls)
     if rotations is False:
         return detector
     from facesense.detect.rotate import DEFAULT_ROTATION_ANGLES, RotatingDetector

@@ -61,6 +61,7 @@ keeps it between searches.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import threading
@@ -196,6 +197,17 @@ class RotatingDetector:
 
     def __repr__(self) -> str:
         return f"RotatingDetector({self.inner!r}, angles={list(self.angles)}, every_n={self.every_n})"
+
+    def stream(self) -> RotatingDetector:
+        """A view for another stream of frames: same detector, its own ``every_n`` count
+        (and the inner detector's own view when it has one)."""
+        view = copy.copy(self)
+        view._calls = 0
+        view._lock = threading.Lock()
+        stream = getattr(self.inner, "stream", None)
+        if callable(stream):
+            view.inner = stream()
+        return view
 
     def detect(self, image: npt.NDArray[np.uint8]) -> Faces:
         """Faces at any of the searched rotations, in ``image``'s pixels.

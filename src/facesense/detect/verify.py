@@ -43,6 +43,7 @@ than real faces, like blurred faces do: useless); dlib's 128-d embedding (1 left
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -189,6 +190,56 @@ def _check_score(name: str, value: Any) -> float:
     return float(value)
 
 
+MEMORY_IOU = 0.5
+"""A face keeps a verdict when its box overlaps the remembered one this much (IoU)."""
+
+
+class _Models:
+    """O-Net and the embedder, loaded once and shared by every :meth:`VerifiedDetector.stream` view."""
+
+    def __init__(self, embedder: Embedder | None) -> None:
+        self.onet: onnxruntime.InferenceSession | None = None
+        self.embedder = embedder
+        self.lock = threading.Lock()
+
+
+class _VerdictMemory:
+    """The checked faces of the last call: box, verdict and how many calls ago it was checked."""
+
+    def __init__(self) -> None:
+        self.boxes = np.zeros((0, 4), np.float32)
+        self.verdicts = np.zeros(0, bool)
+        self.ages = np.zeros(0, np.int64)
+
+    def recall(self, boxes: npt.NDArray[np.float32], max_calls: int) -> npt.NDArray[np.int64]:
+        """For each of ``boxes``, the remembered face whose verdict it keeps, or -1.
+
+        A remembered face answers for the box overlapping it most (IoU >= ``MEMORY_IOU``),
+        if it was checked fewer than ``max_calls`` calls ago.
+        """
+        from facesense.geometry import iou_matrix
+
+        matched = np.full(len(boxes), -1, np.int64)
+        if len(boxes) == 0 or len(self.boxes) == 0:
+            return matched
+        iou = iou_matrix(boxes, self.boxes)
+        for j in range(len(self.boxes)):
+            i = int(np.argmax(iou[:, j]))
+            if iou[i, j] >= MEMORY_IOU and self.ages[j] + 1 < max_calls and (
+                matched[i] < 0 or iou[i, j] > iou[i, matched[i]]
+            ):
+                matched[i] = j
+        return matched
+
+    def remember(self, boxes: npt.NDArray[np.float32], verdicts: npt.NDArray[np.bool_], matched: npt.NDArray[np.int64]) -> None:
+        """Keep this call's faces (the others are forgotten): checked ones at age 0, recalled ones a call older."""
+        ages = np.zeros(len(boxes), np.int64)
+        ages[matched >= 0] = self.ages[matched[matched >= 0]] + 1
+        self.boxes = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
+        self.verdicts = np.asarray(verdicts, bool).copy()
+        self.ages = ages
+
+
 class VerifiedDetector:
     """A detector whose faces must also pass the non-face check (module docstring).
 
@@ -208,6 +259,12 @@ class VerifiedDetector:
             ``$FACESENSE_THREADS`` or every usable core.
         embedder: the embedder of the second step; ``None`` builds the one the check
             was fitted for (FaceNet). Its ``model_id`` must be the fitted one.
+        memory_calls: for video: a face found where a face was checked on one of the
+            last ``memory_calls`` calls (box IoU >= 0.5 with it on the call before) keeps
+            that verdict unchecked, so the check runs about once per face and
+            ``memory_calls`` detections instead of on every frame. 0: every face is
+            checked every time (photos). The memory belongs to one stream of frames:
+            give each camera its own view (:meth:`stream`).
 
     Raises:
         ConfigError: ``inner`` has no ``detect`` method, or a setting is out of range.
@@ -221,6 +278,7 @@ class VerifiedDetector:
         min_checked_px: float = DEFAULT_MIN_CHECKED_PX,
         threads: int | None = None,
         embedder: Embedder | None = None,
+        memory_calls: int = 0,
     ) -> None:
         if not callable(getattr(inner, "detect", None)):
             raise ConfigError(f"inner must be a detector (with a detect method), got {type(inner).__name__}")
@@ -233,13 +291,16 @@ class VerifiedDetector:
             raise ConfigError(f"min_checked_px must be a number >= 0, got {min_checked_px!r}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ConfigError(f"threads must be a positive integer or None, got {threads!r}")
+        if isinstance(memory_calls, bool) or not isinstance(memory_calls, int) or memory_calls < 0:
+            raise ConfigError(f"memory_calls must be an integer >= 0, got {memory_calls!r}")
         self.inner = inner
+        self.memory_calls = memory_calls
+        self._memory = _VerdictMemory()
         self._onet_accept_score = None if onet_accept_score is None else _check_score("onet_accept_score", onet_accept_score)
         self.min_checked_px = float(min_checked_px)
         self.threads = threads
-        self._embedder = embedder
-        self._onet: onnxruntime.InferenceSession | None = None
-        self._lock = threading.Lock()
+        self._models = _Models(embedder)
+        self._lock = threading.Lock()  # the memory's
 
     @property
     def config(self) -> Any:
@@ -254,28 +315,41 @@ class VerifiedDetector:
         return nonface_model().onet_accept_score
 
     def __repr__(self) -> str:
-        return f"VerifiedDetector({self.inner!r}, min_checked_px={self.min_checked_px})"
+        memory = f", memory_calls={self.memory_calls}" if self.memory_calls else ""
+        return f"VerifiedDetector({self.inner!r}, min_checked_px={self.min_checked_px}{memory})"
+
+    def stream(self) -> VerifiedDetector:
+        """A view for another stream of frames: same detector and models, its own memory."""
+        view = copy.copy(self)  # the models are shared
+        view._memory = _VerdictMemory()
+        view._lock = threading.Lock()
+        stream = getattr(self.inner, "stream", None)
+        if callable(stream):
+            view.inner = stream()
+        return view
 
     def _load(self) -> onnxruntime.InferenceSession:
-        if self._onet is None:
-            with self._lock:
-                if self._onet is None:
+        models = self._models
+        if models.onet is None:
+            with models.lock:
+                if models.onet is None:
                     from facesense.models.mtcnn_onnx import mtcnn_model
                     from facesense.models.registry import DETECTORS
                     from facesense.models.runtime import create_session
 
                     onet = DETECTORS["mtcnn"].weights[2]
-                    self._onet = create_session(mtcnn_model(onet), threads=self.threads, name="MTCNN O-Net (verify)")
-        return self._onet
+                    models.onet = create_session(mtcnn_model(onet), threads=self.threads, name="MTCNN O-Net (verify)")
+        return models.onet
 
     def _check_embedder(self) -> Embedder:
         model = nonface_model()
-        with self._lock:
-            if self._embedder is None:
+        models = self._models
+        with models.lock:
+            if models.embedder is None:
                 from facesense.embed import make_embedder
 
-                self._embedder = make_embedder(model.embedder, threads=self.threads)
-            embedder = self._embedder
+                models.embedder = make_embedder(model.embedder, threads=self.threads)
+            embedder = models.embedder
         if embedder.model_id != model.model_id:
             raise ModelError(
                 f"the non-face check was fitted on {model.model_id} embeddings, not {embedder.model_id}"
@@ -351,13 +425,32 @@ class VerifiedDetector:
         """
         keep = np.ones(len(faces), dtype=bool)
         checked = np.flatnonzero(faces.size_px >= self.min_checked_px)
+        if self.memory_calls:
+            with self._lock:
+                matched = self._memory.recall(faces.xyxy[checked], self.memory_calls)
+                known = matched >= 0
+                keep[checked[known]] = self._memory.verdicts[matched[known]]
+            fresh = checked[~known]
+            if fresh.size:
+                keep[fresh] = self._check(image, faces, fresh)
+            with self._lock:
+                self._memory.remember(faces.xyxy[checked], keep[checked], matched)
+            return keep
+        if checked.size == 0:
+            return keep
+        keep[checked] = self._check(image, faces, checked)
+        return keep
+
+    def _check(self, image: npt.NDArray[Any], faces: Faces, checked: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_]:
+        """The two steps on ``faces[checked]``: which of them are human."""
+        keep = np.ones(checked.size, dtype=bool)
         if checked.size == 0:
             return keep
         onet = self.face_scores(image, faces[checked])
-        keep[checked[onet < nonface_model().onet_reject_score]] = False
-        unsure = checked[(onet < self.onet_accept_score) & (onet >= nonface_model().onet_reject_score)]
+        keep[onet < nonface_model().onet_reject_score] = False
+        unsure = np.flatnonzero((onet < self.onet_accept_score) & (onet >= nonface_model().onet_reject_score))
         if unsure.size:
-            keep[unsure] = self.embedding_scores(image, faces[unsure]) >= 0
+            keep[unsure] = self.embedding_scores(image, faces[checked[unsure]]) >= 0
         if not keep.all():
             logger.debug("dropped %d of %d faces as non-faces (O-Net %s)", int((~keep).sum()), len(faces), onet.round(3))
         return keep
