@@ -85,12 +85,34 @@ def _make_matcher(model_id: str, kind: str, threshold: float | str | None, optio
 
 
 def _fit(store: GalleryStore, model_id: str, matcher: Matcher) -> tuple[Matcher, tuple[str, ...]] | None:
-    """Fit ``matcher`` on every embedding of ``model_id``; ``None`` when there are none."""
+    """Fit ``matcher`` on every embedding of ``model_id`` and its negatives; ``None`` when there are none.
+
+    Without negatives the matcher is fitted exactly as before corrections existed
+    (no ``negatives=`` argument at all), so results stay bit-for-bit the same.
+    """
     embeddings = store.embeddings(model_id)
     if len(embeddings) == 0:
         return None
-    matcher.fit(embeddings.matrix, embeddings.labels)
+    negatives = store.negatives(model_id)
+    if len(negatives) and _takes_negatives(matcher):
+        # The Matcher protocol's fit() predates corrections; facesense's matchers all take them.
+        fit: Any = matcher.fit
+        fit(embeddings.matrix, embeddings.labels, negatives=negatives.matrix, negative_labels=negatives.labels)
+        logger.debug("fitted with %d negative(s) from %s", len(negatives), store.location)
+    else:
+        if len(negatives):
+            logger.warning("%r takes no corrections: ignoring %d negative(s)", matcher, len(negatives))
+        matcher.fit(embeddings.matrix, embeddings.labels)
     return matcher, tuple(sorted(set(embeddings.labels)))
+
+
+def _takes_negatives(matcher: Matcher) -> bool:
+    """Whether ``matcher.fit`` accepts ``negatives=`` and ``negative_labels=``."""
+    try:
+        params = inspect.signature(matcher.fit).parameters
+    except (TypeError, ValueError):
+        return False
+    return "negatives" in params and "negative_labels" in params
 
 
 def fit_matcher(
@@ -102,6 +124,10 @@ def fit_matcher(
     **options: Any,
 ) -> Matcher | None:
     """A matcher fitted on the gallery's embeddings of ``model_id``: the one gallery-to-matcher builder.
+
+    The gallery's negatives of the model (corrections: "not X", see
+    :meth:`~facesense.gallery.base.GalleryStore.negatives`) are passed to the matcher's
+    ``fit`` as ``negatives=`` / ``negative_labels=``.
 
     Args:
         store: the gallery.

@@ -37,7 +37,16 @@ from facesense.gallery import (
     SearchResult,
     open_gallery,
 )
-from facesense.gallery.base import ExportData, read_export, validate_name, write_export
+from facesense.gallery.base import (
+    ExportData,
+    GalleryNegatives,
+    Negative,
+    check_correction,
+    read_export,
+    validate_name,
+    validate_negative_source,
+    write_export,
+)
 from facesense.match import pairwise_distances
 
 MODEL = "fake-model/v1"
@@ -53,6 +62,7 @@ class _MemoryData:
 
     people: dict[int, tuple[str, str]] = field(default_factory=dict)  # id -> (name, created)
     samples: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> record (person_id, embedding, ...)
+    negatives: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> record (person_id, embedding, source ...)
     revision: int = 0
     next_id: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -84,13 +94,24 @@ class MemoryStore:
         self.close()
 
     def _write(self, change: Callable[[dict[int, tuple[str, str]], dict[int, dict[str, Any]]], Any]) -> Any:
+        return self._write_all(lambda people, samples, negatives: change(people, samples))
+
+    def _write_all(
+        self,
+        change: Callable[[dict[int, tuple[str, str]], dict[int, dict[str, Any]], dict[int, dict[str, Any]]], Any],
+    ) -> Any:
         with self._data.lock:
             people = dict(self._data.people)
             samples = copy.deepcopy(self._data.samples)
-            result = change(people, samples)  # raises -> nothing is swapped in
+            negatives = copy.deepcopy(self._data.negatives)
+            result = change(people, samples, negatives)  # raises -> nothing is swapped in
             for pid in [pid for pid in people if not any(s["person_id"] == pid for s in samples.values())]:
                 del people[pid]
-            self._data.people, self._data.samples = people, samples
+            models = self._models(samples)
+            for nid in [n for n, r in negatives.items() if r["person_id"] not in people or
+                        (r["model_id"], len(r["embedding"])) not in models]:
+                del negatives[nid]  # ON DELETE CASCADE; and reembed drops other models' negatives
+            self._data.people, self._data.samples, self._data.negatives = people, samples, negatives
             self._data.revision += 1
             return result
 
@@ -301,6 +322,81 @@ class MemoryStore:
         n: int = self._write(change)
         return n
 
+    # negatives
+    def negatives(self, model_id: str) -> GalleryNegatives:
+        with self._data.lock:
+            self._check_model(self._data.samples, model_id, None)
+            rows = [(nid, r) for nid, r in sorted(self._data.negatives.items()) if r["model_id"] == model_id]
+            if not rows:
+                return GalleryNegatives.empty(model_id)
+            return GalleryNegatives(
+                labels=tuple(self._data.people[r["person_id"]][0] for _, r in rows),
+                matrix=np.stack([r["embedding"] for _, r in rows]).astype(np.float32),
+                negative_ids=np.array([nid for nid, _ in rows], np.int64),
+                model_id=model_id,
+            )
+
+    def negative_records(self, name: str | None = None) -> list[Negative]:
+        with self._data.lock:
+            pid = None if name is None else self._require(self._data.people, name)
+            return [
+                Negative(
+                    id=nid, person=self._data.people[r["person_id"]][0], model_id=r["model_id"], dim=len(r["embedding"]),
+                    source=r["source"], source_sha256=r["source_sha256"], thumbnail_jpeg=r["thumbnail_jpeg"],
+                    added=r["added"],
+                )
+                for nid, r in sorted(self._data.negatives.items())
+                if pid is None or r["person_id"] == pid
+            ]
+
+    def _insert_negative(self, negatives: dict[int, dict[str, Any]], pid: int, name: str, s: NewSample, source: str) -> int:
+        if any(
+            r["person_id"] == pid and r["model_id"] == s.model_id and r["source_sha256"] == s.source_sha256
+            for r in negatives.values()
+        ):
+            raise GalleryError(f"this face is already a negative of {name!r}")
+        nid = next(self._data.next_id)
+        negatives[nid] = {
+            "person_id": pid, "model_id": s.model_id, "embedding": s.embedding.copy(), "source": source,
+            "source_sha256": s.source_sha256, "thumbnail_jpeg": s.thumbnail_jpeg, "added": _now(),
+        }
+        return nid
+
+    def add_negative(self, name: str, sample: NewSample, *, source: str) -> int:
+        clean = validate_negative_source(source)
+
+        def change(people: dict[int, tuple[str, str]], rows: dict[int, dict[str, Any]], negs: dict[int, dict[str, Any]]) -> int:
+            self._check_model(rows, sample.model_id, len(sample.embedding))
+            return self._insert_negative(negs, self._require(people, name), name, sample, clean)
+
+        nid: int = self._write_all(change)
+        return nid
+
+    def correct(self, wrong: str, right: str, sample: NewSample, *, source: str) -> tuple[int, int]:
+        check_correction(wrong, right)
+        clean = validate_negative_source(source)
+
+        def change(
+            people: dict[int, tuple[str, str]], rows: dict[int, dict[str, Any]], negs: dict[int, dict[str, Any]]
+        ) -> tuple[int, int]:
+            self._check_model(rows, sample.model_id, len(sample.embedding))
+            wrong_id, right_id = self._require(people, wrong), self._require(people, right)
+            sid = self._insert(rows, right_id, sample)
+            if sid is None:
+                raise GalleryError(f"{right!r} already has a sample from this image")
+            return sid, self._insert_negative(negs, wrong_id, wrong, sample, clean)
+
+        ids: tuple[int, int] = self._write_all(change)
+        return ids
+
+    def remove_negative(self, negative_id: int) -> None:
+        def change(people: dict[int, tuple[str, str]], rows: dict[int, dict[str, Any]], negs: dict[int, dict[str, Any]]) -> None:
+            if negative_id not in negs:
+                raise EnrollmentError(f"no negative with id {negative_id}")
+            del negs[negative_id]
+
+        self._write_all(change)
+
     def export_file(self, path: str | os.PathLike[str]) -> int:
         with self._data.lock:
             people = tuple(sorted(self._data.people.values()))
@@ -458,6 +554,7 @@ def state(s: GalleryStore) -> tuple[object, ...]:
     return (
         [(p.id, p.name, p.n_samples) for p in s.people()],
         [(x.id, x.person, x.model_id, x.source_sha256) for x in s.samples()],
+        [(n.id, n.person, n.model_id, n.source) for n in s.negative_records()],
         s.model_id,
     )
 
@@ -543,6 +640,19 @@ def test_add_and_read_back(store: GalleryStore) -> None:
         (lambda g: g.search(sample(9).embedding, 0, model_id=MODEL), ConfigError),
         (lambda g: g.search(np.full(DIM, np.nan, np.float32), 1, model_id=MODEL), ConfigError),
         (lambda g: g.search(np.zeros((1, 1, DIM), np.float32), 1, model_id=MODEL), ConfigError),
+        (lambda g: g.add_negative("nobody", sample(9), source="event 1"), EnrollmentError),
+        (lambda g: g.add_negative("alice", sample(9, model="other/v2"), source="event 1"), ModelMismatchError),
+        (lambda g: g.add_negative("alice", sample(9, dim=DIM * 2), source="event 1"), ModelMismatchError),
+        (lambda g: g.add_negative("alice", sample(9), source=" "), ConfigError),
+        (lambda g: g.add_negative("alice", sample(9), source="two\nlines"), ConfigError),
+        (lambda g: g.correct("alice", "nobody", sample(9), source="event 1"), EnrollmentError),
+        (lambda g: g.correct("nobody", "bob", sample(9), source="event 1"), EnrollmentError),
+        (lambda g: g.correct("alice", "alice", sample(9), source="event 1"), EnrollmentError),
+        (lambda g: g.correct("alice", "bob", sample(3), source="event 1"), GalleryError),  # bob has this image
+        (lambda g: g.correct("alice", "bob", sample(9, model="other/v2"), source="event 1"), ModelMismatchError),
+        (lambda g: g.remove_negative(987654), EnrollmentError),
+        (lambda g: g.negatives("other/v2"), ModelMismatchError),
+        (lambda g: g.negative_records("nobody"), EnrollmentError),
     ],
 )
 def test_refused_calls_change_nothing(filled: GalleryStore, action: Callable[[GalleryStore], object], error: type[Exception]) -> None:
@@ -616,6 +726,9 @@ WRITES: list[tuple[str, Callable[[GalleryStore], object]]] = [
     ("remove the last sample", lambda g: g.remove_sample(g.samples("bob")[0].id)),
     ("remove a person", lambda g: g.remove_person("bob")),
     ("replace samples", lambda g: g.replace_samples({s.id: sample(20 + s.id, model="new/v2") for s in g.samples()})),
+    ("add a negative", lambda g: g.add_negative("alice", sample(5), source="event 5")),
+    ("correct", lambda g: g.correct("alice", "bob", sample(5), source="event 5")),
+    ("remove a negative", lambda g: g.remove_negative(g.add_negative("bob", sample(6), source="event 6"))),
 ]
 
 
@@ -769,3 +882,86 @@ def test_import_of_garbage_is_refused(tmp_path: Path, filled: GalleryStore) -> N
     with pytest.raises(GalleryError):
         filled.import_file(bad)
     assert state(filled) == before
+
+
+# --- negatives (corrections: "not X", "this is Y") --------------------------------------
+
+
+def test_empty_store_has_no_negatives(store: GalleryStore) -> None:
+    negs = store.negatives(MODEL)
+    assert len(negs) == 0 and negs.matrix.shape == (0, 0) and negs.negative_ids.shape == (0,)
+    assert store.negative_records() == []
+
+
+def test_add_negative_and_read_back(filled: GalleryStore) -> None:
+    face = sample(7)
+    nid = filled.add_negative("alice", face, source=" event 12 ")
+    (rec,) = filled.negative_records("alice")
+    assert rec.id == nid and rec.person == "alice" and rec.model_id == MODEL and rec.dim == DIM
+    assert rec.source == "event 12" and rec.source_sha256 == face.source_sha256
+    assert rec.thumbnail_jpeg == face.thumbnail_jpeg and rec.added
+    assert filled.negative_records("bob") == []
+    assert [n.id for n in filled.negative_records()] == [nid]
+    negs = filled.negatives(MODEL)
+    assert negs.labels == ("alice",) and negs.negative_ids.tolist() == [nid] and negs.model_id == MODEL
+    assert negs.matrix.dtype == np.float32
+    np.testing.assert_array_equal(negs.matrix[0], face.embedding)
+    # A negative is not a sample: it is neither searched nor counted.
+    assert filled.person("alice").n_samples == 2 and len(filled.embeddings(MODEL)) == 3
+    with pytest.raises(GalleryError, match="already a negative"):
+        filled.add_negative("alice", face, source="event 13")
+    filled.add_negative("bob", face, source="event 12")  # the same face may be not-bob too
+    assert filled.negatives(MODEL).labels == ("alice", "bob")
+
+
+def test_correct_is_one_transaction(filled: GalleryStore) -> None:
+    face = sample(8)
+    sid, nid = filled.correct("alice", "bob", face, source="event 3")
+    assert [s.id for s in filled.samples("bob")][-1] == sid
+    assert filled.samples("bob")[-1].source_sha256 == face.source_sha256
+    assert [n.id for n in filled.negative_records("alice")] == [nid]
+    # A second "this is bob" of the same face: bob has it already, and nothing else is written.
+    before = state(filled)
+    with pytest.raises(GalleryError):
+        filled.correct("alice", "bob", face, source="event 3")
+    assert state(filled) == before
+
+
+def test_negatives_follow_renames_and_go_with_their_person(filled: GalleryStore) -> None:
+    filled.add_negative("alice", sample(7), source="event 1")
+    filled.add_negative("bob", sample(8), source="event 2")
+    filled.rename_person("alice", "alicia")
+    assert filled.negatives(MODEL).labels == ("alicia", "bob")
+    assert [n.person for n in filled.negative_records("alicia")] == ["alicia"]
+    filled.remove_person("alicia")
+    assert [n.person for n in filled.negative_records()] == ["bob"]
+    filled.remove_sample(filled.samples("bob")[0].id)  # bob's last sample: bob and his negatives go
+    assert filled.negative_records() == [] and len(filled.negatives(MODEL)) == 0
+
+
+def test_remove_negative(filled: GalleryStore) -> None:
+    keep = filled.add_negative("alice", sample(7), source="event 1")
+    gone = filled.add_negative("alice", sample(8), source="event 2")
+    filled.remove_negative(gone)
+    assert [n.id for n in filled.negative_records()] == [keep]
+    with pytest.raises(EnrollmentError):
+        filled.remove_negative(gone)
+
+
+def test_reembed_keeps_negatives_of_its_model_and_drops_the_others(filled: GalleryStore) -> None:
+    filled.add_negative("alice", sample(7), source="event 1")
+    same = {s.id: sample(30 + s.id) for s in filled.samples()}  # the same model: negatives stay valid
+    filled.replace_samples(same)
+    assert len(filled.negatives(MODEL)) == 1
+    new = {s.id: sample(40 + s.id, model="new/v2", dim=4) for s in filled.samples()}
+    filled.replace_samples(new)  # another model: the old negatives cannot be re-embedded, they go
+    assert filled.negative_records() == [] and len(filled.negatives("new/v2")) == 0
+    filled.add_negative("bob", sample(9, model="new/v2", dim=4), source="event 9")
+    assert filled.negatives("new/v2").labels == ("bob",)
+
+
+def test_negatives_written_by_another_connection_are_seen(filled: GalleryStore, other: GalleryStore) -> None:
+    revision = filled.revision()
+    nid = other.add_negative("bob", sample(7), source="event 1")
+    assert filled.revision() != revision
+    assert filled.negatives(MODEL).negative_ids.tolist() == [nid]

@@ -197,7 +197,7 @@ def enroll(
 
 @click.group("people")
 def people() -> None:
-    """List, inspect, rename, remove, export and import enrolled people.
+    """List, inspect, rename, remove, export and import enrolled people (and their negatives).
 
     Each subcommand does one thing: exit 0 when done, otherwise a one-line error
     and the gallery unchanged (6 for a missing, read-only or unusable gallery, 7 for
@@ -268,6 +268,36 @@ def people_show(name: str, as_json: bool, thumb_dir: Path | None, db: str | None
     for s in samples:
         box = ",".join(f"{v:.0f}" for v in s.xyxy)
         click.echo(f"  #{s.id}  {s.added}  box {box}  {s.source_path or '-'}")
+
+
+@people.command("negatives")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per negative.")
+@db_option()
+def people_negatives(name: str | None, as_json: bool, db: str | None) -> None:
+    """The faces somebody said are not NAME (everybody's without NAME): corrections
+    made with `facesense correct` or on the events page."""
+    with contextlib.closing(open_db(db)) as gallery:
+        rows = gallery.negative_records(name)
+    if as_json:
+        for n in rows:
+            emit_json(n.to_dict())
+        return
+    if not rows:
+        click.echo(f"no negatives{f' of {name!r}' if name else ''}", err=True)
+        return
+    for n in rows:
+        click.echo(f"  #{n.id}  {n.added}  not {n.person}  ({n.source})")
+
+
+@people.command("remove-negative")
+@click.argument("negative_id", type=click.IntRange(min=1))
+@db_option()
+def people_remove_negative(negative_id: int, db: str | None) -> None:
+    """Take a correction back: remove negative NEGATIVE_ID (see `people negatives`)."""
+    with contextlib.closing(open_db(db, read_only=False)) as gallery:
+        gallery.remove_negative(negative_id)
+    click.echo(f"removed negative #{negative_id}", err=True)
 
 
 @people.command("rename")
@@ -424,13 +454,23 @@ def reembed(drop_missing: bool, db: str | None) -> None:
     Needed after the model or its preprocessing changes. All samples are replaced in
     one transaction: if any source photo is gone the gallery is left unchanged and
     the exit code is 7 (unless --drop-missing, which removes those samples and exits 0).
+    Negatives (corrections) keep only a thumbnail: when the model changes they are
+    dropped (said on stderr and logged), to be corrected again.
     """
     from facesense.enroll import reembed as do_reembed
 
     with contextlib.closing(open_db(db, read_only=False)) as gallery, progress_callback("reembedding") as on_progress:
+        negatives_before = len(gallery.negative_records())
         result = do_reembed(gallery, _analyzer(), drop_missing=drop_missing, on_progress=on_progress)
+        negatives_after = len(gallery.negative_records())
     for sid, src, why in result.dropped:
         click.echo(f"dropped sample {sid} ({src}): {why}", err=True)
+    if negatives_after < negatives_before:
+        click.echo(
+            f"dropped {negatives_before - negatives_after} negative(s) (corrections) of the old model: a negative "
+            "keeps no source photo to re-embed it from; correct those faces again",
+            err=True,
+        )
     click.echo(f"reembedded {result.reembedded} samples with {result.model_id}", err=True)
 
 

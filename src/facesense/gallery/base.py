@@ -19,6 +19,17 @@ Invariants every store keeps:
 * each write call is atomic: it happens completely or not at all;
 * :meth:`GalleryStore.revision` changes with every committed write, whoever made it.
 
+Corrections live beside the samples as *negatives*: faces somebody said were *not* a
+person ("not X"; "this is Y" makes the face Y's sample and X's negative in one
+transaction, :meth:`GalleryStore.correct`). A negative belongs to a person (it goes
+when they go, and follows a rename), carries the ``model_id`` of its embedding under
+the same guard as samples, and changes :meth:`GalleryStore.revision` like any write,
+so live matchers refit. :meth:`GalleryStore.negatives` hands a model's negatives to
+the matcher (``fit(..., negatives=..., negative_labels=...)``). Negatives are not part
+of the export format; ``replace_samples`` (``facesense reembed``) keeps the negatives
+of the model it re-embeds with and drops, with a logged warning, those of another
+model (a negative keeps only a small thumbnail, nothing to re-embed it from).
+
 ``tests/gallery/test_contract.py`` checks all of this for every store (and for a small
 in-memory store written against this interface alone); a new store joins that suite.
 
@@ -48,7 +59,9 @@ __all__ = [
     "ExportData",
     "GalleryEmbeddings",
     "GalleryStore",
+    "GalleryNegatives",
     "ImportSummary",
+    "Negative",
     "NewSample",
     "Person",
     "Sample",
@@ -58,12 +71,15 @@ __all__ = [
     "ImportRow",
     "plan_import",
     "samples_model",
+    "check_correction",
+    "validate_negative_source",
     "write_export",
 ]
 
 EXPORT_FORMAT = "facesense-gallery-export"
 EXPORT_VERSION = 1
 MAX_NAME_LEN = 200
+MAX_NEGATIVE_SOURCE_LEN = 500
 
 
 def validate_name(name: str) -> str:
@@ -167,6 +183,83 @@ class Sample:
     xyxy: tuple[float, float, float, float]
     thumbnail_jpeg: bytes
     added: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Negative:
+    """One stored negative ("this face is not ``person``"), without its embedding.
+
+    Attributes:
+        id: the store's id.
+        person: whom the face is not.
+        model_id: the embedder's model and preprocessing id.
+        dim: embedding length.
+        source: where the correction came from, e.g. ``event 12``.
+        source_sha256: hex sha256 of the source photo or crop, or ``None``.
+        thumbnail_jpeg: small JPEG of the face (may be empty).
+        added: when it was added, ISO 8601 UTC.
+    """
+
+    id: int
+    person: str
+    model_id: str
+    dim: int
+    source: str
+    source_sha256: str | None
+    thumbnail_jpeg: bytes
+    added: str
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-able form (without the thumbnail bytes)."""
+        return {
+            "id": self.id, "person": self.person, "model_id": self.model_id, "dim": self.dim,
+            "source": self.source, "source_sha256": self.source_sha256, "added": self.added,
+            "has_thumbnail": bool(self.thumbnail_jpeg),
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class GalleryNegatives:
+    """Every negative of one model, as parallel arrays for a matcher's ``fit``.
+
+    Attributes:
+        labels: ``(K,)`` whom each row is not.
+        matrix: ``(K, D)`` float32 embeddings (``(0, 0)`` when there are none).
+        negative_ids: ``(K,)`` int64 store ids.
+        model_id: the model the rows belong to.
+    """
+
+    labels: tuple[str, ...]
+    matrix: npt.NDArray[np.float32]
+    negative_ids: npt.NDArray[np.int64]
+    model_id: str
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        if self.matrix.ndim != 2 or self.matrix.shape[0] != n:
+            raise ValueError(f"matrix: expected shape ({n}, D), got {self.matrix.shape}")
+        if self.negative_ids.shape != (n,):
+            raise ValueError(f"negative_ids: expected shape ({n},), got {self.negative_ids.shape}")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @classmethod
+    def empty(cls, model_id: str) -> GalleryNegatives:
+        """No negatives."""
+        return cls((), np.zeros((0, 0), np.float32), np.zeros((0,), np.int64), model_id)
+
+
+def validate_negative_source(source: str) -> str:
+    """``source`` stripped, or :class:`~facesense.errors.ConfigError` (empty, too long, control characters)."""
+    from facesense.errors import ConfigError
+
+    cleaned = source.strip() if isinstance(source, str) else ""
+    if not cleaned:
+        raise ConfigError("a negative needs a source description (e.g. 'event 12')")
+    if len(cleaned) > MAX_NEGATIVE_SOURCE_LEN or any(ord(ch) < 32 or ord(ch) == 127 for ch in cleaned):
+        raise ConfigError(f"a negative's source must be one line of at most {MAX_NEGATIVE_SOURCE_LEN} characters")
+    return cleaned
 
 
 @dataclass(frozen=True, eq=False)
@@ -307,7 +400,7 @@ class GalleryStore(Protocol):
         ...
 
     def remove_person(self, name: str) -> int:
-        """Remove a person and all their samples; returns how many samples went."""
+        """Remove a person and all their samples (and negatives); returns how many samples went."""
         ...
 
     def remove_sample(self, sample_id: int) -> None:
@@ -328,11 +421,59 @@ class GalleryStore(Protocol):
         Args:
             replacements: sample id -> its new sample, all with one model id. Stored
                 samples missing from the mapping are removed, and so are people left
-                without samples.
+                without samples. Negatives of another model than the replacements' are
+                dropped (logged as a warning): they keep nothing to re-embed them from.
 
         Returns:
             How many samples were removed.
         """
+        ...
+
+    def add_negative(self, name: str, sample: NewSample, *, source: str) -> int:
+        """Store a face that is *not* ``name`` ("not X"); returns the negative's id.
+
+        Args:
+            name: an enrolled person.
+            sample: the face (its ``source_sha256``, box and thumbnail are kept; the
+                ``source_path`` is not).
+            source: where the correction came from, e.g. ``event 12``.
+
+        Raises:
+            EnrollmentError: no such person.
+            ModelMismatchError: the face's model (or length) differs from the gallery's.
+            ConfigError: an empty or multi-line ``source``.
+        """
+        ...
+
+    def correct(self, wrong: str, right: str, sample: NewSample, *, source: str) -> tuple[int, int]:
+        """Say "this is ``right``, not ``wrong``" in one transaction: ``sample`` becomes a
+        sample of ``right`` and a negative of ``wrong``.
+
+        Returns:
+            ``(sample id, negative id)``.
+
+        Raises:
+            EnrollmentError: either person is unknown, or both are the same person.
+            ModelMismatchError: as for :meth:`add_negative`.
+            GalleryError: ``right`` already has a sample from this source. Nothing is
+                written in any case.
+        """
+        ...
+
+    def negatives(self, model_id: str) -> GalleryNegatives:
+        """Every negative of ``model_id`` (for ``fit(negatives=..., negative_labels=...)``), by id.
+
+        Raises:
+            ModelMismatchError: the gallery holds another model's embeddings.
+        """
+        ...
+
+    def negative_records(self, name: str | None = None) -> list[Negative]:
+        """The negatives of one person (everybody's for ``None``), oldest first (EnrollmentError: unknown name)."""
+        ...
+
+    def remove_negative(self, negative_id: int) -> None:
+        """Remove one negative (EnrollmentError: no such negative)."""
         ...
 
     def export_file(self, path: str | os.PathLike[str]) -> int:
@@ -452,6 +593,12 @@ def read_export(path: str | os.PathLike[str]) -> ExportData:
 
 
 # --- what every store checks the same way ------------------------------------------
+
+
+def check_correction(wrong: str, right: str) -> None:
+    """Refuse "this is ``right``, not ``wrong``" when both name the same person (EnrollmentError)."""
+    if wrong == right:
+        raise EnrollmentError(f"a face cannot be both {right!r} and not {wrong!r}")
 
 
 def samples_model(name: str, samples: Sequence[NewSample]) -> tuple[str, int]:

@@ -11,7 +11,9 @@ of an unknown face).
 ``type`` is a track event (``appeared``, ``recognized``, ``left``), a source
 ``status``, or ``unknown``: the best face of a track that stayed unknown, stored with
 its embedding so that naming it enrolls that face (``sample_id`` is then the gallery
-sample it became).
+sample it became). ``recognized`` events keep the embedding of the face too, so that a
+wrong name can be corrected ("not X", "this is Y": :mod:`facesense.corrections`);
+``correction`` then records what was said (``not X`` or ``is Y``).
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class StoredEvent:
         has_embedding: an embedding is stored, so the face can be named (enrolled).
         model_id: the model of that embedding.
         sample_id: the gallery sample this face became when it was named, or ``None``.
+        correction: what somebody said about the face, ``"not X"`` or ``"is Y"``, or ``None``.
     """
 
     id: int
@@ -106,11 +109,17 @@ class StoredEvent:
     has_embedding: bool
     model_id: str | None
     sample_id: int | None
+    correction: str | None = None
 
     @property
     def can_name(self) -> bool:
         """An unknown face that can still be named (enrolled)."""
         return self.type is EventType.UNKNOWN and self.has_embedding and self.sample_id is None
+
+    @property
+    def can_correct(self) -> bool:
+        """A face named somebody, with its embedding, not corrected yet ("not X" / "this is Y")."""
+        return self.name is not None and self.has_embedding and self.correction is None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form (``time`` as ISO 8601 UTC, ``timestamp`` as epoch seconds)."""
@@ -131,6 +140,8 @@ class StoredEvent:
             "has_crop": self.has_crop,
             "can_name": self.can_name,
             "sample_id": self.sample_id,
+            "can_correct": self.can_correct,
+            "correction": self.correction,
         }
 
 
@@ -213,6 +224,10 @@ class EventLog(Protocol):
 
     def rename(self, old: str, new: str) -> None:
         """Follow a person's rename in the stored events."""
+        ...
+
+    def mark_corrected(self, event_id: int, correction: str) -> None:
+        """Record what somebody said about an event's face (``"not X"`` or ``"is Y"``)."""
         ...
 
     def close(self) -> None:

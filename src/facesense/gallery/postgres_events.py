@@ -2,12 +2,13 @@
 
 It implements :class:`facesense.gallery.events.EventLog` with the semantics of
 :class:`~facesense.gallery.sqlite_events.SQLiteEventStore`, so every machine's events
-are in one place. Schema (format version 1), in the database the URL names::
+are in one place. Schema (format version 2), in the database the URL names::
 
     facesense_events_meta (key TEXT PRIMARY KEY, value TEXT)   application, format_version, created
     facesense_events      (id, time, source, type, track_id, name, confidence, x1, y1, x2, y2,
                            frame, media_time, status, message, crop BYTEA (JPEG),
-                           embedding BYTEA (little-endian float32), model_id, sample_id)
+                           embedding BYTEA (little-endian float32), model_id, sample_id,
+                           correction (version 2: "not X" / "is Y"))
 
 The embedding is kept as bytes, not as a pgvector column: events are never searched,
 and bytes round-trip bit-exactly whatever the length. Migrations work as the
@@ -79,6 +80,7 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             'CREATE INDEX facesense_events_type ON facesense_events (type, "time")',
         ),
     ),
+    (2, ("ALTER TABLE facesense_events ADD COLUMN correction TEXT",)),
 )
 FORMAT_VERSION = MIGRATIONS[-1][0]
 SCHEMA = PgSchema(
@@ -88,7 +90,7 @@ SCHEMA = PgSchema(
 
 _COLUMNS = (
     'id, "time", source, type, track_id, name, confidence, x1, y1, x2, y2, frame, media_time, '
-    "status, message, crop IS NOT NULL AND length(crop) > 0, embedding IS NOT NULL, model_id, sample_id"
+    "status, message, crop IS NOT NULL AND length(crop) > 0, embedding IS NOT NULL, model_id, sample_id, correction"
 )
 
 
@@ -112,7 +114,7 @@ def _row(r: tuple[Any, ...]) -> StoredEvent:
         confidence=None if r[6] is None else float(r[6]), xyxy=box,
         frame=None if r[11] is None else int(r[11]), media_time=None if r[12] is None else float(r[12]),
         status=r[13], message=r[14], has_crop=bool(r[15]), has_embedding=bool(r[16]), model_id=r[17],
-        sample_id=None if r[18] is None else int(r[18]),
+        sample_id=None if r[18] is None else int(r[18]), correction=r[19],
     )
 
 
@@ -282,6 +284,11 @@ class PostgresEventStore:
         """Follow a person's rename in the stored events."""
         with self._db() as conn:
             conn.execute("UPDATE facesense_events SET name = %s WHERE name = %s", (new, old))
+
+    def mark_corrected(self, event_id: int, correction: str) -> None:
+        """Record what somebody said about an event's face (``"not X"`` or ``"is Y"``)."""
+        with self._db() as conn:
+            conn.execute("UPDATE facesense_events SET correction = %s WHERE id = %s", (correction, int(event_id)))
 
     # --- reads ---------------------------------------------------------------------
 

@@ -1,13 +1,22 @@
 """The SQLite gallery: one file, safe to keep for years.
 
-Schema (format version 1)::
+Schema (format version 2)::
 
-    meta     (key TEXT PRIMARY KEY, value TEXT)       application, format_version, created
-    people   (id, name UNIQUE, created)
-    samples  (id, person_id -> people ON DELETE CASCADE, model_id, dim,
-              embedding BLOB (dim little-endian float32), source_path, source_sha256,
-              x1, y1, x2, y2, thumbnail BLOB (JPEG), added,
-              UNIQUE (person_id, model_id, source_sha256))
+    meta      (key TEXT PRIMARY KEY, value TEXT)       application, format_version, created
+    people    (id, name UNIQUE, created)
+    samples   (id, person_id -> people ON DELETE CASCADE, model_id, dim,
+               embedding BLOB (dim little-endian float32), source_path, source_sha256,
+               x1, y1, x2, y2, thumbnail BLOB (JPEG), added,
+               UNIQUE (person_id, model_id, source_sha256))
+    negatives (id, person_id -> people ON DELETE CASCADE, model_id, dim,        since version 2
+               embedding BLOB, source (e.g. "event 12"), source_sha256 (nullable),
+               x1, y1, x2, y2, thumbnail BLOB (JPEG), added,
+               UNIQUE (person_id, model_id, source_sha256))
+
+Versions: a file is created at :data:`FORMAT_VERSION`; an older file is migrated when it
+is opened with write access (:data:`MIGRATIONS`, in one ``BEGIN IMMEDIATE``
+transaction; a process that finds it migrated meanwhile does nothing). A read-only
+older file is read as it is (it has no negatives).
 
 The file is also stamped with ``PRAGMA application_id`` (``0x46534e47``, "FSNG") and
 ``PRAGMA user_version`` (the format version), so ``file(1)``-style tools can tell it
@@ -58,24 +67,36 @@ from facesense.gallery.ann import ANN_FROM_SAMPLES, AnnIndex
 from facesense.gallery.base import (
     ExportData,
     GalleryEmbeddings,
+    GalleryNegatives,
     ImportSummary,
+    Negative,
     NewSample,
     Person,
     Sample,
     SearchResult,
+    check_correction,
     plan_import,
     samples_model,
     validate_name,
+    validate_negative_source,
     write_export,
 )
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["APPLICATION", "APPLICATION_ID", "FORMAT_VERSION", "SQLiteGallery", "default_db_path", "read_only_reason"]
+__all__ = [
+    "APPLICATION",
+    "APPLICATION_ID",
+    "FORMAT_VERSION",
+    "MIGRATIONS",
+    "SQLiteGallery",
+    "default_db_path",
+    "read_only_reason",
+]
 
 APPLICATION = "facesense-gallery"
 APPLICATION_ID = 0x46534E47  # "FSNG"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DB_ENV = "FACESENSE_DB"
 BUSY_TIMEOUT_S = 10.0
 SEARCH_BLOCK_CELLS = 1 << 23  # probe x sample distances computed at once by search() (32 MiB)
@@ -106,6 +127,29 @@ CREATE TABLE samples (
 CREATE INDEX samples_person ON samples(person_id);
 CREATE INDEX samples_model ON samples(model_id);
 """
+
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        2,
+        (
+            "CREATE TABLE negatives ("
+            " id INTEGER PRIMARY KEY,"
+            " person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,"
+            " model_id TEXT NOT NULL,"
+            " dim INTEGER NOT NULL CHECK (dim > 0),"
+            " embedding BLOB NOT NULL CHECK (length(embedding) = 4 * dim),"
+            " source TEXT NOT NULL,"
+            " source_sha256 TEXT,"
+            " x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,"
+            " thumbnail BLOB NOT NULL,"
+            " added TEXT NOT NULL,"
+            " UNIQUE (person_id, model_id, source_sha256))",
+            "CREATE INDEX negatives_person ON negatives(person_id)",
+            "CREATE INDEX negatives_model ON negatives(model_id)",
+        ),
+    ),
+)
+"""The statements that bring a file from the previous format version to each version (after ``_SCHEMA``, version 1)."""
 
 
 def default_db_path() -> Path:
@@ -216,6 +260,7 @@ class SQLiteGallery:
         self._data_version: int | None = None  # PRAGMA data_version at that read
         self._external = 0  # changes by writers that did not bump meta.revision
         self._file_signature: tuple[object, ...] = ()
+        self._format_version = FORMAT_VERSION  # of the open file (older only when read-only)
         p = self._path
         if p.is_dir():
             raise GalleryError(f"{p}: is a directory, not a gallery file")
@@ -318,7 +363,11 @@ class SQLiteGallery:
                 raise GalleryError(f"{self._path}: not a facesense gallery (empty database)")
             self._initialise()
         else:
-            self._check_meta(app_id, tables)
+            version = self._check_meta(app_id, tables)
+            if version < FORMAT_VERSION and self._read_only_reason is None:
+                self._migrate()
+            else:
+                self._format_version = version
         try:
             if self._read_only_reason is None:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -329,7 +378,7 @@ class SQLiteGallery:
         except sqlite3.Error as exc:
             raise GalleryError(f"{self._path}: cannot open gallery ({exc})") from exc
 
-    def _check_meta(self, app_id: int, tables: set[str]) -> None:
+    def _check_meta(self, app_id: int, tables: set[str]) -> int:
         if app_id != APPLICATION_ID or "meta" not in tables:
             raise GalleryError(f"{self._path}: not a facesense gallery (some other SQLite database)")
         try:
@@ -349,6 +398,37 @@ class SQLiteGallery:
             )
         if not {"people", "samples"} <= tables:
             raise GalleryError(f"{self._path}: corrupt gallery (tables missing)")
+        return version
+
+    def _migrate(self) -> None:
+        """Bring an older file to :data:`FORMAT_VERSION` in one write transaction."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
+                version = int(row[0]) if row is not None else FORMAT_VERSION
+                self._apply_migrations(conn, after=version)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, ValueError) as exc:
+            raise GalleryError(f"{self._path}: cannot upgrade the gallery to format version {FORMAT_VERSION} ({exc})") from exc
+        self._format_version = FORMAT_VERSION
+
+    def _apply_migrations(self, conn: sqlite3.Connection, *, after: int) -> None:
+        """Run the migrations numbered above ``after`` and stamp the file (caller's transaction)."""
+        if after >= FORMAT_VERSION:
+            return
+        for number, statements in MIGRATIONS:
+            if number > after:
+                for stmt in statements:
+                    conn.execute(stmt)
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (str(FORMAT_VERSION),))
+        conn.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+        logger.info("%s: gallery migrated from format version %d to %d", self._path, after, FORMAT_VERSION)
 
     def _initialise(self) -> None:
         conn = self._conn
@@ -367,6 +447,9 @@ class SQLiteGallery:
                 # Statement by statement: executescript() would COMMIT the transaction.
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
+                        conn.execute(stmt)
+                for _, statements in MIGRATIONS:
+                    for stmt in statements:
                         conn.execute(stmt)
                 conn.executemany(
                     "INSERT INTO meta (key, value) VALUES (?, ?)",
@@ -605,6 +688,143 @@ class SQLiteGallery:
             )
             for r in rows
         ]
+
+    # --- negatives (corrections) -------------------------------------------------------
+
+    def _has_negatives_table(self) -> bool:
+        return self._format_version >= 2
+
+    def _require_negatives_table(self, action: str) -> None:
+        if not self._has_negatives_table():
+            raise GalleryError(f"{self._path}: gallery format version {self._format_version} has no negatives; cannot {action}")
+
+    def negatives(self, model_id: str) -> GalleryNegatives:
+        """Every negative of ``model_id``, by id (one consistent read with the model check).
+
+        Raises:
+            ModelMismatchError: the gallery holds another model's embeddings.
+        """
+        with self._db() as conn:
+            conn.execute("BEGIN")
+            try:
+                self._check_model(conn, model_id, None)
+                rows = []
+                if self._has_negatives_table():
+                    rows = conn.execute(
+                        "SELECT n.id, p.name, n.dim, n.embedding FROM negatives n JOIN people p ON p.id = n.person_id "
+                        "WHERE n.model_id = ? ORDER BY n.id",
+                        (model_id,),
+                    ).fetchall()
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+        if not rows:
+            return GalleryNegatives.empty(model_id)
+        emb = self._embedding_rows(rows, model_id)
+        return GalleryNegatives(labels=emb.labels, matrix=emb.matrix, negative_ids=emb.sample_ids, model_id=model_id)
+
+    def negative_records(self, name: str | None = None) -> list[Negative]:
+        """The negatives of one person (everybody's when ``name`` is ``None``), oldest first.
+
+        Raises:
+            EnrollmentError: no such person.
+        """
+        sql = (
+            "SELECT n.id, p.name, n.model_id, n.dim, n.source, n.source_sha256, n.thumbnail, n.added "
+            "FROM negatives n JOIN people p ON p.id = n.person_id {where} ORDER BY n.id"
+        )
+        with self._db() as conn:
+            if name is not None:
+                self._require_person(conn, name)
+            if not self._has_negatives_table():
+                return []
+            if name is None:
+                rows = conn.execute(sql.format(where="")).fetchall()
+            else:
+                rows = conn.execute(sql.format(where="WHERE p.name = ?"), (name,)).fetchall()
+        return [
+            Negative(
+                id=r[0], person=r[1], model_id=r[2], dim=r[3], source=r[4], source_sha256=r[5],
+                thumbnail_jpeg=bytes(r[6]), added=r[7],
+            )
+            for r in rows
+        ]
+
+    def _insert_negative(self, conn: sqlite3.Connection, person_id: int, name: str, s: NewSample, source: str) -> int:
+        try:
+            cur = conn.execute(
+                "INSERT INTO negatives (person_id, model_id, dim, embedding, source, source_sha256, "
+                "x1, y1, x2, y2, thumbnail, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    person_id, s.model_id, int(s.embedding.shape[0]), _blob(s.embedding), source,
+                    s.source_sha256, *s.xyxy, s.thumbnail_jpeg, _now(),
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise GalleryError(
+                f"this face (sha256 {s.source_sha256[:12]}...) is already a negative of {name!r}"
+            ) from exc
+        return int(cur.lastrowid or 0)
+
+    def add_negative(self, name: str, sample: NewSample, *, source: str) -> int:
+        """Store a face that is not ``name``; returns the negative's id.
+
+        Raises:
+            EnrollmentError: no such person.
+            ModelMismatchError: the face's model or length differs from the gallery's.
+            GalleryError: the same face is a negative of ``name`` already, or the gallery is read-only.
+        """
+        action = f"add a negative of {name!r}"
+        self._require_writable(action)
+        self._require_negatives_table(action)
+        clean = validate_negative_source(source)
+        with self._transaction(action) as conn:
+            self._check_model(conn, sample.model_id, int(sample.embedding.shape[0]))
+            pid = self._require_person(conn, name)
+            nid = self._insert_negative(conn, pid, name, sample, clean)
+        return nid
+
+    def correct(self, wrong: str, right: str, sample: NewSample, *, source: str) -> tuple[int, int]:
+        """``sample`` becomes a sample of ``right`` and a negative of ``wrong``, in one transaction.
+
+        Returns:
+            ``(sample id, negative id)``.
+
+        Raises:
+            EnrollmentError: an unknown person, or ``wrong == right``.
+            ModelMismatchError: the face's model or length differs from the gallery's.
+            GalleryError: ``right`` has a sample from this source already (nothing is written).
+        """
+        action = f"correct {wrong!r} to {right!r}"
+        self._require_writable(action)
+        self._require_negatives_table(action)
+        check_correction(wrong, right)
+        clean = validate_negative_source(source)
+        with self._transaction(action) as conn:
+            self._check_model(conn, sample.model_id, int(sample.embedding.shape[0]))
+            wrong_id = self._require_person(conn, wrong)
+            right_id = self._require_person(conn, right)
+            try:
+                sid = self._insert(conn, right_id, sample)
+            except sqlite3.IntegrityError as exc:
+                raise GalleryError(
+                    f"{right!r} already has a sample from this image (sha256 {sample.source_sha256[:12]}...)"
+                ) from exc
+            nid = self._insert_negative(conn, wrong_id, wrong, sample, clean)
+        return sid, nid
+
+    def remove_negative(self, negative_id: int) -> None:
+        """Remove one negative.
+
+        Raises:
+            EnrollmentError: no negative with this id.
+        """
+        with self._transaction(f"remove negative {negative_id}") as conn:
+            n = 0
+            if self._has_negatives_table():
+                n = conn.execute("DELETE FROM negatives WHERE id = ?", (int(negative_id),)).rowcount
+            if not n:
+                raise EnrollmentError(f"no negative with id {negative_id} in the gallery {self._path}")
 
     _EMBEDDINGS_SQL = (
         "SELECT s.id, p.name, s.dim, s.embedding FROM samples s JOIN people p ON p.id = s.person_id "
@@ -891,7 +1111,8 @@ class SQLiteGallery:
     def replace_samples(self, replacements: Mapping[int, NewSample]) -> int:
         """Atomically replace every sample's embedding, model id, box and thumbnail.
 
-        Samples not in ``replacements`` are removed, then people without samples.
+        Samples not in ``replacements`` are removed, then people without samples, and
+        negatives of another model than the replacements' (with a logged warning).
 
         Returns:
             The number of samples removed.
@@ -918,6 +1139,13 @@ class SQLiteGallery:
             gone = existing - set(replacements)
             conn.executemany("DELETE FROM samples WHERE id = ?", [(sid,) for sid in sorted(gone)])
             conn.execute("DELETE FROM people WHERE NOT EXISTS (SELECT 1 FROM samples WHERE person_id = people.id)")
+            if models and self._has_negatives_table():
+                dropped = conn.execute("DELETE FROM negatives WHERE model_id != ?", (next(iter(models))[0],)).rowcount
+                if dropped:
+                    logger.warning(
+                        "%s: dropped %d negative(s) of another model: a negative keeps no source photo to "
+                        "re-embed it from; correct those faces again", self._path, dropped,
+                    )
         return len(gone)
 
     # --- export / import -----------------------------------------------------------

@@ -4,12 +4,15 @@ It implements :class:`facesense.gallery.events.EventLog` (the records and the
 query types are there).
 
 The file sits beside the gallery (``<gallery stem>.events.db`` by default) and is
-only ever written by ``facesense serve``. Schema (format version 1)::
+only ever written by ``facesense serve`` (and ``facesense correct``). Schema (format version 2)::
 
     meta    (key TEXT PRIMARY KEY, value TEXT)     application, format_version, created
     events  (id, time, source, type, track_id, name, confidence, x1, y1, x2, y2,
              frame, media_time, status, message, crop BLOB (JPEG), embedding BLOB
-             (little-endian float32), model_id, sample_id)
+             (little-endian float32), model_id, sample_id, correction)
+
+``correction`` ("not X" / "is Y") came with version 2; an older file gets the column
+when it is opened.
 
 ``time`` is wall-clock epoch seconds (when the server saw it); ``media_time`` the
 frame's own timestamp. ``type`` is a track event (``appeared``, ``recognized``,
@@ -47,7 +50,7 @@ __all__ = ["SQLiteEventStore"]
 
 APPLICATION = "facesense-events"
 APPLICATION_ID = 0x46534556  # "FSEV"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 PRUNE_EVERY = 200
 BUSY_TIMEOUT_S = 10.0
 
@@ -72,7 +75,8 @@ CREATE TABLE events (
     crop       BLOB,
     embedding  BLOB,
     model_id   TEXT,
-    sample_id  INTEGER
+    sample_id  INTEGER,
+    correction TEXT
 );
 CREATE INDEX events_time ON events(time);
 CREATE INDEX events_name ON events(name, time);
@@ -82,7 +86,7 @@ CREATE INDEX events_type ON events(type, time);
 
 _COLUMNS = (
     "id, time, source, type, track_id, name, confidence, x1, y1, x2, y2, frame, media_time, "
-    "status, message, crop IS NOT NULL AND length(crop) > 0, embedding IS NOT NULL, model_id, sample_id"
+    "status, message, crop IS NOT NULL AND length(crop) > 0, embedding IS NOT NULL, model_id, sample_id, correction"
 )
 
 
@@ -91,7 +95,7 @@ def _row(r: tuple[Any, ...]) -> StoredEvent:
     return StoredEvent(
         id=int(r[0]), time=float(r[1]), source=str(r[2]), type=EventType(r[3]), track_id=r[4], name=r[5],
         confidence=r[6], xyxy=box, frame=r[11], media_time=r[12], status=r[13], message=r[14],
-        has_crop=bool(r[15]), has_embedding=bool(r[16]), model_id=r[17], sample_id=r[18],
+        has_crop=bool(r[15]), has_embedding=bool(r[16]), model_id=r[17], sample_id=r[18], correction=r[19],
     )
 
 
@@ -172,10 +176,29 @@ class SQLiteEventStore:
                     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
                 if meta.get("application") != APPLICATION or "events" not in tables:
                     raise GalleryError(f"{self.path}: not a facesense events file (some other database)")
-                if int(meta.get("format_version", "0") or 0) > FORMAT_VERSION:
+                version = int(meta.get("format_version", "0") or 0)
+                if version > FORMAT_VERSION:
                     raise GalleryError(f"{self.path}: written by a newer facesense; upgrade facesense")
+                if version < 2:
+                    self._migrate_to_2()
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+
+    def _migrate_to_2(self) -> None:
+        """Version 2: the ``correction`` column (one transaction; a no-op if another process did it)."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(events)")}
+            if "correction" not in columns:
+                conn.execute("ALTER TABLE events ADD COLUMN correction TEXT")
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (str(FORMAT_VERSION),))
+            conn.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        logger.info("%s: events file migrated to format version %d", self.path, FORMAT_VERSION)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -257,6 +280,11 @@ class SQLiteEventStore:
         """Follow a person's rename in the stored events."""
         with self._lock, self._errors():
             self._conn.execute("UPDATE events SET name = ? WHERE name = ?", (new, old))
+
+    def mark_corrected(self, event_id: int, correction: str) -> None:
+        """Record what somebody said about an event's face (``"not X"`` or ``"is Y"``)."""
+        with self._lock, self._errors():
+            self._conn.execute("UPDATE events SET correction = ? WHERE id = ?", (correction, int(event_id)))
 
     # --- reads ---------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from facesense.errors import ConfigError, NotFoundError, PayloadTooLargeError
 from facesense.gallery.events import EVENT_TYPES, EventQuery, StoredEvent
@@ -150,7 +150,51 @@ class EventOut(BaseModel):
     has_crop: bool
     can_name: bool = Field(description="An unknown face that can be named (enrolled).")
     sample_id: int | None
+    can_correct: bool = Field(
+        default=False, description='A face named somebody that can be corrected ("not X" / "this is Y").'
+    )
+    correction: str | None = Field(default=None, description='What was said about the face: "not X" or "is Y".')
     crop_url: str | None
+
+
+class CorrectRequest(BaseModel):
+    """Exactly one of ``not`` and ``is``."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    not_: str | None = Field(
+        default=None, alias="not", min_length=1, max_length=200,
+        description="Who the face is not (an enrolled person; need not be the name it was recognised as).",
+    )
+    is_: str | None = Field(
+        default=None, alias="is", min_length=1, max_length=200,
+        description="Who the face is (an enrolled person): it becomes their sample and a negative of the name it was recognised as.",
+    )  # fmt: skip
+
+
+class CorrectionResponse(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    event_id: int
+    correction: str = Field(description='"not X" or "is Y", as the event now records it.')
+    not_: str = Field(alias="not", description="Whom the face is not (they got a negative).")
+    is_: str | None = Field(alias="is", description='Whom the face is ("this is Y"), or null.')
+    negative_id: int | None = Field(description="The new negative (null: the person had this face as a negative already).")
+    sample_id: int | None = Field(description='The new sample of the "is" person, or null.')
+    event: EventOut
+
+
+class NegativeOut(BaseModel):
+    id: int
+    person_id: int
+    source: str = Field(description='Where the correction came from, e.g. "event 12".')
+    model_id: str
+    added: str
+    thumbnail_url: str | None
+
+
+class NegativesResponse(BaseModel):
+    negatives: list[NegativeOut]
 
 
 class EventsResponse(BaseModel):
@@ -252,6 +296,27 @@ def sample_out(person_id: int, s: Any) -> dict[str, Any]:
         "box": [round(float(v), 1) for v in s.xyxy],
         "thumbnail_url": f"/api/people/{person_id}/faces/{s.id}/thumbnail",
     }
+
+
+def negative_out(person_id: int, n: Any) -> dict[str, Any]:
+    return {
+        "id": n.id,
+        "person_id": person_id,
+        "source": n.source,
+        "model_id": n.model_id,
+        "added": n.added,
+        "thumbnail_url": f"/api/people/{person_id}/negatives/{n.id}/thumbnail" if n.thumbnail_jpeg else None,
+    }
+
+
+def _negative(request: Request, person_id: int, negative_id: int) -> Any:
+    """One negative of one person (NotFoundError otherwise)."""
+    state = state_of(request)
+    person = state.people.person(person_id)
+    for n in state.store.negative_records(person.name):
+        if n.id == negative_id:
+            return n
+    raise NotFoundError(f"person {person_id} has no negative with id {negative_id}")
 
 
 def event_out(e: StoredEvent) -> dict[str, Any]:
@@ -441,6 +506,44 @@ def delete_sample(request: Request, person_id: int, sample_id: int) -> dict[str,
     return {"deleted": sample_id, "person_removed": not still}
 
 
+@router.get(
+    "/people/{person_id}/negatives",
+    response_model=NegativesResponse,
+    responses=ERRORS,
+    summary='Faces that are not this person (corrections: "not X")',
+)
+def list_negatives(request: Request, person_id: int) -> dict[str, Any]:
+    state = state_of(request)
+    person = state.people.person(person_id)
+    return {"negatives": [negative_out(person_id, n) for n in state.store.negative_records(person.name)]}
+
+
+@router.get(
+    "/people/{person_id}/negatives/{negative_id}/thumbnail",
+    responses={200: {"content": {JPEG: {}}}, **ERRORS},
+    response_class=Response,
+    summary="One negative's thumbnail (JPEG)",
+)
+def negative_thumbnail(request: Request, person_id: int, negative_id: int) -> Response:
+    negative = _negative(request, person_id, negative_id)
+    if not negative.thumbnail_jpeg:
+        raise NotFoundError(f"negative {negative_id} has no thumbnail")
+    return image_response(negative.thumbnail_jpeg, cache="private, max-age=3600")
+
+
+@router.delete(
+    "/people/{person_id}/negatives/{negative_id}",
+    responses=ERRORS,
+    summary="Remove one negative (take a correction back)",
+)
+def delete_negative(request: Request, person_id: int, negative_id: int) -> dict[str, Any]:
+    _negative(request, person_id, negative_id)
+    state = state_of(request)
+    state.store.remove_negative(negative_id)
+    state.matcher.invalidate()
+    return {"deleted": negative_id}
+
+
 # --- events -----------------------------------------------------------------------------------------
 
 
@@ -507,6 +610,29 @@ def name_face(request: Request, event_id: int, body: NameFaceRequest) -> dict[st
     name creates the person."""
     person, sample_id = state_of(request).naming.name_event(event_id, body.name)
     return {"person": person_out(person), "sample_id": sample_id}
+
+
+@router.post(
+    "/events/{event_id}/correct",
+    response_model=CorrectionResponse,
+    responses={
+        **ERRORS,
+        409: {"model": ErrorBody, "description": "No face to correct, corrected already, or the face fails the enrollment checks."},
+    },
+    summary='Correct a recognised face: {"not": "X"} or {"is": "Y"}',
+)
+def correct_face(request: Request, event_id: int, body: CorrectRequest) -> dict[str, Any]:
+    """`{"not": "X"}` stores the face as a negative of X (it is not X; X must be
+    enrolled). `{"is": "Y"}` makes it a sample of Y (after the enrollment checks on
+    its crop) and a negative of the name it was recognised as, in one transaction.
+    Matching applies the correction as soon as the gallery is re-read."""
+    state = state_of(request)
+    correction = state.naming.correct_event(event_id, not_name=body.not_, is_name=body.is_)
+    state.matcher.invalidate()
+    event = state.events.get(event_id)
+    if event is None:
+        raise NotFoundError(f"no event with id {event_id}")
+    return {**correction.to_dict(), "event": event_out(event)}
 
 
 # --- sources --------------------------------------------------------------------------------------------

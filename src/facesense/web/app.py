@@ -233,7 +233,7 @@ def create_app(
         matcher=matcher,
         people=PeopleService(store, models, on_rename=events.rename),
         recognition=RecognitionService(models, matcher),
-        naming=EventNaming(store, events, models.model_id),
+        naming=EventNaming(store, events, models.model_id, analyzer=lambda: models.analyzer),
         events=events,
         runners=runners,
         templates=_templates(),

@@ -147,7 +147,7 @@ class WebSink:
         self._track_candidates(result)
         self._check_unknowns(result)
         for event in result.events:
-            self._store(event, frame)
+            self._store(event, frame, result.faces)
         if frame.index % 30 == 0:
             self._forget_idle(frame.index)
 
@@ -198,9 +198,10 @@ class WebSink:
             self._best.pop(tid, None)
             self._unknown.pop(tid, None)
 
-    def _store(self, event: Event, frame: Frame | None) -> None:
+    def _store(self, event: Event, frame: Frame | None, faces: Faces | None = None) -> None:
         tid = event.track_id
         crop: bytes | None = None
+        embedding: npt.NDArray[np.float32] | None = None
         if event.type is EventType.UNKNOWN:
             # Stored once per track, with the best face and its embedding (see _store_unknown).
             if tid is not None and tid not in self._stored_unknown:
@@ -208,6 +209,8 @@ class WebSink:
             return
         if event.type in (EventType.APPEARED, EventType.RECOGNIZED) and frame is not None and event.xyxy is not None:
             crop = _crop(frame.image, event.xyxy)
+            if event.type is EventType.RECOGNIZED and faces is not None:
+                embedding = _track_embedding(faces, tid)  # so a wrong name can be corrected
         elif event.type is EventType.LEFT and tid is not None:
             pending = self._unknown.pop(tid, None)
             if event.name is None and pending is not None and tid not in self._stored_unknown:
@@ -216,7 +219,12 @@ class WebSink:
             if best is not None:
                 crop = _crop(best.image, best.face.xyxy[0])
             self._stored_unknown.discard(tid)
-        self._add(EventRecord(event=_public(event, self.runner), seen_at=time.time(), crop_jpeg=crop))
+        self._add(
+            EventRecord(
+                event=_public(event, self.runner), seen_at=time.time(), crop_jpeg=crop, embedding=embedding,
+                model_id=None if embedding is None else self.embedder.model_id,
+            )
+        )
 
     def _store_unknown(self, tid: int, pending: _PendingUnknown, source: str) -> None:
         self._stored_unknown.add(tid)
@@ -261,6 +269,17 @@ class WebSink:
             events.add(record)
         except FacesenseError as exc:
             logger.error("cannot store an event: %s", exc)
+
+
+def _track_embedding(faces: Faces, track_id: int | None) -> npt.NDArray[np.float32] | None:
+    """The embedding of track ``track_id``'s face in this frame, or ``None``."""
+    if track_id is None or faces.track_ids is None or faces.embeddings is None:
+        return None
+    rows = np.flatnonzero(np.asarray(faces.track_ids) == track_id)
+    if len(rows) == 0:
+        return None
+    embedding = np.asarray(faces.embeddings[int(rows[0])], np.float32)
+    return embedding if bool(np.all(np.isfinite(embedding))) else None  # a face not embedded this frame
 
 
 def _public(event: Event, runner: SourceRunner) -> Event:

@@ -1,15 +1,22 @@
-"""Naming an unknown face from the events page: its stored embedding becomes a gallery sample."""
+"""Naming and correcting faces from the events page.
+
+Naming: the stored embedding of an unknown face becomes a gallery sample. Correcting
+("not X", "this is Y"): :class:`facesense.corrections.Corrections` on the event's face.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from facesense.errors import ConflictError, FacesenseError, ModelMismatchError, NotFoundError
 from facesense.gallery.base import NewSample, validate_name
 
 if TYPE_CHECKING:
+    from facesense.corrections import Correction
+    from facesense.enroll import FaceAnalyzerLike
     from facesense.gallery.base import GalleryStore, Person
     from facesense.gallery.events import EventLog
 
@@ -19,18 +26,46 @@ __all__ = ["EventNaming"]
 
 
 class EventNaming:
-    """Enroll the face of an ``unknown`` event as a person.
+    """Enroll the face of an ``unknown`` event as a person, or correct a recognised one.
 
     Args:
         store: the gallery the face goes into.
         events: where the event and its face are kept.
         model_id: the server's embedder model (the face must have been embedded by it).
+        analyzer: a function returning the server's analyzer, so that "this is Y" puts
+            the event's crop through the enrollment checks; ``None``: the stored face as is.
     """
 
-    def __init__(self, store: GalleryStore, events: EventLog, model_id: str) -> None:
+    def __init__(
+        self,
+        store: GalleryStore,
+        events: EventLog,
+        model_id: str,
+        *,
+        analyzer: Callable[[], FaceAnalyzerLike] | None = None,
+    ) -> None:
         self.store = store
         self.events = events
         self.model_id = model_id
+        self.analyzer = analyzer
+
+    def correct_event(self, event_id: int, *, not_name: str | None = None, is_name: str | None = None) -> Correction:
+        """Say "not X" (``not_name``) or "this is Y" (``is_name``) about the face of an event.
+
+        Raises:
+            ConfigError: neither or both given.
+            NotFoundError, ConflictError, EnrollmentError, ModelMismatchError: as
+                :class:`facesense.corrections.Corrections` raises them.
+        """
+        from facesense.corrections import Corrections
+        from facesense.errors import ConfigError
+
+        corrections = Corrections(self.store, self.events, model_id=self.model_id, analyzer=self.analyzer)
+        if not_name is not None and is_name is None:
+            return corrections.not_person(event_id, not_name)
+        if is_name is not None and not_name is None:
+            return corrections.is_person(event_id, is_name)
+        raise ConfigError('give exactly one of "not" (who the face is not) and "is" (who it is)')
 
     def name_event(self, event_id: int, name: str) -> tuple[Person, int]:
         """Enroll the face of an ``unknown`` event as ``name`` (a new or an enrolled person).

@@ -273,6 +273,38 @@ function initEvents() {
       setBusy(form, false);
     }
   });
+
+  // "Wrong?": "not X" (a negative of X) or "this is Y" (Y's sample and X's negative).
+  async function correct(box, body) {
+    const card = box.closest(".event");
+    const results = card.querySelector(".results");
+    setBusy(box, true);
+    try {
+      const data = await api(`/api/events/${box.dataset.eventId}/correct`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      box.replaceWith(el("p", { class: "ok small correction", "data-correction": data.correction },
+        `Corrected: ${data.correction}`));
+      results.replaceChildren();
+    } catch (e) {
+      showMessage(results, e.message, "error");
+      setBusy(box, false);
+    }
+  }
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest('.correct-face button[data-action="not"]');
+    if (!button) return;
+    const box = button.closest(".correct-face");
+    correct(box, { not: box.dataset.name });
+  });
+  document.addEventListener("submit", (event) => {
+    const form = event.target.closest("form.is-person");
+    if (!form) return;
+    event.preventDefault();
+    correct(form.closest(".correct-face"), { is: form.elements.is.value });
+  });
 }
 
 document.addEventListener("DOMContentLoaded", () => {
