@@ -29,8 +29,9 @@ from facesense.imageio import load_image
 def test_defaults_come_from_the_table(use: DetectorUse) -> None:
     detector = make_detector(use=use)
     assert isinstance(detector, Detector)
-    # The non-face check is on for photos, off for video (its FaceNet step costs too much there).
-    assert isinstance(detector, VerifiedDetector) is DEFAULTS[use].verify
+    # The non-face check is on for photos and video (there its verdicts are remembered).
+    assert isinstance(detector, VerifiedDetector) and DEFAULTS[use].verify
+    assert detector.memory_calls == (30 if use is DetectorUse.VIDEO else 0)
     inner = detector.inner if isinstance(detector, VerifiedDetector) else detector
     assert isinstance(inner, MTCNNDetector)
     assert detector.config.min_face_px == DEFAULTS[use].min_face_px
@@ -47,7 +48,7 @@ def test_the_table_has_the_measured_values() -> None:
     assert make_detector().config == MTCNNConfig()
     # MTCNN until the thresholds are calibrated on YuNet's crops (see DEFAULT_DETECTOR)
     assert DEFAULT_DETECTOR is DetectorKind.MTCNN
-    assert DEFAULTS["image"].verify and not DEFAULTS["video"].verify
+    assert DEFAULTS["image"].verify and DEFAULTS["video"].verify
 
 
 def test_explicit_settings_win() -> None:

@@ -2,10 +2,10 @@
 
 Every detector the library, the CLI, the web server and the bench use is built here, so
 a default can never differ between them. The detector is :data:`DEFAULT_DETECTOR`
-(MTCNN; ``make_detector("yunet")`` and ``--detector yunet`` give YuNet). For photos it
-is wrapped in the non-face check (:class:`~facesense.detect.verify.VerifiedDetector`,
-``DEFAULTS[use].verify``), so animal faces in photos are not reported, enrolled or
-named. The other defaults depend on what the detector is for, not on who builds it:
+(MTCNN; ``make_detector("yunet")`` and ``--detector yunet`` give YuNet). It is wrapped
+in the non-face check (:class:`~facesense.detect.verify.VerifiedDetector`,
+``DEFAULTS[use].verify``), so animal faces are not reported, tracked, enrolled or
+named; in video each verdict is remembered while the face stays put. The other defaults depend on what the detector is for, not on who builds it:
 
 * ``image`` (photos: ``facesense detect``, ``eval``, enrollment from files,
   :class:`~facesense.analyzer.FaceAnalyzer`): look for faces from 20 px, the smallest
@@ -55,10 +55,11 @@ DEFAULT_DETECTOR = DetectorKind.MTCNN
 MTCNN, for now. YuNet with the non-face check is better on every accuracy figure
 measured (``benchmarks/detectors.py``: WIDER FACE AP 0.829 against 0.718 for faces
 >= 20 px, 0 false faces on the 67 animal photos against 2, LFW 99.30% against 99.37%),
-but the embedders' thresholds are calibrated on MTCNN's boxes and landmarks, and in
-video the check's FaceNet step costs more than YuNet saves. It becomes the default once
-``facesense eval calibrate --detector yunet`` has been run and the check is done once
-per track. ``make_detector("yunet")`` / ``--detector yunet`` give it now.
+but the embedders' thresholds and dlib's crop template are calibrated on MTCNN's boxes
+and landmarks, so switching changes every model id and needs galleries re-embedded. It
+becomes the default once ``facesense eval calibrate --detector yunet`` and a template
+fitted to YuNet's landmarks exist. (In video the check is cheap now: verdicts are
+remembered per face, :class:`~facesense.detect.verify.VerifiedDetector` ``memory_calls``.) ``make_detector("yunet")`` / ``--detector yunet`` give it now.
 """
 
 
@@ -94,9 +95,10 @@ class DetectorDefaults:
 DEFAULTS: Mapping[DetectorUse, DetectorDefaults] = MappingProxyType(
     {
         DetectorUse.IMAGE: DetectorDefaults(min_face_px=20.0),
-        # Video: no non-face check by default (its FaceNet step on every detection costs
-        # more than the whole detector); photos, enrollment and the API have it.
-        DetectorUse.VIDEO: DetectorDefaults(min_face_px=40.0, rotation_every_n=5, verify=False, verify_memory_calls=30),
+        # Video: the check too, each verdict remembered while the face's box stays put
+        # (30 detections), so it runs about once per face a second: on the Hamilton clip
+        # 25 O-Net checks over 275 frames, median detection time unchanged.
+        DetectorUse.VIDEO: DetectorDefaults(min_face_px=40.0, rotation_every_n=5, verify_memory_calls=30),
     }
 )
 """Detector defaults by use (see the module docstring); ``DEFAULTS["video"]`` works too."""
@@ -133,7 +135,8 @@ def make_detector(
             measured default angles (0, 90, -90, 180), or the angles in degrees.
         verify: drop non-human faces (animals) with the two-step check of
             :class:`~facesense.detect.verify.VerifiedDetector`; ``None`` takes
-            ``DEFAULTS[use].verify`` (on for photos, off for video). Animals, 67 photos,
+            ``DEFAULTS[use].verify`` (on for photos and video; in video each verdict is
+            remembered while the face stays put, ``verify_memory_calls``). Animals, 67 photos,
             out-of-fold: YuNet 21 -> 0 false faces, MTCNN 6 -> 2, WIDER recall unchanged
             (``benchmarks/nonface_check.py``).
         options: further settings of the detector's config (for MTCNN the fields of
