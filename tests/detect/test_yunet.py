@@ -289,7 +289,8 @@ def test_yunet_for_photos_comes_with_the_non_face_check() -> None:
     detector = make_detector("yunet")
     assert type(detector).__name__ == "VerifiedDetector"
     assert type(detector.inner).__name__ == "YuNetDetector"  # type: ignore[attr-defined]
-    assert type(make_detector("yunet", use="video")).__name__ == "YuNetDetector"  # video: no check
+    video = make_detector("yunet", use="video")  # video: the check too, verdicts remembered
+    assert type(video).__name__ == "VerifiedDetector" and video.memory_calls == 30  # type: ignore[attr-defined]
 
 
 # ----------------------------------------------------------------------------- CLI
