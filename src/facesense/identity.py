@@ -179,6 +179,14 @@ class IdentityTimings:
 
 
 
+def _frame_embeddings(n: int, due: npt.NDArray[np.bool_], embedded: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """``(n, D)``: the embeddings of the faces embedded on this frame in their rows, NaN in the others."""
+    emb = np.asarray(embedded, np.float32)
+    out = np.full((n, emb.shape[1]), np.nan, np.float32)
+    out[due] = emb
+    return out
+
+
 @dataclass(eq=False)
 class _TrackIdentity:
     """What the stage remembers about one track."""
@@ -239,7 +247,10 @@ class IdentityStage:
             ``faces`` with ``names``, ``states``, ``confidences`` (of each face's
             decision) and ``distances`` (mean matcher distance of the samples behind
             the decision; NaN while pending) filled, and ``track_ids`` changed where a
-            track was split.
+            track was split. On a frame where some faces were embedded, ``embeddings``
+            holds those faces' embeddings in their rows and NaN in the others (a
+            recorder of unknown tracks reads them, :mod:`facesense.sinks.unknowns`);
+            ``None`` on frames where nothing was embedded.
 
         Raises:
             ConfigError: the faces have no ``track_ids``.
@@ -254,6 +265,7 @@ class IdentityStage:
         embed_ms = match_ms = 0.0
         n_embedded = 0
         ids = faces.track_ids.copy()
+        fresh: npt.NDArray[np.float32] | None = None
         if due.any() and self.embedder is not None and self.matcher is not None:
             t0 = time.perf_counter()
             embedded = self.embedder.embed(image, faces[due])
@@ -265,8 +277,9 @@ class IdentityStage:
             embed_ms, match_ms = (t1 - t0) * 1000.0, (t2 - t1) * 1000.0
             n_embedded = len(embedded)
             self._vote(ids, np.flatnonzero(due), matched, embedded.embeddings, quality)
+            fresh = _frame_embeddings(len(faces), due, embedded.embeddings)
         self._forget_gone()
-        named = self._name(faces, ids)
+        named = self._name(faces, ids, fresh)
         self.last_timings = IdentityTimings(
             embed_ms, match_ms, (time.perf_counter() - start) * 1000.0, embedded=n_embedded
         )
@@ -384,9 +397,9 @@ class IdentityStage:
         for tid in [t for t in self._tracks if self.tracker.track(t) is None]:
             del self._tracks[tid]
 
-    def _name(self, faces: Faces, ids: npt.NDArray[np.int64]) -> Faces:
-        """``faces`` with track ``ids`` and the names, states, confidences and distances of
-        their tracks' votes."""
+    def _name(self, faces: Faces, ids: npt.NDArray[np.int64], embeddings: npt.NDArray[np.float32] | None) -> Faces:
+        """``faces`` with track ``ids``, this frame's ``embeddings``, and the names, states,
+        confidences and distances of their tracks' votes."""
         names: list[str | None] = []
         states: list[IdentityState] = []
         conf = np.zeros(len(faces), np.float32)
@@ -402,4 +415,6 @@ class IdentityStage:
             states.append(IdentityState.KNOWN if rec.vote.name is not None else IdentityState.UNKNOWN)
             conf[i] = rec.vote.confidence
             dist[i] = rec.vote.distance
-        return faces.replace(track_ids=ids, names=tuple(names), states=tuple(states), confidences=conf, distances=dist)
+        return faces.replace(
+            track_ids=ids, names=tuple(names), states=tuple(states), confidences=conf, distances=dist, embeddings=embeddings
+        )

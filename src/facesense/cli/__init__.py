@@ -23,14 +23,17 @@ def main(verbose: int, quiet: bool) -> None:
 def _register() -> None:
     # Each command group lives in its own module; imports are cheap (no models).
     from facesense.cli.bench import bench
+    from facesense.cli.correct import correct
     from facesense.cli.detect import detect, embed
     from facesense.cli.eval import eval_group
     from facesense.cli.gallery import enroll, gallery_group, people, recognize, reembed
     from facesense.cli.serve import serve
+    from facesense.cli.unknowns import unknowns
     from facesense.cli.watch import watch
     from facesense.cli.worker import worker
 
     main.add_command(bench)
+    main.add_command(correct)
     main.add_command(detect)
     main.add_command(embed)
     main.add_command(eval_group)
@@ -40,6 +43,7 @@ def _register() -> None:
     main.add_command(recognize)
     main.add_command(reembed)
     main.add_command(serve)
+    main.add_command(unknowns)
     main.add_command(watch)
     main.add_command(worker)
 

@@ -6,7 +6,8 @@ A thin adapter over :class:`facesense.pipeline.Pipeline`: it opens the source
 :func:`facesense.embed.make_embedder`), the gallery's hot-reloading matcher
 (:func:`facesense.gallery.open_gallery`, :class:`facesense.recognize.LiveMatcher`) and
 the sinks from the options, and shows progress on stderr. Events go to a file (or
-stdout with ``--events -``).
+stdout with ``--events -``). With a gallery, tracks that stay unknown are recorded in
+its unknowns store (:mod:`facesense.sinks.unknowns`, off with ``--no-unknowns``).
 """
 
 from __future__ import annotations
@@ -245,6 +246,14 @@ def _stop_on_sigterm(stop: Any) -> Iterator[None]:
     is_flag=True,
     help="A folder holds the frames of one video: track faces from image to image. By default a folder is a set of separate photos, each named on its own.",
 )
+@click.option(
+    "--unknowns/--no-unknowns",
+    "record_unknowns",
+    default=True,
+    show_default=True,
+    help="Record tracks that stay unknown in the gallery's unknowns store, grouped into recurring visitors "
+    "(see `facesense unknowns`); needs a gallery.",
+)
 @mqtt_options
 def watch(
     source: str | None,
@@ -265,6 +274,7 @@ def watch(
     threshold: float | None,
     folder_fps: float | None,
     sequence: bool,
+    record_unknowns: bool,
     mqtt: str | None,
     mqtt_prefix: str | None,
     mqtt_qos: int | None,
@@ -340,6 +350,10 @@ def watch(
             snapshots=snapshots,
             display=display,
         )
+        if record_unknowns and matcher is not None:
+            unknowns_sink = _unknowns_sink(db, embedder.model_id)
+            sinks.append(unknowns_sink)
+            stack.callback(_close_quietly, unknowns_sink)
         mqtt_sink = open_mqtt_sink(mqtt_settings, opened[0] if opened is not None else None)
         if mqtt_sink is not None:
             sinks.append(mqtt_sink)
@@ -479,6 +493,24 @@ def _make_sinks(
         else:
             logger.info("no window: %s", reason)
     return sinks
+
+
+def _unknowns_sink(db: str | None, model_id: str) -> Sink:
+    """The recorder of unknown tracks, writing to the unknowns store beside the gallery ``db`` names.
+
+    The store is opened on the writer's own thread (and reopened after a failure), so a
+    database that is away never stops the watch.
+    """
+    from facesense.gallery.location import parse_location
+    from facesense.gallery.unknowns import UnknownStore, open_unknown_store
+    from facesense.sinks.unknowns import UnknownsSink, UnknownsWriter
+
+    location = parse_location(db)
+
+    def open_store() -> UnknownStore:
+        return open_unknown_store(location)
+
+    return UnknownsSink(UnknownsWriter(open_store, model_id=model_id), model_id=model_id)
 
 
 def _close_quietly(sink: Any) -> None:

@@ -8,7 +8,9 @@
   (name, merge, remove a face, ignore) and pruning.
 
 Nothing here touches a store, a model or the network: a gallery store saves
-:meth:`UnknownClusterer.state` and rebuilds with :meth:`UnknownClusterer.from_state`.
+:meth:`UnknownClusterer.state` and rebuilds with :meth:`UnknownClusterer.from_state`
+(:mod:`facesense.gallery.unknowns`; recorded during ``watch`` by
+:mod:`facesense.sinks.unknowns`; see ``docs/unknowns.md``).
 """
 
 from __future__ import annotations

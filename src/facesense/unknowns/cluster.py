@@ -36,7 +36,7 @@ user's back), :meth:`~UnknownClusterer.ignore` (later records that fall into the
 cluster come back ``suppressed``), and :meth:`~UnknownClusterer.prune` by age and
 count. Every operation is deterministic: the same calls give the same ids and clusters.
 :meth:`~UnknownClusterer.state` and :meth:`~UnknownClusterer.from_state` are what a
-store saves and loads (see ``docs/recognition.md`` for the tables).
+store saves and loads (:mod:`facesense.gallery.unknowns`; ``docs/unknowns.md`` for the tables).
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["Crop", "CropLimits", "TrackRecorder", "UnknownRecord", "encode_face_crop"]
 
 
+_UNIT_TOLERANCE = 1e-6  # a vector this close to unit length is not normalised again
 _MIN_JPEG_QUALITY = 40  # a crop over the byte budget is re-encoded down to this quality, then dropped
 
 
@@ -103,6 +104,8 @@ def _unit(embedding: npt.ArrayLike, what: str) -> npt.NDArray[np.float32]:
     norm = float(np.linalg.norm(e))
     if norm < 1e-6:
         raise ConfigError(f"{what}: has no direction (norm {norm:.2g})")
+    if abs(norm - 1.0) <= _UNIT_TOLERANCE:
+        return np.array(e, dtype=np.float32)  # already unit: kept bit for bit (a stored record loads as saved)
     return np.asarray(e / norm, dtype=np.float32)
 
 

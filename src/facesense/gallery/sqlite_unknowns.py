@@ -1,0 +1,228 @@
+"""Recurring unknowns in an SQLite file of their own (:class:`SQLiteUnknownStore`).
+
+It implements :class:`facesense.gallery.unknowns.UnknownStore`; the file sits beside
+the gallery (``<gallery stem>.unknowns.db``, as the events log's ``.events.db``), so the
+gallery's own schema is untouched. Schema (format version 1)::
+
+    meta             (key TEXT PRIMARY KEY, value TEXT)   application, format_version, created,
+                                                          model_id, next_record_id, next_cluster_id, revision
+    unknown_clusters (id INTEGER PRIMARY KEY, ignored INTEGER, created REAL)
+    unknown_records  (id INTEGER PRIMARY KEY, cluster_id -> unknown_clusters, model_id, dim,
+                      embedding BLOB (little-endian float32), faces, first_seen, last_seen,
+                      source, track_id)                   indexed on cluster_id, last_seen, model_id
+    unknown_crops    (record_id -> unknown_records, rank, quality, seen_at, jpeg BLOB)
+
+Every write is one ``BEGIN IMMEDIATE`` transaction that first checks the revision (see
+:meth:`SQLiteUnknownStore.apply`). One instance may be shared between threads (a lock
+serialises the connection); several processes may open the file (WAL, busy timeout).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Self
+
+from facesense.errors import GalleryError
+from facesense.gallery.unknowns import Tables, UnknownChange, check_revision, read_meta, read_state, write_change
+from facesense.unknowns import ClustererState
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["APPLICATION", "FORMAT_VERSION", "SQLiteUnknownStore"]
+
+APPLICATION = "facesense-unknowns"
+APPLICATION_ID = 0x4653554E  # "FSUN"
+FORMAT_VERSION = 1
+BUSY_TIMEOUT_S = 10.0
+
+_SCHEMA = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE unknown_clusters (
+    id      INTEGER PRIMARY KEY,
+    ignored INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL
+);
+CREATE TABLE unknown_records (
+    id         INTEGER PRIMARY KEY,
+    cluster_id INTEGER NOT NULL REFERENCES unknown_clusters(id),
+    model_id   TEXT NOT NULL,
+    dim        INTEGER NOT NULL,
+    embedding  BLOB NOT NULL,
+    faces      INTEGER NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen  REAL NOT NULL,
+    source     TEXT NOT NULL,
+    track_id   INTEGER
+);
+CREATE INDEX unknown_records_cluster ON unknown_records(cluster_id);
+CREATE INDEX unknown_records_last_seen ON unknown_records(last_seen);
+CREATE INDEX unknown_records_model ON unknown_records(model_id);
+CREATE TABLE unknown_crops (
+    record_id INTEGER NOT NULL REFERENCES unknown_records(id),
+    rank      INTEGER NOT NULL,
+    quality   REAL NOT NULL,
+    seen_at   REAL NOT NULL,
+    jpeg      BLOB NOT NULL,
+    PRIMARY KEY (record_id, rank)
+);
+"""
+
+TABLES = Tables(meta="meta", clusters="unknown_clusters", records="unknown_records", crops="unknown_crops", param="?")
+
+
+class SQLiteUnknownStore:
+    """An :class:`~facesense.gallery.unknowns.UnknownStore` in one SQLite file.
+
+    Args:
+        path: the file (created with its folder when missing).
+
+    Raises:
+        GalleryError: the file cannot be created or opened, is something else, or was
+            written by a newer facesense.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._closed = False
+        if self.path.is_dir():
+            raise GalleryError(f"{self.path}: is a directory, not an unknowns file")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                str(self.path), isolation_level=None, timeout=BUSY_TIMEOUT_S, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise GalleryError(f"{self.path}: cannot open the unknowns file ({exc})") from exc
+        try:
+            self._open()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _open(self) -> None:
+        conn = self._conn
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(f"{self.path}: not a facesense unknowns file ({exc})") from exc
+        with self._errors():
+            if not tables and app_id == 0:
+                self._create()
+            else:
+                meta: dict[str, str] = {}
+                if app_id == APPLICATION_ID and "meta" in tables:
+                    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+                if meta.get("application") != APPLICATION or "unknown_records" not in tables:
+                    raise GalleryError(f"{self.path}: not a facesense unknowns file (some other database)")
+                if int(meta.get("format_version", "0") or 0) > FORMAT_VERSION:
+                    raise GalleryError(f"{self.path}: written by a newer facesense; upgrade facesense")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+
+    def _create(self) -> None:
+        conn = self._conn
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            from facesense.gallery.events import iso_time
+
+            conn.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [
+                    ("application", APPLICATION),
+                    ("format_version", str(FORMAT_VERSION)),
+                    ("created", iso_time(time.time())),
+                    ("revision", "0"),
+                ],
+            )
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise GalleryError(f"{self.path}: unknowns database error ({exc})") from exc
+
+    def _execute(self, sql: str, args: Sequence[Any]) -> sqlite3.Cursor:
+        return self._conn.execute(sql, tuple(args))
+
+    @property
+    def location(self) -> str:
+        """The file's path."""
+        return str(self.path)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteUnknownStore({str(self.path)!r})"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise GalleryError(f"{self.path}: the unknowns store is closed")
+
+    def load(self) -> tuple[ClustererState | None, int]:
+        """The stored state and its revision (one read transaction)."""
+        with self._lock, self._errors():
+            self._check_open()
+            self._conn.execute("BEGIN")
+            try:
+                return read_state(self._execute, TABLES)
+            finally:
+                self._conn.execute("COMMIT")
+
+    def apply(self, change: UnknownChange, *, revision: int) -> int:
+        """Write ``change`` in one transaction if the store is still at ``revision``; the new revision.
+
+        Raises:
+            ConflictError: another writer got there first (nothing written).
+            ModelMismatchError: the store holds another model's records.
+            GalleryError: the write failed (nothing written).
+        """
+        with self._lock, self._errors():
+            self._check_open()
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                check_revision(read_meta(self._execute, TABLES), change, revision, self.location)
+                new = write_change(self._execute, TABLES, change, revision=revision)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        return new
