@@ -25,21 +25,16 @@ stay. One instance may be shared between threads (a small connection pool).
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any, Self
-from urllib.parse import urlsplit
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import psycopg
-from psycopg_pool import ConnectionPool
 
 from facesense.errors import ConfigError, GalleryError
 from facesense.gallery.events import EventPage, EventQuery, EventRecord, StoredEvent, query_where
-from facesense.gallery.location import display_postgres_url
+from facesense.gallery.pg_pool import PooledStore
 from facesense.gallery.pg_schema import PgSchema
 from facesense.types import EventType
 
@@ -49,8 +44,6 @@ __all__ = ["APPLICATION", "FORMAT_VERSION", "MIGRATIONS", "PostgresEventStore"]
 
 APPLICATION = "facesense-events"
 PRUNE_EVERY = 200
-POOL_MIN, POOL_MAX = 1, 2
-CONNECT_TIMEOUT_S = 10
 _MIGRATION_LOCK = 0x46534556  # "FSEV": the advisory lock held while migrating
 
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
@@ -94,18 +87,6 @@ _COLUMNS = (
 )
 
 
-def _conninfo(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower().split("+", 1)[0] not in ("postgresql", "postgres"):
-        raise ConfigError(f"{display_postgres_url(url)} is not a postgresql:// URL")
-    return f"postgresql://{rest}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _row(r: tuple[Any, ...]) -> StoredEvent:
     box = None if r[7] is None else (float(r[7]), float(r[8]), float(r[9]), float(r[10]))
     return StoredEvent(
@@ -123,7 +104,7 @@ def _where(query: EventQuery) -> tuple[str, list[Any]]:
     return query_where(query, param="%s", time_column='"time"')
 
 
-class PostgresEventStore:
+class PostgresEventStore(PooledStore):
     """An :class:`~facesense.gallery.events.EventLog` in a PostgreSQL database.
 
     Args:
@@ -138,36 +119,16 @@ class PostgresEventStore:
             else, or a newer format version. Messages never show the password.
     """
 
+    what = "events log"
+    kind = "events"
+
     def __init__(self, url: str, *, keep_events: int = 10_000, keep_days: float = 30.0) -> None:
         if keep_events < 1 or not keep_days > 0:
             raise ConfigError("keep_events must be >= 1 and keep_days > 0")
         self.keep_events = int(keep_events)
         self.keep_days = float(keep_days)
-        self._display = display_postgres_url(url)
-        self._password = urlsplit(url).password or ""
-        conninfo = _conninfo(url)
-        self._lock = threading.Lock()
         self._inserts = 0
-        self._closed = False
-        kwargs: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "facesense-events"}
-        try:
-            first = psycopg.connect(conninfo, **kwargs)
-        except psycopg.Error as exc:
-            raise GalleryError(f"cannot connect to {self._display}: {self._clean(_first_line(exc))}") from exc
-        try:
-            self._migrate(first)
-        except psycopg.Error as exc:
-            raise GalleryError(f"{self._display}: cannot open the events log ({self._clean(_first_line(exc))})") from exc
-        finally:
-            first.close()
-        try:
-            self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
-                conninfo, kwargs=kwargs, min_size=POOL_MIN, max_size=POOL_MAX, open=True,
-                check=ConnectionPool.check_connection, name="facesense-events",
-            )
-            self._pool.wait(timeout=CONNECT_TIMEOUT_S)
-        except Exception as exc:  # psycopg_pool.PoolTimeout or psycopg.Error
-            raise GalleryError(f"cannot connect to {self._display}: {self._clean(_first_line(exc))}") from exc
+        self._open(url, self._migrate)
         try:
             self.prune()
         except BaseException:
@@ -176,50 +137,8 @@ class PostgresEventStore:
 
     # --- opening -------------------------------------------------------------------
 
-    def _clean(self, text: str) -> str:
-        return text.replace(self._password, "***") if self._password else text
-
     def _migrate(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
         SCHEMA.migrate(conn, self._display)
-
-    @contextmanager
-    def _db(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
-        """A pooled connection inside one transaction, errors translated into GalleryError."""
-        if self._closed:
-            raise GalleryError(f"{self._display}: the events store is closed")
-        try:
-            with self._pool.connection() as conn, conn.transaction():
-                yield conn
-        except psycopg.Error as exc:
-            raise GalleryError(f"{self._display}: events database error ({self._clean(_first_line(exc))})") from exc
-        except Exception as exc:
-            from psycopg_pool import PoolClosed, PoolTimeout
-
-            if isinstance(exc, PoolTimeout | PoolClosed):
-                raise GalleryError(f"{self._display}: no events database connection ({_first_line(exc)})") from exc
-            raise
-
-    @property
-    def location(self) -> str:
-        """The URL, without its password."""
-        return self._display
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
-
-    def close(self) -> None:
-        """Close the connection pool (idempotent)."""
-        with self._lock:
-            self._closed = True
-        self._pool.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"PostgresEventStore({self._display!r})"

@@ -22,17 +22,10 @@ UPDATE``) so that two writers are serialised and the later one sees the conflict
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any, Self
-from urllib.parse import urlsplit
+from collections.abc import Sequence
+from typing import Any
 
-import psycopg
-from psycopg_pool import ConnectionPool
-
-from facesense.errors import ConfigError, GalleryError
-from facesense.gallery.location import display_postgres_url
+from facesense.gallery.pg_pool import PooledStore
 from facesense.gallery.pg_schema import PgSchema
 from facesense.gallery.unknowns import Tables, UnknownChange, check_revision, read_meta, read_state, write_change
 from facesense.unknowns import ClustererState
@@ -42,8 +35,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["APPLICATION", "FORMAT_VERSION", "MIGRATIONS", "PostgresUnknownStore"]
 
 APPLICATION = "facesense-unknowns"
-POOL_MIN, POOL_MAX = 1, 2
-CONNECT_TIMEOUT_S = 10
 _MIGRATION_LOCK = 0x4653554E  # "FSUN"
 
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
@@ -91,19 +82,7 @@ TABLES = Tables(
 )  # fmt: skip
 
 
-def _conninfo(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower().split("+", 1)[0] not in ("postgresql", "postgres"):
-        raise ConfigError(f"{display_postgres_url(url)} is not a postgresql:// URL")
-    return f"postgresql://{rest}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-class PostgresUnknownStore:
+class PostgresUnknownStore(PooledStore):
     """An :class:`~facesense.gallery.unknowns.UnknownStore` in a PostgreSQL database.
 
     Args:
@@ -115,73 +94,11 @@ class PostgresUnknownStore:
             or a newer format version. Messages never show the password.
     """
 
+    what = "unknowns store"
+    kind = "unknowns"
+
     def __init__(self, url: str) -> None:
-        self._display = display_postgres_url(url)
-        self._password = urlsplit(url).password or ""
-        conninfo = _conninfo(url)
-        self._lock = threading.Lock()
-        self._closed = False
-        kwargs: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "facesense-unknowns"}
-        try:
-            first = psycopg.connect(conninfo, **kwargs)
-        except psycopg.Error as exc:
-            raise GalleryError(f"cannot connect to {self._display}: {self._clean(_first_line(exc))}") from exc
-        try:
-            SCHEMA.migrate(first, self._display)
-        except psycopg.Error as exc:
-            raise GalleryError(f"{self._display}: cannot open the unknowns store ({self._clean(_first_line(exc))})") from exc
-        finally:
-            first.close()
-        try:
-            self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
-                conninfo, kwargs=kwargs, min_size=POOL_MIN, max_size=POOL_MAX, open=True,
-                check=ConnectionPool.check_connection, name="facesense-unknowns",
-            )  # fmt: skip
-            self._pool.wait(timeout=CONNECT_TIMEOUT_S)
-        except Exception as exc:  # psycopg_pool.PoolTimeout or psycopg.Error
-            raise GalleryError(f"cannot connect to {self._display}: {self._clean(_first_line(exc))}") from exc
-
-    def _clean(self, text: str) -> str:
-        return text.replace(self._password, "***") if self._password else text
-
-    @contextmanager
-    def _db(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
-        """A pooled connection inside one transaction, errors translated into GalleryError."""
-        if self._closed:
-            raise GalleryError(f"{self._display}: the unknowns store is closed")
-        try:
-            with self._pool.connection() as conn, conn.transaction():
-                yield conn
-        except psycopg.Error as exc:
-            raise GalleryError(f"{self._display}: unknowns database error ({self._clean(_first_line(exc))})") from exc
-        except Exception as exc:
-            from psycopg_pool import PoolClosed, PoolTimeout
-
-            if isinstance(exc, PoolTimeout | PoolClosed):
-                raise GalleryError(f"{self._display}: no unknowns database connection ({_first_line(exc)})") from exc
-            raise
-
-    @property
-    def location(self) -> str:
-        """The URL, without its password."""
-        return self._display
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
-
-    def close(self) -> None:
-        """Close the connection pool (idempotent)."""
-        with self._lock:
-            self._closed = True
-        self._pool.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._open(url, lambda conn: SCHEMA.migrate(conn, self._display))
 
     def __repr__(self) -> str:
         return f"PostgresUnknownStore({self._display!r})"
