@@ -30,18 +30,15 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from facesense.errors import ConfigError, GalleryError
 from facesense.gallery.events import EventPage, EventQuery, EventRecord, StoredEvent, iso_time, query_where
+from facesense.gallery.sqlite_file import SideFile
 from facesense.types import EventType
 
 logger = logging.getLogger(__name__)
@@ -52,7 +49,6 @@ APPLICATION = "facesense-events"
 APPLICATION_ID = 0x46534556  # "FSEV"
 FORMAT_VERSION = 2
 PRUNE_EVERY = 200
-BUSY_TIMEOUT_S = 10.0
 
 _SCHEMA = """
 CREATE TABLE meta (
@@ -104,7 +100,7 @@ def _where(query: EventQuery) -> tuple[str, list[Any]]:
     return query_where(query)
 
 
-class SQLiteEventStore:
+class SQLiteEventStore(SideFile):
     """An :class:`EventLog` in one SQLite file: events and unknown-face crops.
 
     Args:
@@ -116,29 +112,15 @@ class SQLiteEventStore:
         GalleryError: the file cannot be created or opened, or is not an events store.
     """
 
+    kind = "events"
+
     def __init__(self, path: str | os.PathLike[str], *, keep_events: int = 10_000, keep_days: float = 30.0) -> None:
         if keep_events < 1 or not keep_days > 0:
             raise ConfigError("keep_events must be >= 1 and keep_days > 0")
-        self.path = Path(path)
         self.keep_events = int(keep_events)
         self.keep_days = float(keep_days)
-        self._lock = threading.Lock()
         self._inserts = 0
-        self._closed = False
-        if self.path.is_dir():
-            raise GalleryError(f"{self.path}: is a directory, not an events file")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                str(self.path), isolation_level=None, timeout=BUSY_TIMEOUT_S, check_same_thread=False
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise GalleryError(f"{self.path}: cannot open the events file ({exc})") from exc
-        try:
-            self._open()
-        except BaseException:
-            self._conn.close()
-            raise
+        self._connect(path)
         self.prune()
 
     def _open(self) -> None:
@@ -199,30 +181,6 @@ class SQLiteEventStore:
             raise
         conn.execute("COMMIT")
         logger.info("%s: events file migrated to format version %d", self.path, FORMAT_VERSION)
-
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise GalleryError(f"{self.path}: events database error ({exc})") from exc
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
-
-    def close(self) -> None:
-        """Close the connection (idempotent)."""
-        with self._lock:
-            self._closed = True
-            self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # --- writes --------------------------------------------------------------------
 

@@ -22,14 +22,12 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Self
+from collections.abc import Sequence
+from typing import Any
 
 from facesense.errors import GalleryError
+from facesense.gallery.sqlite_file import SideFile
 from facesense.gallery.unknowns import Tables, UnknownChange, check_revision, read_meta, read_state, write_change
 from facesense.unknowns import ClustererState
 
@@ -40,7 +38,6 @@ __all__ = ["APPLICATION", "FORMAT_VERSION", "SQLiteUnknownStore"]
 APPLICATION = "facesense-unknowns"
 APPLICATION_ID = 0x4653554E  # "FSUN"
 FORMAT_VERSION = 1
-BUSY_TIMEOUT_S = 10.0
 
 _SCHEMA = """
 CREATE TABLE meta (
@@ -80,7 +77,7 @@ CREATE TABLE unknown_crops (
 TABLES = Tables(meta="meta", clusters="unknown_clusters", records="unknown_records", crops="unknown_crops", param="?")
 
 
-class SQLiteUnknownStore:
+class SQLiteUnknownStore(SideFile):
     """An :class:`~facesense.gallery.unknowns.UnknownStore` in one SQLite file.
 
     Args:
@@ -91,24 +88,10 @@ class SQLiteUnknownStore:
             written by a newer facesense.
     """
 
+    kind = "unknowns"
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._closed = False
-        if self.path.is_dir():
-            raise GalleryError(f"{self.path}: is a directory, not an unknowns file")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                str(self.path), isolation_level=None, timeout=BUSY_TIMEOUT_S, check_same_thread=False
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise GalleryError(f"{self.path}: cannot open the unknowns file ({exc})") from exc
-        try:
-            self._open()
-        except BaseException:
-            self._conn.close()
-            raise
+        self._connect(path)
 
     def _open(self) -> None:
         conn = self._conn
@@ -157,13 +140,6 @@ class SQLiteUnknownStore:
             raise
         conn.execute("COMMIT")
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise GalleryError(f"{self.path}: unknowns database error ({exc})") from exc
-
     def _execute(self, sql: str, args: Sequence[Any]) -> sqlite3.Cursor:
         return self._conn.execute(sql, tuple(args))
 
@@ -171,24 +147,6 @@ class SQLiteUnknownStore:
     def location(self) -> str:
         """The file's path."""
         return str(self.path)
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
-
-    def close(self) -> None:
-        """Close the connection (idempotent)."""
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"SQLiteUnknownStore({str(self.path)!r})"
