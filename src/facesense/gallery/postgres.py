@@ -218,6 +218,13 @@ class _Plan:
     dim: int
 
 
+def _rows_of(conn: Any, query: str, name: str | None) -> list[Any]:
+    """``query``'s rows, ``{where}`` filled in to keep only person ``name``'s (everybody's when ``None``)."""
+    if name is None:
+        return list(conn.execute(query.format(where="")).fetchall())
+    return list(conn.execute(query.format(where="WHERE p.name = %s"), (name,)).fetchall())
+
+
 class PostgresGallery:
     """A :class:`~facesense.gallery.base.GalleryStore` in a PostgreSQL database with pgvector.
 
@@ -515,11 +522,9 @@ class PostgresGallery:
             "JOIN facesense_people p ON p.id = s.person_id {where} ORDER BY s.id"
         )
         with self._db() as conn:
-            if name is None:
-                rows = conn.execute(query.format(where="")).fetchall()
-            else:
+            if name is not None:
                 self._require_person(conn, name)
-                rows = conn.execute(query.format(where="WHERE p.name = %s"), (name,)).fetchall()
+            rows = _rows_of(conn, query, name)
         return [
             Sample(
                 id=int(r[0]), person=str(r[1]), model_id=str(r[2]), dim=int(r[3]), source_path=r[4],
@@ -557,11 +562,9 @@ class PostgresGallery:
             "FROM facesense_negatives n JOIN facesense_people p ON p.id = n.person_id {where} ORDER BY n.id"
         )
         with self._db() as conn:
-            if name is None:
-                rows = conn.execute(query.format(where="")).fetchall()
-            else:
+            if name is not None:
                 self._require_person(conn, name)
-                rows = conn.execute(query.format(where="WHERE p.name = %s"), (name,)).fetchall()
+            rows = _rows_of(conn, query, name)
         return [
             Negative(
                 id=int(r[0]), person=str(r[1]), model_id=str(r[2]), dim=int(r[3]), source=str(r[4]),

@@ -57,7 +57,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -213,6 +213,13 @@ class _Index:
     matrix: npt.NDArray[np.float32]
     sq: npt.NDArray[np.float32]
     sample_ids: npt.NDArray[np.int64]
+
+
+def _rows_of(conn: sqlite3.Connection, sql: str, name: str | None) -> list[tuple[Any, ...]]:
+    """``sql``'s rows, ``{where}`` filled in to keep only person ``name``'s (everybody's when ``None``)."""
+    if name is None:
+        return conn.execute(sql.format(where="")).fetchall()
+    return conn.execute(sql.format(where="WHERE p.name = ?"), (name,)).fetchall()
 
 
 class SQLiteGallery:
@@ -676,11 +683,9 @@ class SQLiteGallery:
             "JOIN people p ON p.id = s.person_id {where} ORDER BY s.id"
         )
         with self._db() as conn:
-            if name is None:
-                rows = conn.execute(sql.format(where="")).fetchall()
-            else:
+            if name is not None:
                 self._require_person(conn, name)
-                rows = conn.execute(sql.format(where="WHERE p.name = ?"), (name,)).fetchall()
+            rows = _rows_of(conn, sql, name)
         return [
             Sample(
                 id=r[0], person=r[1], model_id=r[2], dim=r[3], source_path=r[4], source_sha256=r[5],
@@ -738,10 +743,7 @@ class SQLiteGallery:
                 self._require_person(conn, name)
             if not self._has_negatives_table():
                 return []
-            if name is None:
-                rows = conn.execute(sql.format(where="")).fetchall()
-            else:
-                rows = conn.execute(sql.format(where="WHERE p.name = ?"), (name,)).fetchall()
+            rows = _rows_of(conn, sql, name)
         return [
             Negative(
                 id=r[0], person=r[1], model_id=r[2], dim=r[3], source=r[4], source_sha256=r[5],
