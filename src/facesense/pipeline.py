@@ -198,6 +198,10 @@ class Pipeline:
         self.config = config or PipelineConfig()
         self.source = source
         self.detector = detector
+        if embedder is not None:
+            from facesense.detect.verify import share_embedder
+
+            share_embedder(detector, embedder)  # the non-face check reuses the loaded FaceNet
         self.tracker = tracker or default_tracker(self.config.every, stills=self.config.stills)
         if self.tracker.config.max_age < self.config.every:
             raise ConfigError(

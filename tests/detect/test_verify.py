@@ -320,3 +320,35 @@ def test_stream_views_share_models_not_memory(examples_dir: Path, inner: dict[st
     rotated_view = rotating.stream()
     assert isinstance(rotated_view.inner, VerifiedDetector) and rotated_view.inner is not rotating.inner
     assert rotated_view.inner._models is rotating.inner._models
+
+
+def test_the_check_shares_the_pipelines_fusion(data_dir: Path, inner: dict[str, Detector]) -> None:
+    """With the default fusion at hand the check loads no FaceNet of its own, and decides the same."""
+    from facesense.analyzer import FaceAnalyzer
+    from facesense.detect.verify import share_embedder
+    from facesense.embed import make_embedder
+    from facesense.embed.fusion import FusedEmbedder, FusionPart
+
+    fusion = make_embedder()
+    assert isinstance(fusion, FusedEmbedder)
+    own = VerifiedDetector(inner["yunet"], onet_accept_score=1.0)
+    shared = VerifiedDetector(inner["yunet"], onet_accept_score=1.0)
+    rotating = make_detector("yunet", rotations=True)  # a rotating detector around a checked one
+    assert share_embedder(shared, fusion) and share_embedder(rotating, fusion)
+    assert not share_embedder(own, make_embedder("dlib"))  # not the fitted model, nor holding it
+    view = shared._models.embedder
+    assert isinstance(view, FusionPart) and view.fusion is fusion
+    assert rotating.inner._models.embedder.fusion is fusion  # type: ignore[attr-defined]
+    for name in [*ANIMAL_FACES["yunet"][:2], "../face_recognition_examples/obama.jpg"]:
+        image = load_image(data_dir / "animals" / name)
+        faces = inner["yunet"].detect(image)
+        np.testing.assert_allclose(shared.embedding_scores(image, faces), own.embedding_scores(image, faces), atol=2e-3)
+        assert len(shared.detect(image)) == len(own.detect(image))
+    assert isinstance(own._models.embedder, type(make_embedder("facenet")))  # it loaded its own
+    analyzer = FaceAnalyzer()
+    assert analyzer.detector._models.embedder.fusion is analyzer.embedder  # type: ignore[attr-defined]
+    from facesense.pipeline import Pipeline
+
+    video = make_detector("mtcnn", use="video")
+    Pipeline([], detector=video, embedder=fusion)
+    assert video._models.embedder.fusion is fusion  # type: ignore[attr-defined]

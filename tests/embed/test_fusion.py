@@ -297,3 +297,23 @@ def test_calibrate_refuses_bad_input_in_one_line_before_any_model_runs(tmp_path:
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_a_part_view_gives_that_part_alone(people) -> None:
+    """The FaceNet columns of the fused vector, normalised, are FaceNet's own embedding."""
+    from facesense.embed import make_embedder as make
+    from facesense.embed.fusion import FusionPart
+
+    fused = make_embedder()
+    facenet, dlib = fused.parts
+    view = fused.part_view(facenet.model_id)
+    assert isinstance(view, FusionPart) and view.model_id == facenet.model_id and view.dim == 512
+    image, faces = people["kit"]
+    alone = make("facenet").embed(image, faces).embeddings
+    got = view.embed(image, faces).embeddings
+    assert got.shape == (len(faces), 512)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    assert float((got * alone).sum(axis=1).min()) > 0.9999
+    dlib_view = fused.part_view(dlib.model_id)
+    assert dlib_view is not None and dlib_view.offset == 512 and dlib_view.dim == 128
+    assert fused.part_view("no-such-model") is None

@@ -72,6 +72,7 @@ __all__ = [
     "VerifiedDetector",
     "landmark_boxes",
     "nonface_model",
+    "share_embedder",
 ]
 
 logger = logging.getLogger(__name__)
@@ -240,6 +241,37 @@ class _VerdictMemory:
         self.ages = ages
 
 
+def _embedder_for(embedder: Any, model_id: str) -> Any:
+    """``embedder`` or a view of it that gives ``model_id``'s embeddings, or ``None``."""
+    seen: set[int] = set()
+    while embedder is not None and id(embedder) not in seen:
+        seen.add(id(embedder))
+        if getattr(embedder, "model_id", None) == model_id:
+            return embedder
+        part_view = getattr(embedder, "part_view", None)
+        if callable(part_view):
+            return part_view(model_id)
+        embedder = getattr(embedder, "embedder", None)
+    return None
+
+
+def share_embedder(detector: Any, embedder: Any) -> bool:
+    """Let every non-face check in ``detector``'s chain use ``embedder`` (see :meth:`VerifiedDetector.share_embedder`).
+
+    Walks ``detector`` and the detectors it wraps (``inner``: a rotating detector around
+    a checked one; ``detector``: a camera's batching view); returns whether any check now
+    takes its embeddings from ``embedder``. Safe with any detector and embedder, or ``None``.
+    """
+    shared = False
+    seen: set[int] = set()
+    while detector is not None and embedder is not None and id(detector) not in seen:
+        seen.add(id(detector))
+        if isinstance(detector, VerifiedDetector):
+            shared = detector.share_embedder(embedder) or shared
+        detector = getattr(detector, "inner", None) or getattr(detector, "detector", None)
+    return shared
+
+
 class VerifiedDetector:
     """A detector whose faces must also pass the non-face check (module docstring).
 
@@ -340,6 +372,26 @@ class VerifiedDetector:
                     onet = DETECTORS["mtcnn"].weights[2]
                     models.onet = create_session(mtcnn_model(onet), threads=self.threads, name="MTCNN O-Net (verify)")
         return models.onet
+
+    def share_embedder(self, embedder: Any) -> bool:
+        """Take the check's embeddings from ``embedder`` instead of loading an embedder of its own.
+
+        ``embedder`` serves when it is the fitted model itself or a fusion holding it
+        (:meth:`facesense.embed.fusion.FusedEmbedder.part_view`); a wrapper with an
+        ``embedder`` attribute (a camera's batching view) is looked through. Does nothing
+        (and returns ``False``) otherwise, or when the check already has its embedder:
+        the pipeline's embedder is loaded anyway, so sharing it saves a second FaceNet
+        (about 110 MB) in every process that checks and embeds.
+        """
+        source = _embedder_for(embedder, nonface_model().model_id)
+        if source is None:
+            return False
+        models = self._models
+        with models.lock:
+            if models.embedder is not None:
+                return models.embedder is source
+            models.embedder = source
+        return True
 
     def _check_embedder(self) -> Embedder:
         model = nonface_model()

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FusedEmbedder"]
+__all__ = ["FusedEmbedder", "FusionPart"]
 
 
 class FusedEmbedder:
@@ -213,6 +213,22 @@ class FusedEmbedder:
         cols = [np.asarray(e, np.float32) / s for e, s in zip(embeddings, self.scales, strict=True)]
         return l2_normalize(np.concatenate(cols, axis=1))
 
+    def part_view(self, model_id: str) -> FusionPart | None:
+        """An embedder giving the embeddings of the part with ``model_id``, from this fusion.
+
+        The fused vector holds each part's unit vector scaled by a constant, so the part's
+        columns, normalised again, are that part's embedding (to float rounding). The view
+        runs this fusion's models (one merged session), so no second copy of the part is
+        loaded; it costs the whole fusion per call. ``None`` when no part has that id.
+        """
+        offset = 0
+        for part in self.parts:
+            dim = int(part.dim)
+            if part.model_id == model_id:
+                return FusionPart(self, model_id, offset, dim)
+            offset += dim
+        return None
+
     def embed(self, image: npt.NDArray[np.uint8], faces: Faces) -> Faces:
         """``faces`` with the fused ``(N, dim)`` embeddings filled in."""
         if len(faces) == 0:
@@ -226,6 +242,39 @@ class FusedEmbedder:
                 raise ConfigError(f"{p!r} returned no embeddings")
             parts.append(emb)
         return faces.replace(embeddings=self.fuse(parts))
+
+
+class FusionPart:
+    """One part's embeddings, cut from a fusion's (:meth:`FusedEmbedder.part_view`).
+
+    Attributes:
+        fusion: the fusion that embeds.
+        model_id: the part's model id (its embeddings are that model's).
+        offset: where the part's columns start in the fused vector.
+        dim: the part's length.
+    """
+
+    def __init__(self, fusion: FusedEmbedder, model_id: str, offset: int, dim: int) -> None:
+        self.fusion = fusion
+        self.model_id = model_id
+        self.offset = offset
+        self.dim = dim
+
+    def __repr__(self) -> str:
+        return f"FusionPart({self.model_id!r} of {self.fusion!r})"
+
+    def load(self) -> None:
+        """Load the fusion's models now (idempotent)."""
+        self.fusion.load()
+
+    def embed(self, image: npt.NDArray[np.uint8], faces: Faces) -> Faces:
+        """``faces`` with the part's ``(N, dim)`` unit embeddings filled in."""
+        from facesense.embed.base import l2_normalize
+
+        fused = self.fusion.embed(image, faces).embeddings
+        if fused is None:  # pragma: no cover - the fusion always fills them in
+            raise ModelError("the fusion returned no embeddings")
+        return faces.replace(embeddings=l2_normalize(fused[:, self.offset : self.offset + self.dim]))
 
 
 def __getattr__(name: str) -> Any:
