@@ -300,3 +300,21 @@ def test_a_broken_matcher_is_reported() -> None:
     identity = IdentityStage(tracker, ScriptedEmbedder({100: ANN}), TooFew())
     with pytest.raises(ModelError, match=r"returned 0 names.*for 1 embeddings"):
         identity.identify(IMAGE, tracker.update(faces_at([box(100)])))
+
+
+def test_a_forgotten_track_is_named_afresh_on_its_next_detection() -> None:
+    """After a correction: the track keeps its id, is pending at once, is embedded on its
+    next detection and named by the matcher as it is then; its LEFT event carries no old name."""
+    tracker, identity, embedder = stage({100: ANN}, reembed_every=50, warmup_samples=0)
+    assert step(tracker, identity, faces_at([box(100)])).names == ("ann",)
+    events(tracker, identity)
+    embedded = len(embedder.embedded)
+    identity.matcher.people = {"bob": BOB}  # type: ignore[attr-defined]  # "not ann": the gallery changed
+    assert identity.forget(1) and not identity.forget(99)
+    between = step(tracker, identity, None)
+    assert between.track_ids.tolist() == [1] and between.names == (None,) and between.states == (PENDING,)
+    again = step(tracker, identity, faces_at([box(100)]))
+    assert len(embedder.embedded) == embedded + 1  # embedded at once, not 50 detections later
+    assert again.track_ids.tolist() == [1] and again.names == (None,) and again.states == (UNKNOWN,)
+    tracker.finish()
+    assert [(e.type, e.name) for e in tracker.drain_events(frame(9))] == [(EventType.LEFT, None)]

@@ -322,6 +322,23 @@ class IdentityStage:
         pending, self._events = self._events, []
         return [p.stamp(frame) for p in pending]
 
+    def forget(self, track_id: int) -> bool:
+        """Drop what the stage knows of track ``track_id``: its vote, embeddings and
+        announced name, so that it is embedded on its next detection and named afresh by
+        the matcher as it is then (after somebody corrected the track's name).
+
+        The track is ``PENDING`` until then, and a ``RECOGNIZED`` event follows when its
+        new vote names somebody (the same name again too). Call it on the thread that
+        calls :meth:`identify`.
+
+        Returns:
+            Whether the stage knew the track.
+        """
+        known = self._tracks.pop(track_id, None) is not None
+        if self.tracker.track(track_id) is not None:
+            self.tracker.set_name(track_id, None, 0.0)  # its LEFT event must not carry the old name
+        return known
+
     # -- internals -----------------------------------------------------------------
     @staticmethod
     def _quality(faces: Faces) -> npt.NDArray[np.float32]:

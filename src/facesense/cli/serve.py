@@ -53,6 +53,11 @@ GRACEFUL_SHUTDOWN_S = 3  # open MJPEG streams are cut after this on shutdown
 @click.option("--keep-events", type=click.IntRange(min=1), default=10_000, show_default=True, help="Keep at most this many events.")
 @click.option("--keep-days", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True, help="Drop events older than this.")
 @click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="Largest accepted image upload.")
+@click.option(
+    "--unknowns/--no-unknowns", "record_unknowns", default=True, show_default=True,
+    help="Record the sources' tracks that stay unknown in the gallery's unknowns store, grouped into recurring "
+    "visitors (the Unknowns page, `facesense unknowns`).",
+)  # fmt: skip
 @mqtt_options
 def serve(
     db: str | None,
@@ -70,14 +75,16 @@ def serve(
     keep_events: int,
     keep_days: float,
     max_upload_mb: float,
+    record_unknowns: bool,
     mqtt: str | None,
     mqtt_prefix: str | None,
     mqtt_qos: int | None,
 ) -> None:
-    """Serve the dashboard (Live, People, Unknowns & events) and the REST API under /api.
+    """Serve the dashboard (Live, People, Unknowns, Events) and the REST API under /api.
 
     With --source, each source is watched in the background: its annotated video is
-    on the Live page, its events and unknown faces on the events page.
+    on the Live page, its events and unknown faces on the events page, and the tracks
+    that stay unknown are grouped into recurring visitors on the Unknowns page.
     """
     mqtt_settings = settings_from_options(mqtt, mqtt_prefix, mqtt_qos)  # a bad URL fails before anything opens
     cameras: tuple[Any, ...] = ()
@@ -127,6 +134,7 @@ def serve(
         max_request_bytes=max(5 * max_upload, 50 * 1024 * 1024),
         keep_events=keep_events,
         keep_days=keep_days,
+        record_unknowns=record_unknowns,
     )
     for spec in (*sources, *(c.url for c in cameras)):
         from facesense.capture import parse_source

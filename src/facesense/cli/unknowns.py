@@ -2,8 +2,8 @@
 
 A thin adapter over :class:`facesense.gallery.unknowns.StoredUnknowns` on the unknowns
 store of the gallery ``--db`` names (:func:`facesense.gallery.unknowns.open_unknown_store`).
-``name`` enrolls a cluster's face crops through :class:`facesense.enroll.Enroller` (the
-checks of ``facesense enroll``), then forgets the cluster.
+``name`` enrolls a cluster's face crops through :func:`facesense.unknowns.enroll.enroll_named`
+(the checks of ``facesense enroll``), then forgets the cluster.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from facesense.cli._common import db_option, emit_json
-from facesense.errors import EnrollmentError, GalleryError, ImageError, ModelMismatchError
+from facesense.errors import GalleryError, ImageError
 
 if TYPE_CHECKING:
     from facesense.gallery.unknowns import StoredUnknowns
@@ -179,42 +179,19 @@ def unknowns_name(cluster: int, name: str, db: str | None) -> None:
 
 
 def _enroll(db: str | None, named: NamedCluster) -> int:
-    """Enroll the crops of a named cluster in one transaction; how many samples were added.
+    """Enroll the crops of a named cluster (:func:`facesense.unknowns.enroll.enroll_named`).
 
-    Raises:
-        EnrollmentError: no crop passed the enrollment checks (nothing written).
-        ModelMismatchError: the gallery holds another model's embeddings.
+    The models load only here, after the cluster was found.
     """
     from facesense.analyzer import FaceAnalyzer
     from facesense.cli._common import open_db
     from facesense.detect import make_detector
     from facesense.embed import make_embedder
-    from facesense.enroll import Enroller, EnrollSummary, Skipped
-    from facesense.gallery.base import NewSample
+    from facesense.unknowns.enroll import enroll_named
 
     with contextlib.closing(open_db(db, create=True, read_only=False)) as gallery:
         analyzer = FaceAnalyzer(detector=make_detector(use="image"), embedder=make_embedder())
-        if gallery.model_id is not None and gallery.model_id != analyzer.model_id:
-            raise ModelMismatchError(
-                f"{gallery.location}: the gallery holds embeddings from model {gallery.model_id!r}, not "
-                f"{analyzer.model_id!r}; run `facesense reembed --db {gallery.location}` first"
-            )
-        enroller = Enroller(gallery, analyzer)
-        samples: list[NewSample] = []
-        skipped: list[Skipped] = []
-        seen: set[tuple[str, str]] = set()
-        for k, crop in enumerate(named.crops):
-            item = enroller.prepare_bytes(named.name, crop.jpeg, name=f"cluster {named.cluster_id} crop {k}", seen=seen)
-            if isinstance(item, Skipped):
-                skipped.append(item)
-                logger.info("crop %d: %s", k, item.detail)
-            else:
-                samples.append(item)
-        if not samples:
-            failure = EnrollSummary(skipped=tuple(skipped)).failure()
-            raise failure if failure is not None else EnrollmentError(f"cluster {named.cluster_id} has no face crop")
-        gallery.add_samples(named.name, samples, create=True)
-    return len(samples)
+        return enroll_named(gallery, analyzer, named)
 
 
 @unknowns.command("merge")

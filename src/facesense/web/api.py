@@ -184,6 +184,11 @@ class CorrectionResponse(BaseModel):
     event: EventOut
 
 
+class TrackCorrectionResponse(CorrectionResponse):
+    source_id: int
+    track_id: int = Field(description="The corrected track: it is identified again from its next detection.")
+
+
 class NegativeOut(BaseModel):
     id: int
     person_id: int
@@ -211,6 +216,14 @@ class TrackOut(BaseModel):
     confidence: float
     box: list[float]
     state: str = Field(description="known, unknown, or pending (not identified yet).")
+    event_id: int | None = Field(
+        default=None,
+        description="The recognized event the track's current name comes from (null while it is not named, or not stored).",
+    )
+    can_correct: bool = Field(
+        default=False,
+        description='The name can be corrected ("not X" / "this is Y"): POST /api/sources/{source_id}/tracks/{track_id}/correct.',
+    )
 
 
 class SourceOut(BaseModel):
@@ -629,6 +642,8 @@ def correct_face(request: Request, event_id: int, body: CorrectRequest) -> dict[
     state = state_of(request)
     correction = state.naming.correct_event(event_id, not_name=body.not_, is_name=body.is_)
     state.matcher.invalidate()
+    for runner in state.runners:  # a track still on screen under this name is identified again
+        runner.event_corrected(event_id)
     event = state.events.get(event_id)
     if event is None:
         raise NotFoundError(f"no event with id {event_id}")
@@ -709,3 +724,43 @@ async def source_stream(request: Request, source_id: int) -> StreamingResponse:
         media_type="multipart/x-mixed-replace; boundary=frame",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+@router.post(
+    "/sources/{source_id}/tracks/{track_id}/correct",
+    response_model=TrackCorrectionResponse,
+    responses={
+        **ERRORS,
+        409: {
+            "model": ErrorBody,
+            "description": "The track left or is not named anybody, its name was corrected already, or the face fails the enrollment checks.",
+        },
+    },
+    summary='Correct the name of a face on screen: {"not": "X"} or {"is": "Y"}',
+)
+def correct_track(
+    request: Request,
+    source_id: int,
+    track_id: int,
+    body: CorrectRequest,
+    event_id: int | None = Query(
+        None, description="The track's event_id as the client saw it: 409 when the track has been named anew since."
+    ),
+) -> dict[str, Any]:
+    """The correction of `POST /api/events/{event_id}/correct`, applied to the event the
+    track's current name came from (its `event_id` in `GET /api/sources`). The track is
+    then identified again with the corrected gallery: it shows as `pending` at once and
+    gets its new name from its next detection. 404: no such source or track; 409: the
+    track left (the answer names its event, which the events page can still correct),
+    is not named anybody, is being identified again after a correction, or (`event_id`
+    given) has been named anew since the client looked."""
+    state = state_of(request)
+    runner = _runner(request, source_id)
+    target = runner.correctable_event(track_id, expected=event_id)
+    correction = state.naming.correct_event(target, not_name=body.not_, is_name=body.is_)
+    state.matcher.invalidate()
+    runner.reidentify(track_id)
+    event = state.events.get(target)
+    if event is None:
+        raise NotFoundError(f"no event with id {target}")
+    return {**correction.to_dict(), "event": event_out(event), "source_id": source_id, "track_id": track_id}

@@ -3,7 +3,8 @@
 Routes:
 
 * ``/api/...``: the REST API (:mod:`facesense.web.api`), schema at ``/api/openapi.json``;
-* ``/live``, ``/people``, ``/events``, ``/api-docs``, ``/login``: server-rendered pages
+* ``/api/unknowns/...``: recurring unknowns and their corrections (:mod:`facesense.web.api_unknowns`);
+* ``/live``, ``/people``, ``/unknowns``, ``/events``, ``/api-docs``, ``/login``: server-rendered pages
   (:mod:`facesense.web.pages`) with a little plain JavaScript;
 * ``/static/<name>``: the pages' CSS, script and icon, served from memory (a fixed
   list; no request path ever reaches the file system).
@@ -55,10 +56,12 @@ from facesense.web.security import (
     HostCheckMiddleware,
     SecurityHeadersMiddleware,
 )
+from facesense.web.unknowns import SourceUnknownsSink, UnknownsService, make_writer
 
 if TYPE_CHECKING:
     from facesense.gallery.base import GalleryStore
     from facesense.recognize import LiveMatcher
+    from facesense.sinks.unknowns import UnknownsWriter
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ __all__ = ["WebState", "create_app", "status_for"]
 STATIC_FILES = {
     "style.css": "text/css; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "unknowns.js": "text/javascript; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -87,6 +91,9 @@ class WebState:
         naming: naming unknown faces from the events page.
         events: the events log.
         runners: the watched sources.
+        unknowns: the recurring unknowns (the Unknowns page, ``/api/unknowns``).
+        unknowns_writer: stores the unknown tracks the sources record (``None``: not
+            recording), closed after the sources stopped.
         relays: open connections to workers' video (``/api/fleet/{camera}/stream``),
             closed at shutdown.
     """
@@ -100,6 +107,8 @@ class WebState:
     naming: EventNaming
     events: EventLog
     runners: list[SourceRunner]
+    unknowns: UnknownsService
+    unknowns_writer: UnknownsWriter | None
     templates: Any
     static: dict[str, tuple[bytes, str]]
     started: float = field(default_factory=time.monotonic)
@@ -126,9 +135,14 @@ class WebState:
         return None if problem is None else str(problem)
 
     def close(self) -> None:
-        """Close the events log and the gallery (after the sources stopped)."""
-        self.events.close()
-        self.store.close()
+        """Close the unknowns, the events log and the gallery (after the sources stopped)."""
+        try:
+            if self.unknowns_writer is not None:
+                self.unknowns_writer.close()  # what the sources recorded last is written first
+            self.unknowns.close()
+        finally:
+            self.events.close()
+            self.store.close()
 
 
 def status_for(exc: FacesenseError) -> int:
@@ -226,6 +240,11 @@ def create_app(
         matcher = LiveMatcher(store, models.model_id, threshold=threshold)
         on_error.pop_all()  # the app owns them now (closed by its lifespan)
     runners = _runners(config, models, matcher, events)
+    writer = None
+    if config.record_unknowns and runners:
+        writer = make_writer(config.gallery, models.model_id)
+        for runner in runners:
+            runner.extra_sinks.append(SourceUnknownsSink(writer, models.model_id))
     state = WebState(
         config=config,
         models=models,
@@ -236,6 +255,8 @@ def create_app(
         naming=EventNaming(store, events, models.model_id, analyzer=lambda: models.analyzer),
         events=events,
         runners=runners,
+        unknowns=UnknownsService(config.gallery, store, models, on_enrolled=matcher.invalidate),
+        unknowns_writer=writer,
         templates=_templates(),
         static=_load_static(),
     )
@@ -298,10 +319,11 @@ def create_app(
         logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"error": "internal server error"}, status_code=500)
 
-    from facesense.web import api, compreface, fleet, pages
+    from facesense.web import api, api_unknowns, compreface, fleet, pages
 
     app.include_router(api.health_router)
     app.include_router(api.router)
+    app.include_router(api_unknowns.router)
     app.include_router(compreface.router)
     app.include_router(fleet.router)
     app.include_router(pages.router)

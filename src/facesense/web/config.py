@@ -65,6 +65,9 @@ class ServeConfig:
         keep_days: and drops events older than this.
         unknown_after_frames: an unknown track's best face is stored (and can be
             named) after this many frames, or when it leaves.
+        record_unknowns: record the sources' tracks that stay unknown in the gallery's
+            unknowns store, grouped into recurring visitors (the Unknowns page), as
+            ``facesense watch`` does.
     """
 
     db: str | os.PathLike[str] | None = None
@@ -84,6 +87,7 @@ class ServeConfig:
     keep_events: int = 10_000
     keep_days: float = 30.0
     unknown_after_frames: int = 30
+    record_unknowns: bool = True
 
     def __post_init__(self) -> None:
         from facesense.choices import parse_choice

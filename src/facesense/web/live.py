@@ -8,6 +8,13 @@ MJPEG stream), the current tracks, the FPS and the state (:class:`SourceState`).
 stays unknown, an ``UNKNOWN`` event with the embedding of its best face, so that it
 can be named (enrolled) from the events page.
 
+A track's name can be corrected while it is on screen ("not X", "this is Y"): the
+runner remembers, per live track, the ``RECOGNIZED`` event its name came from (stored
+with the face's embedding; :meth:`SourceRunner.correctable_event`), and after the
+correction :meth:`SourceRunner.reidentify` has the sink drop the track's vote on the
+pipeline's thread (:meth:`facesense.identity.IdentityStage.forget`): the track is
+``PENDING`` until its next detection, which the corrected gallery names.
+
 Files and folders are played at their own frame rate (a dashboard shows them like
 a camera, not as fast as the CPU allows); live sources keep the newest frame. A
 runner whose pipeline fails retries with backoff until the server stops.
@@ -20,13 +27,14 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from facesense.errors import FacesenseError
+from facesense.errors import ConflictError, FacesenseError, NotFoundError
 from facesense.gallery.events import EventRecord
 from facesense.types import Event, EventType, IdentityState
 from facesense.web.thumbnails import face_crop_jpeg
@@ -38,6 +46,7 @@ if TYPE_CHECKING:
     from facesense.detect.base import Detector
     from facesense.embed.base import Embedder
     from facesense.gallery.events import EventLog
+    from facesense.identity import IdentityStage
     from facesense.multicam import InferenceBroker
     from facesense.recognize import LiveMatcher
     from facesense.types import Faces, Frame, FrameResult
@@ -52,6 +61,7 @@ STREAM_MAX_SIDE_PX = 1280  # larger frames are shrunk for the browser
 RETRY_INITIAL_S = 1.0
 RETRY_MAX_S = 30.0
 CANDIDATE_MAX_IDLE_FRAMES = 120  # forget a track's best face when not seen for this long
+LEFT_TRACKS_KEPT = 256  # named tracks that left, remembered for a clear answer to a late correction
 
 
 class SourceState(str, enum.Enum):
@@ -96,6 +106,15 @@ class _Candidate:
 
 
 @dataclass
+class _TrackName:
+    """Where a live track's current name came from: its ``RECOGNIZED`` event."""
+
+    name: str
+    event_id: int | None  # None: the event could not be stored
+    correctable: bool  # the event keeps the face's embedding
+
+
+@dataclass
 class _PendingUnknown:
     """A track voted unknown, waiting ``unknown_after_frames`` for a better face."""
 
@@ -121,6 +140,12 @@ class WebSink:
         events: where events go (``None``: nowhere).
         unknown_after_frames: store an unknown track this many frames after it was
             first voted unknown (or when it leaves, if sooner).
+
+    Attributes:
+        identity: the pipeline's identity stage (set by the runner once the pipeline is
+            built): before each frame is published, the tracks whose names were
+            corrected (:meth:`SourceRunner.reidentify`) are forgotten by it, on the
+            pipeline's thread, and shown pending.
     """
 
     def __init__(
@@ -138,11 +163,18 @@ class WebSink:
         self._best: dict[int, _Candidate] = {}
         self._unknown: dict[int, _PendingUnknown] = {}
         self._stored_unknown: set[int] = set()
+        self.identity: IdentityStage | None = None  # the pipeline's, to re-identify corrected tracks
+        # The live tracks' names and their corrections, for a serve source (a fleet worker's
+        # camera view, facesense.fleet.worker, only publishes).
+        self._live: SourceRunner | None = runner if isinstance(runner, SourceRunner) else None
 
     # -- sink interface ------------------------------------------------------------
     def write(self, result: FrameResult) -> None:
         """Publish the frame and store its events."""
         frame = result.frame
+        corrected = self._live.take_reidentify() if self._live is not None else None
+        if corrected:
+            result = self._reidentify(result, corrected)
         self.runner.publish(result)
         self._track_candidates(result)
         self._check_unknowns(result)
@@ -163,8 +195,33 @@ class WebSink:
         self._best.clear()
         self._unknown.clear()
         self._stored_unknown.clear()
+        if self._live is not None:
+            self._live.tracks_ended()
 
     # -- internals -----------------------------------------------------------------
+    def _reidentify(self, result: FrameResult, track_ids: Iterable[int]) -> FrameResult:
+        """Drop the votes of corrected tracks; ``result`` with them pending (they are
+        named again from their next detection, with the corrected gallery)."""
+        ids = set(track_ids)
+        identity = self.identity
+        if identity is not None:
+            for tid in ids:
+                identity.forget(tid)
+        faces = result.faces
+        if faces.track_ids is None or faces.names is None or faces.states is None:
+            return result
+        rows = [i for i, tid in enumerate(faces.track_ids.tolist()) if tid in ids]
+        if not rows:
+            return result
+        names = list(faces.names)
+        states = list(faces.states)
+        conf = None if faces.confidences is None else faces.confidences.copy()
+        for i in rows:
+            names[i], states[i] = None, IdentityState.PENDING
+            if conf is not None:
+                conf[i] = 0.0
+        return replace(result, faces=faces.replace(names=tuple(names), states=tuple(states), confidences=conf))
+
     def _track_candidates(self, result: FrameResult) -> None:
         faces, frame = result.faces, result.frame
         if not result.detected or faces.track_ids is None or faces.quality is None:
@@ -219,12 +276,16 @@ class WebSink:
             if best is not None:
                 crop = _crop(best.image, best.face.xyxy[0])
             self._stored_unknown.discard(tid)
-        self._add(
+            if self._live is not None:
+                self._live.track_left(tid)
+        event_id = self._add(
             EventRecord(
                 event=_public(event, self.runner), seen_at=time.time(), crop_jpeg=crop, embedding=embedding,
                 model_id=None if embedding is None else self.embedder.model_id,
             )
         )
+        if self._live is not None and event.type is EventType.RECOGNIZED and tid is not None and event.name is not None:
+            self._live.track_named(tid, event.name, event_id, correctable=embedding is not None)
 
     def _store_unknown(self, tid: int, pending: _PendingUnknown, source: str) -> None:
         self._stored_unknown.add(tid)
@@ -261,14 +322,16 @@ class WebSink:
             )
         )
 
-    def _add(self, record: EventRecord) -> None:
+    def _add(self, record: EventRecord) -> int | None:
+        """Store ``record``; its id, or ``None`` when it could not be stored (logged)."""
         events = self.events
         if events is None or events.closed:  # closed: the server stopped under a late source
-            return
+            return None
         try:
-            events.add(record)
+            return events.add(record)
         except FacesenseError as exc:
             logger.error("cannot store an event: %s", exc)
+            return None
 
 
 def _track_embedding(faces: Faces, track_id: int | None) -> npt.NDArray[np.float32] | None:
@@ -349,6 +412,12 @@ class SourceRunner:
         self._pipeline: Any = None
         self._thread: threading.Thread | None = None
         self.extra_sinks: list[Any] = []  # more sinks for every run's pipeline (MQTT)
+        # Corrections of live tracks (under _lock; track ids are those of the current run):
+        self._named: dict[int, _TrackName] = {}  # live track -> the event its name came from
+        self._left: OrderedDict[int, _TrackName | None] = OrderedDict()  # tracks that left (bounded)
+        self._reidentify: set[int] = set()  # corrected tracks the sink has yet to re-identify
+        self._max_track_id = 0  # the highest track id shown in this run
+        self._run_ended = False  # the pipeline ended: no track of the newest frame is on screen any more
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -434,6 +503,7 @@ class SourceRunner:
             embedder = SharedEmbedder(embedder, self.broker)
             detector = SharedDetector(detector, self.broker)
             matcher = SharedMatcher(matcher, self.broker)
+        self._new_run()
         sink = WebSink(self, embedder, self.events, unknown_after_frames=self.unknown_after_frames)
         pipeline = Pipeline(
             source,
@@ -444,6 +514,7 @@ class SourceRunner:
             sinks=[sink, *self.extra_sinks],
             config=PipelineConfig(every=self.every),
         )
+        sink.identity = pipeline.identity
         self._pipeline = pipeline
         if self._stop.is_set():  # stop() ran before the pipeline existed
             source.close()
@@ -480,9 +551,13 @@ class SourceRunner:
         """Make ``result`` the newest frame (called by :class:`WebSink`)."""
         source = self._source
         lag = result.timings.total_ms + (source.stats().lag_ms if source is not None else 0.0)
+        ids = result.faces.track_ids
         with self._lock:
             self._latest = result
+            self._run_ended = False
             self._seq += 1
+            if ids is not None and len(ids):
+                self._max_track_id = max(self._max_track_id, int(ids.max()))
             self.frames += 1
             self.fps = float(result.fps)
             self.lag_ms = lag
@@ -535,25 +610,140 @@ class SourceRunner:
             return self._jpeg
 
     def tracks(self) -> list[dict[str, Any]]:
-        """The faces on the newest frame: track id, name, confidence, box, identity state."""
+        """The faces on the newest frame: track id, name, confidence, box, identity state, and
+        the event of the name (``event_id``, ``can_correct``); none once the pipeline ended."""
         with self._lock:
-            result = self._latest
+            result = None if self._run_ended else self._latest
+            named = dict(self._named)
+            corrected = set(self._reidentify)
         if result is None:
             return []
         out = []
         for face in result.faces:
             state = face.state or IdentityState.PENDING
             conf = face.confidence if face.confidence is not None and math.isfinite(face.confidence) else 0.0
+            name = face.name
+            if face.track_id in corrected:  # being identified again: the old name is wrong
+                state, name, conf = IdentityState.PENDING, None, 0.0
+            entry = named.get(face.track_id) if face.track_id is not None else None
+            event_id = None
+            if entry is not None and state is IdentityState.KNOWN and entry.name == name:
+                event_id = entry.event_id
             out.append(
                 {
                     "track_id": face.track_id,
-                    "name": face.name,
+                    "name": name,
                     "confidence": round(conf, 4),
                     "box": [round(float(v), 1) for v in face.xyxy],
                     "state": state.value,
+                    "event_id": event_id,
+                    "can_correct": event_id is not None and entry is not None and entry.correctable,
                 }
             )
         return out
+
+    # -- corrections of live tracks ----------------------------------------------------
+    def _new_run(self) -> None:
+        """A new pipeline: its track ids start again, so forget the old run's."""
+        with self._lock:
+            self._named.clear()
+            self._left.clear()
+            self._reidentify.clear()
+            self._max_track_id = 0
+            self._run_ended = False
+
+    def track_named(self, track_id: int, name: str, event_id: int | None, *, correctable: bool) -> None:
+        """Track ``track_id`` was (re)named ``name`` by event ``event_id`` (called by :class:`WebSink`)."""
+        with self._lock:
+            self._named[track_id] = _TrackName(name, event_id, correctable and event_id is not None)
+
+    def track_left(self, track_id: int) -> None:
+        """Track ``track_id`` left (called by :class:`WebSink`)."""
+        with self._lock:
+            self._remember_left(track_id)
+
+    def tracks_ended(self) -> None:
+        """Every track of the run left: the pipeline ended (called by :class:`WebSink`)."""
+        with self._lock:
+            for track_id in list(self._named):
+                self._remember_left(track_id)
+            self._reidentify.clear()
+            self._run_ended = True
+
+    def _remember_left(self, track_id: int) -> None:
+        """Move a track to the ones that left (the caller holds the lock)."""
+        self._left[track_id] = self._named.pop(track_id, None)
+        self._left.move_to_end(track_id)
+        while len(self._left) > LEFT_TRACKS_KEPT:
+            self._left.popitem(last=False)
+        self._reidentify.discard(track_id)
+
+    def correctable_event(self, track_id: int, *, expected: int | None = None) -> int:
+        """The id of the event live track ``track_id``'s current name came from, to correct it.
+
+        Args:
+            track_id: the track.
+            expected: the event id the caller saw for the track (a page rendered a moment
+                ago); when the track has been named anew since, a ConflictError says so.
+
+        Raises:
+            NotFoundError: the source never had this track (in its current run).
+            ConflictError: the track left (or is out of view), is not named anybody, is
+                being identified again after a correction, its name has no stored
+                event with the face, or (``expected``) it was renamed since.
+        """
+        where = f"source {self.index}"
+        with self._lock:
+            result = self._latest if self.state is SourceState.LIVE and not self._run_ended else None
+            face = None if result is None else next((f for f in result.faces if f.track_id == track_id), None)
+            entry = self._named.get(track_id)
+            left = self._left.get(track_id)
+            seen = 0 < track_id <= self._max_track_id or track_id in self._left
+            corrected = track_id in self._reidentify
+        if face is None:
+            if not seen:
+                raise NotFoundError(f"{where} has no track {track_id}")
+            gone = entry if entry is not None else left
+            later = "" if gone is None or gone.event_id is None else (
+                f"; its face can still be corrected from the events page (event {gone.event_id})"
+            )
+            raise ConflictError(f"track {track_id} is no longer in view on {where} (the face left){later}")
+        if corrected:
+            raise ConflictError(f"track {track_id} was corrected already; it is being identified again")
+        if face.state is not IdentityState.KNOWN or face.name is None:
+            what = "unknown" if face.state is IdentityState.UNKNOWN else "not identified yet"
+            raise ConflictError(f"track {track_id} is not named anybody ({what}): there is no name to correct")
+        if entry is None or entry.name != face.name or entry.event_id is None:
+            raise ConflictError(f"track {track_id}: its name {face.name!r} has no stored event to correct (yet)")
+        if expected is not None and expected != entry.event_id:
+            raise ConflictError(
+                f"track {track_id} has been named {entry.name!r} since (event {entry.event_id}); look again and retry"
+            )
+        if not entry.correctable:
+            raise ConflictError(f"track {track_id}: the event of its name (event {entry.event_id}) keeps no face to correct")
+        return entry.event_id
+
+    def reidentify(self, track_id: int) -> None:
+        """Have track ``track_id`` named afresh (its name was corrected): it is shown
+        pending at once, and the pipeline drops its vote before the next frame."""
+        with self._lock:
+            self._named.pop(track_id, None)
+            self._reidentify.add(track_id)
+
+    def event_corrected(self, event_id: int) -> bool:
+        """Event ``event_id`` was corrected (say from the events page): re-identify the live
+        track whose current name it gave, if any. Returns whether there was one."""
+        with self._lock:
+            tracks = [tid for tid, entry in self._named.items() if entry.event_id == event_id]
+        for tid in tracks:
+            self.reidentify(tid)
+        return bool(tracks)
+
+    def take_reidentify(self) -> set[int]:
+        """The tracks to re-identify, once (called by :class:`WebSink` on the pipeline's thread)."""
+        with self._lock:
+            taken, self._reidentify = self._reidentify, set()
+        return taken
 
     def info(self) -> dict[str, Any]:
         """What ``GET /api/sources`` says about this source."""

@@ -153,6 +153,37 @@ def people(request: Request) -> Response:
     return _render(request, "people.html", title="People", page="people", people=cards, problem=state.gallery_problem)
 
 
+@router.get("/unknowns")
+def unknowns(request: Request, all: bool = False) -> Response:
+    if (redirect := _login_redirect(request)) is not None:
+        return redirect
+    from facesense.errors import FacesenseError
+
+    state = state_of(request)
+    problem = None
+    clusters: list[dict[str, Any]] = []
+    total, min_size = 0, 2
+    try:
+        clusters, total, min_size = state.unknowns.clusters(show_all=all, records=True)
+    except FacesenseError as exc:  # the page says so instead of a bare JSON error
+        logger.warning("the unknowns page cannot read the unknowns: %s", exc)
+        problem = f"cannot read the unknowns: {exc}"
+    names = sorted(p.name for p in state.people.people())
+    return _render(
+        request,
+        "unknowns.html",
+        title="Unknowns",
+        page="unknowns",
+        clusters=clusters,
+        total=total,
+        min_size=min_size,
+        show_all=all,
+        names=names,
+        problem=problem,
+        recording=state.unknowns_writer is not None,
+    )
+
+
 @router.get("/events")
 def events(
     request: Request,
@@ -179,7 +210,7 @@ def events(
     return _render(
         request,
         "events.html",
-        title="Unknowns & events",
+        title="Events",
         page="events",
         events=[event_out(e) for e in result.events],
         result=result,

@@ -79,6 +79,84 @@ function localTimes(root) {
 
 // --- Live ----------------------------------------------------------------------------
 
+// "Wrong?" on a named track: "not X" or "this is Y" (a person picker), as on the events page.
+function trackCorrectControl(t) {
+  return el("details", {
+    class: "correct-face correct-track", "data-track-id": String(t.track_id), "data-event-id": String(t.event_id),
+    "data-name": t.name,
+  },
+    el("summary", { class: "small" }, "Wrong?"),
+    el("div", { class: "row" },
+      el("button", { type: "button", class: "danger", "data-action": "not" }, `Not ${t.name}`),
+      el("form", { class: "is-person row" },
+        el("select", { name: "is", required: "", "aria-label": `Who track #${t.track_id} really is` },
+          el("option", { value: "" }, "This is…")),
+        el("button", { type: "submit" }, "This is them"))));
+}
+
+function trackRow(t) {
+  return el("tr", { class: `state-${t.state}`, "data-track-id": String(t.track_id) },
+    el("td", {}, `#${t.track_id}`),
+    el("td", { class: "track-name" }, t.name || (t.state === "pending" ? "identifying…" : "unknown")),
+    el("td", {}, t.state === "pending" ? "–" : `${Math.round(t.confidence * 100)}%`),
+    el("td", { class: "track-correct" }, t.can_correct ? trackCorrectControl(t) : null));
+}
+
+// A row with an open picker, or a correction on its way, is left alone by the refresh.
+function rowPaused(row) {
+  return row.dataset.busy === "1" || Boolean(row.querySelector("details[open]"));
+}
+
+// Make body's children `rows`, in order, without detaching the rows that stay (an
+// open picker keeps its focus and its choice).
+function reconcileRows(body, rows) {
+  const keep = new Set(rows);
+  for (const child of [...body.children]) if (!keep.has(child)) child.remove();
+  let cursor = body.firstChild;
+  for (const row of rows) {
+    if (row === cursor) cursor = cursor.nextSibling;
+    else body.insertBefore(row, cursor);
+  }
+}
+
+function renderTracks(body, tracks) {
+  const old = new Map([...body.querySelectorAll("tr[data-track-id]")].map((r) => [r.dataset.trackId, r]));
+  const rows = [];
+  for (const t of tracks) {
+    const prev = old.get(String(t.track_id));
+    old.delete(String(t.track_id));
+    if (prev && rowPaused(prev)) {
+      prev.classList.remove("gone");
+      rows.push(prev);
+    } else {
+      rows.push(trackRow(t));
+    }
+  }
+  for (const prev of old.values()) {
+    if (rowPaused(prev)) {  // the face left while its picker is open: keep it, the click will say so
+      prev.classList.add("gone");
+      rows.push(prev);
+    }
+  }
+  if (!rows.length) rows.push(el("tr", { class: "none" }, el("td", { colspan: "4" }, "No faces right now")));
+  reconcileRows(body, rows);
+}
+
+async function fillPersonPicker(box) {
+  const select = box.querySelector('select[name="is"]');
+  if (!select || select.options.length > 1) return;
+  try {
+    const data = await api("/api/people");
+    if (select.options.length > 1) return;
+    for (const p of data.people) {
+      if (p.name !== box.dataset.name) select.append(el("option", { value: p.name }, p.name));
+    }
+  } catch (e) {
+    const card = box.closest(".source");
+    if (card) showMessage(card.querySelector('[data-field="results"]'), e.message, "error");
+  }
+}
+
 function initLive() {
   const cards = document.querySelectorAll(".source[data-source-id]");
   if (!cards.length) return;
@@ -102,18 +180,53 @@ function initLive() {
         card.querySelector('[data-field="lag"]').textContent = Math.round(s.lag_ms);
         card.querySelector('[data-field="dropped"]').textContent = s.dropped;
         card.querySelector('[data-field="message"]').textContent = s.message || "";
-        const body = card.querySelector('[data-field="tracks"]');
-        const rows = s.tracks.map((t) => el("tr", { class: `state-${t.state}` },
-          el("td", {}, `#${t.track_id}`),
-          el("td", {}, t.name || (t.state === "pending" ? "identifying…" : "unknown")),
-          el("td", {}, t.state === "pending" ? "–" : `${Math.round(t.confidence * 100)}%`)));
-        if (!rows.length) rows.push(el("tr", { class: "none" }, el("td", { colspan: "3" }, "No faces right now")));
-        body.replaceChildren(...rows);
+        renderTracks(card.querySelector('[data-field="tracks"]'), s.tracks);
       }
     } catch (e) {
       // keep the last state; the next poll tries again
     }
   }
+
+  async function correctTrack(box, body) {
+    const card = box.closest(".source");
+    const row = box.closest("tr");
+    const results = card.querySelector('[data-field="results"]');
+    row.dataset.busy = "1";
+    setBusy(box, true);
+    try {
+      const path = `/api/sources/${card.dataset.sourceId}/tracks/${box.dataset.trackId}/correct`;
+      const data = await api(`${path}?event_id=${encodeURIComponent(box.dataset.eventId)}`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      showMessage(results, `Track #${data.track_id}: ${data.correction} (event ${data.event_id}); identifying it again with the correction.`, "ok");
+    } catch (e) {
+      showMessage(results, e.message, "error");
+    } finally {
+      box.open = false;
+      delete row.dataset.busy;
+      setBusy(box, false);
+    }
+    refresh();  // the row shows what the server says now
+  }
+  // `toggle` does not bubble: listen in the capture phase.
+  document.addEventListener("toggle", (event) => {
+    const box = event.target;
+    if (box instanceof HTMLDetailsElement && box.matches(".correct-track") && box.open) fillPersonPicker(box);
+  }, true);
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest('.correct-track button[data-action="not"]');
+    if (!button) return;
+    const box = button.closest(".correct-track");
+    correctTrack(box, { not: box.dataset.name });
+  });
+  document.addEventListener("submit", (event) => {
+    const form = event.target.closest(".correct-track form.is-person");
+    if (!form) return;
+    event.preventDefault();
+    correctTrack(form.closest(".correct-track"), { is: form.elements.is.value });
+  });
   refresh();
   setInterval(refresh, 1000);
 }
