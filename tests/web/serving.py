@@ -173,3 +173,50 @@ def bomb_png(width: int, height: int) -> bytes:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", stream) + chunk(b"IEND", b"")
+
+
+@contextmanager
+def served(tmp: Path, *args: str, token: str | None = None) -> Iterator[ServeProcess]:
+    """:func:`serve` for a module's tests: at the end the server must stop cleanly (SIGTERM
+    honoured, no traceback in its log)."""
+    with serve(tmp, *args, token=token) as srv:
+        yield srv
+        code, _ = srv.terminate()
+    text = srv.text()
+    # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught.
+    assert code in (0, -signal.SIGTERM), text
+    assert "Application shutdown complete" in text and "Traceback" not in text, text
+
+
+@contextmanager
+def browser_page(
+    browser: Any, url: str | None = None, *, token: str | None = None, errors: list[str] | None = None
+) -> Iterator[Any]:
+    """A Chromium page (1280x900, 30 s timeouts) whose script errors are collected in
+    ``errors`` and must be none when the block ends; with ``url`` it is opened first,
+    through the login form when ``token`` is given."""
+    errors = [] if errors is None else errors
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.set_default_timeout(30_000)
+    try:
+        if url is not None:
+            page.goto(url)
+            if token is not None:
+                assert "/login" in page.url, page.url
+                page.fill("input[name=token]", token)
+                page.click("button[type=submit]")
+                page.wait_for_url(url)
+        yield page
+    finally:
+        context.close()
+    assert not errors, errors
+
+
+def artifacts_dir() -> Path:
+    """Where browser tests leave their screenshots (``$FACESENSE_ARTIFACTS/web`` or ``artifacts/web``)."""
+    folder = Path(os.environ.get("FACESENSE_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts")) / "web"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

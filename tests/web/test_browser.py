@@ -12,8 +12,6 @@ the tests skip when it or the ``playwright`` package is missing.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .serving import ServeProcess, serve
+from .serving import ServeProcess, artifacts_dir, browser_page, served
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "browser-test-token"
@@ -29,22 +27,15 @@ TOKEN = "browser-test-token"
 
 @pytest.fixture(scope="module")
 def shots() -> Path:
-    folder = Path(os.environ.get("FACESENSE_ARTIFACTS", REPO / "artifacts")) / "web"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return artifacts_dir()
 
 
 @pytest.fixture(scope="module")
 def server(browser: Any, tmp_path_factory: pytest.TempPathFactory, examples_dir: Path) -> Iterator[ServeProcess]:
     tmp = tmp_path_factory.mktemp("serve")
     clip = str(examples_dir / "short_hamilton_clip.mp4")
-    with serve(tmp, "--source", clip, "--loop", token=TOKEN) as srv:
+    with served(tmp, "--source", clip, "--loop", token=TOKEN) as srv:
         yield srv
-        code, _ = srv.terminate()
-    text = srv.text()
-    # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught.
-    assert code in (0, -signal.SIGTERM), text
-    assert "Application shutdown complete" in text and "Traceback" not in text, text
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +46,8 @@ def page_errors() -> list[str]:
 
 @pytest.fixture(scope="module")
 def page(browser: Any, server: ServeProcess, page_errors: list[str]) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    errors = page_errors
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    pg.set_default_timeout(30_000)
-    yield pg
-    context.close()
-    assert not errors, errors
+    with browser_page(browser, errors=page_errors) as pg:
+        yield pg
 
 
 def test_login_then_enroll_by_upload(page: Any, server: ServeProcess, examples_dir: Path, shots: Path, page_errors: list[str]) -> None:

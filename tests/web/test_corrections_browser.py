@@ -9,7 +9,6 @@ gallery stored and what the page shows. Fixtures (Chromium, the server) as in ``
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from facesense.gallery.events import EventRecord
 from facesense.types import Event, EventType
 
-from .serving import ServeProcess, serve
+from .serving import ServeProcess, artifacts_dir, browser_page, served
 
 TOKEN = "corrections-browser-token"
 
@@ -58,29 +57,14 @@ def prepared(browser: Any, tmp_path_factory: pytest.TempPathFactory, examples_di
 
 @pytest.fixture(scope="module")
 def server(prepared: tuple[Path, list[int]]) -> Iterator[ServeProcess]:
-    with serve(prepared[0], token=TOKEN) as srv:
+    with served(prepared[0], token=TOKEN) as srv:
         yield srv
-        code, _ = srv.terminate()
-    text = srv.text()
-    assert code in (0, -signal.SIGTERM), text
-    assert "Traceback" not in text, text
 
 
 @pytest.fixture(scope="module")
 def page(browser: Any, server: ServeProcess) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    pg.set_default_timeout(30_000)
-    pg.goto(server.url + "/events")
-    pg.fill("input[name=token]", TOKEN)
-    pg.click("button[type=submit]")
-    pg.wait_for_url(server.url + "/events")
-    yield pg
-    context.close()
-    assert not errors, errors
+    with browser_page(browser, server.url + "/events", token=TOKEN) as pg:
+        yield pg
 
 
 def _obama_id(server: ServeProcess) -> int:
@@ -125,8 +109,4 @@ def test_this_is_y_from_the_events_page(page: Any, server: ServeProcess, prepare
 
 @pytest.fixture(scope="module")
 def shots() -> Path:
-    import os
-
-    folder = Path(os.environ.get("FACESENSE_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts")) / "web"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return artifacts_dir()

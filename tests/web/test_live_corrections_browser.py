@@ -10,15 +10,13 @@ track's name change. Fixtures (Chromium, the server) as in ``test_corrections_br
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .serving import ServeProcess, serve
+from .serving import ServeProcess, artifacts_dir, browser_page, served
 
 TOKEN = "live-corrections-browser-token"
 
@@ -46,36 +44,19 @@ def prepared(browser: Any, tmp_path_factory: pytest.TempPathFactory, examples_di
 
 @pytest.fixture(scope="module")
 def server(prepared: Path) -> Iterator[ServeProcess]:
-    with serve(prepared, "--source", str(prepared / "source"), "--loop", "--every", "1", token=TOKEN) as srv:
+    with served(prepared, "--source", str(prepared / "source"), "--loop", "--every", "1", token=TOKEN) as srv:
         yield srv
-        code, _ = srv.terminate()
-    text = srv.text()
-    assert code in (0, -signal.SIGTERM), text
-    assert "Traceback" not in text, text
 
 
 @pytest.fixture(scope="module")
 def page(browser: Any, server: ServeProcess) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    pg.set_default_timeout(30_000)
-    pg.goto(server.url + "/live")
-    pg.fill("input[name=token]", TOKEN)
-    pg.click("button[type=submit]")
-    pg.wait_for_url(server.url + "/live")
-    yield pg
-    context.close()
-    assert not errors, errors
+    with browser_page(browser, server.url + "/live", token=TOKEN) as pg:
+        yield pg
 
 
 @pytest.fixture(scope="module")
 def shots() -> Path:
-    folder = Path(os.environ.get("FACESENSE_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts")) / "web"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return artifacts_dir()
 
 
 def test_not_x_on_a_live_track_changes_its_name(page: Any, server: ServeProcess, shots: Path) -> None:

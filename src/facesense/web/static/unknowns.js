@@ -1,65 +1,17 @@
 // facesense Unknowns page: name, merge, ignore recurring unknown faces, and take out a
 // wrong track. Every change goes through /api/unknowns; the groups are then re-read
 // from the server-rendered page. Text from the server is inserted with textContent only.
-// Wrapped in a function so that nothing clashes with app.js's globals.
+// Wrapped in a function so that its own names do not clash with app.js's globals.
 (() => {
   "use strict";
 
-  // The same small helpers as app.js (el, api, showMessage, setBusy, localTimes).
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (key === "class") node.className = value;
-      else node.setAttribute(key, value);
-    }
-    for (const child of children) {
-      if (child === null || child === undefined) continue;
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
-    return node;
-  }
-
-  async function api(path, options) {
-    const response = await fetch(path, { credentials: "same-origin", ...options });
-    let body = null;
-    const type = response.headers.get("content-type") || "";
-    if (type.includes("application/json")) body = await response.json();
-    if (response.status === 401) {
-      window.location.href = "/login?next=" + encodeURIComponent(window.location.pathname + window.location.search);
-      throw new Error("please log in");
-    }
-    if (!response.ok) {
-      const error = new Error((body && body.error) || `request failed (${response.status})`);
-      error.body = body;
-      throw error;
-    }
-    return body;
-  }
-
+  // el, api, showMessage, setBusy and localTimes are app.js's (loaded first on every page).
   function postJson(path, body) {
     return api(path, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
     });
-  }
-
-  function showMessage(box, content, kind) {
-    box.replaceChildren(el("p", { class: kind === "error" ? "error" : "ok" }, content));
-  }
-
-  function setBusy(root, busy) {
-    for (const b of root.querySelectorAll("button")) b.disabled = busy;
-  }
-
-  function localTimes(root) {
-    for (const t of (root || document).querySelectorAll("time[datetime]")) {
-      const d = new Date(t.getAttribute("datetime"));
-      if (!Number.isNaN(d.getTime())) {
-        t.textContent = d.toLocaleString();
-        t.title = t.getAttribute("datetime");
-      }
-    }
   }
 
   const pageResult = () => document.getElementById("page-result");
