@@ -123,7 +123,9 @@ def test_realtime_looping_camera_runs_until_closed_and_reports_figures(models, c
         status = cams.status("door")
         assert status.state is CameraState.RUNNING
         assert status.frames >= 20
-        assert 0 < status.source_fps <= 35  # paced at the clip's ~30 fps, not as fast as decoding
+        # paced at the clip's ~30 fps, not as fast as decoding (hundreds); a busy machine
+        # measured 37 after a stall, so the bound leaves room
+        assert 0 < status.source_fps <= 50
         assert status.lag_ms > 0
         assert status.to_dict()["state"] == "running"
     finally:

@@ -21,7 +21,7 @@ import pytest
 from facesense.gallery.sqlite_unknowns import SQLiteUnknownStore
 from facesense.gallery.unknowns import StoredUnknowns, UnknownStore
 from facesense.sinks.base import EventSink
-from facesense.sinks.unknowns import UnknownsSink, UnknownsWriter
+from facesense.sinks.unknowns import SourceUnknownsSink, UnknownsSink, UnknownsWriter
 from facesense.types import Event, EventType, Faces, Frame, FrameResult, IdentityState
 from facesense.unknowns import ClusterConfig, UnknownRecord
 
@@ -66,7 +66,7 @@ def _record(seed: int) -> UnknownRecord:
 
 
 def _result(image: np.ndarray, index: int, tracks: dict[int, tuple[np.ndarray | None, IdentityState]],
-            events: tuple[Event, ...] = ()) -> FrameResult:  # fmt: skip
+            events: tuple[Event, ...] = (), source: str = "door") -> FrameResult:  # fmt: skip
     """One frame's result: each track's face (an embedding on frames that embedded it, NaN otherwise)."""
     ids = sorted(tracks)
     n = len(ids)
@@ -81,12 +81,12 @@ def _result(image: np.ndarray, index: int, tracks: dict[int, tuple[np.ndarray | 
         names=tuple(None for _ in ids), states=tuple(tracks[t][1] for t in ids),
         quality=np.linspace(0.3, 0.6, n, dtype=np.float32) + 0.01 * index,
     )  # fmt: skip
-    frame = Frame(image=image, index=index, timestamp=index / 30.0, source_id="door")
+    frame = Frame(image=image, index=index, timestamp=index / 30.0, source_id=source)
     return FrameResult(frame=frame, faces=faces, detected=True, events=events)
 
 
-def _event(kind: EventType, tid: int, index: int, name: str | None = None) -> Event:
-    return Event(type=kind, time=index / 30.0, frame=index, source="door", track_id=tid, name=name)
+def _event(kind: EventType, tid: int, index: int, name: str | None = None, source: str = "door") -> Event:
+    return Event(type=kind, time=index / 30.0, frame=index, source=source, track_id=tid, name=name)
 
 
 def test_a_track_that_ends_unknown_is_recorded_and_a_named_one_is_not(frame_image: np.ndarray, tmp_path: Path) -> None:
@@ -111,6 +111,36 @@ def test_a_track_that_ends_unknown_is_recorded_and_a_named_one_is_not(frame_imag
     assert record.faces == 3 and record.source == "door" and record.track_id == 1
     assert 1 <= len(record.crops) <= 3 and all(c.jpeg.startswith(b"\xff\xd8") for c in record.crops)
     assert abs(record.first_seen - time.time()) < 600  # file frames (media seconds) are put on the wall clock
+    book.store.close()
+
+
+def _unknown_track(sink: SourceUnknownsSink, image: np.ndarray, source: str, seed: int) -> None:
+    """One run of a pipeline: track 1 (the ids of every run start at 1) settles unknown, then the stream ends."""
+    for i in range(4):
+        events = (_event(EventType.UNKNOWN, 1, i, source=source),) if i == 2 else ()
+        sink.write(_result(image, i, {1: (_unit(seed) + 0.01 * i, IdentityState.UNKNOWN)}, events, source=source))
+    sink.notify([_event(EventType.LEFT, 1, 4, source=source)])
+    sink.close()  # the end of the run
+
+
+def test_pipelines_sharing_one_writer_each_record_and_leave_it_open(frame_image: np.ndarray, tmp_path: Path) -> None:
+    """The cameras of one process (watch --config, worker, serve): one writer, a sink per camera;
+    the end of a camera's run leaves the writer open for the others, and its next run starts afresh."""
+    path = tmp_path / "g.unknowns.db"
+    writer = UnknownsWriter(lambda: SQLiteUnknownStore(path), model_id=MODEL, config=CONFIG)
+    door, hall = SourceUnknownsSink(writer, MODEL), SourceUnknownsSink(writer, MODEL)
+    assert isinstance(door, EventSink)
+    _unknown_track(door, frame_image, "door", seed=1)
+    _unknown_track(hall, frame_image, "hall", seed=1)  # the same stranger, seen by the other camera
+    _unknown_track(door, frame_image, "door", seed=2)  # the door camera again (reconnected): track 1 once more
+    assert (door.records, hall.records) == (2, 1)
+    assert _wait(lambda: writer.stored == 3)  # still open: nobody closed it
+    assert writer.submit(_record(3))
+    writer.close()
+    book = StoredUnknowns(SQLiteUnknownStore(path), MODEL, CONFIG)
+    records = [r for _, _, r in book.clusterer.state().records]
+    assert sorted((r.source, r.track_id) for r in records) == [("", None), ("door", 1), ("door", 1), ("hall", 1)]
+    assert writer.recurring >= 1  # the stranger the two cameras saw is one visitor
     book.store.close()
 
 

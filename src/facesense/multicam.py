@@ -421,6 +421,11 @@ class _Camera:
     names: tuple[str, ...] = ()
     error: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Set as the camera's thread ends (its sinks closed). Waited on instead of joining
+    # the thread: on Python < 3.12 a KeyboardInterrupt raised inside Thread.join marks
+    # that thread as stopped while it still runs, so after Ctrl-C `is_alive()` and
+    # `join()` would report cameras ended whose last tracks are still being written.
+    ended: threading.Event = field(default_factory=threading.Event)
 
 
 class MultiCamera:
@@ -547,14 +552,13 @@ class MultiCamera:
         deadline = math.inf if timeout is None else time.monotonic() + timeout
         while True:
             with self._lock:
-                threads = [c.thread for c in self._cameras.values() if c.thread is not None]
-            alive = [t for t in threads if t.is_alive()]
-            if not alive:
+                running = [c.ended for c in self._cameras.values() if c.thread is not None and not c.ended.is_set()]
+            if not running:
                 return True
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            alive[0].join(timeout=min(left, 0.5))
+            running[0].wait(timeout=min(left, 0.5))
 
     def close(self, timeout: float = 15.0) -> None:
         """Stop every camera, wait for them, then stop the inference thread. Idempotent."""
@@ -679,13 +683,16 @@ class MultiCamera:
             state, error = CameraState.FAILED, f"{type(exc).__name__}: {exc}"
             logger.exception("camera %s failed", cam.spec.name)
         finally:
-            close = getattr(results, "close", None)
-            if close is not None:
-                close()
-            with cam.lock:
-                cam.state = state
-                cam.error = error
-            logger.info("camera %s: %s after %d frame(s)", cam.spec.name, state.value, cam.frames)
+            try:
+                close = getattr(results, "close", None)
+                if close is not None:
+                    close()
+                with cam.lock:
+                    cam.state = state
+                    cam.error = error
+                logger.info("camera %s: %s after %d frame(s)", cam.spec.name, state.value, cam.frames)
+            finally:
+                cam.ended.set()
 
     def _frame(self, cam: _Camera, result: FrameResult) -> None:
         faces = result.faces
@@ -723,8 +730,9 @@ class MultiCamera:
         if cam.pipeline is not None:
             cam.pipeline.stop()
         if cam.thread is not None:
-            cam.thread.join(timeout=timeout)
-            if cam.thread.is_alive():
+            if cam.ended.wait(timeout=timeout):
+                cam.thread.join(timeout=1.0)  # it is returning
+            else:
                 logger.warning("camera %s did not stop within %.0f s", cam.spec.name, timeout)
         elif cam.source is not None:
             cam.source.close()

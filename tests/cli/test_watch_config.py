@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -149,3 +150,117 @@ def test_serve_reads_the_same_file_and_refuses_a_bad_one_before_starting(tmp_pat
     missing = _config(tmp_path, f'[[cameras]]\nname = "door"\nurl = "{tmp_path / "nope.mp4"}"\n')
     result = CliRunner().invoke(main, ["serve", "--config", str(missing)])
     assert result.exit_code == 5 and "nope.mp4" in result.stderr, result.output
+
+
+# --- recurring unknowns -------------------------------------------------------------------------
+
+
+def _lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture(scope="module")
+def strangers(setup: Path, examples_dir: Path) -> Path:
+    """A gallery of Obama only: Lin, alone in the shot, stays unknown."""
+    db = setup / "strangers" / "g.db"
+    db.parent.mkdir()
+    enrolled = CliRunner().invoke(main, ["enroll", "--name", "obama", str(examples_dir / "obama.jpg"), "--db", str(db)])
+    assert enrolled.exit_code == 0, enrolled.output
+    return db
+
+
+def _stranger_gallery(strangers: Path, dest: Path) -> Path:
+    """A copy of the gallery of its own (the unknowns store is created beside it)."""
+    db = dest / "g.db"
+    shutil.copy(strangers, db)
+    return db
+
+
+def _two_cameras(tmp: Path, db: Path, url: Path) -> Path:
+    return _config(
+        tmp,
+        f"""
+[gallery]
+url = "{db}"
+
+[[cameras]]
+name = "left"
+url = "{url}"
+every = 2
+
+[[cameras]]
+name = "right"
+url = "{url}"
+every = 3
+""",
+    )
+
+
+def test_two_cameras_record_their_unknowns_in_one_store(setup: Path, strangers: Path, tmp_path: Path) -> None:
+    db = _stranger_gallery(strangers, tmp_path)
+    result = CliRunner().invoke(main, ["watch", "--config", str(_two_cameras(tmp_path, db, setup / "shot"))])
+    assert result.exit_code == 0, result.output
+    assert "left: watched" in result.stderr and "right: watched" in result.stderr
+    assert (tmp_path / "g.unknowns.db").is_file()
+    listed = CliRunner().invoke(main, ["unknowns", "list", "--all", "--json", "--db", str(db)])
+    assert listed.exit_code == 0, listed.output
+    clusters = _lines(listed.output)
+    assert {s for c in clusters for s in c["sources"]} == {"left", "right"}
+    # The same person seen by both cameras is one recurring visitor.
+    assert any(sorted(c["sources"]) == ["left", "right"] and c["recurring"] for c in clusters), clusters
+
+
+def test_no_unknowns_records_nothing(setup: Path, strangers: Path, tmp_path: Path) -> None:
+    db = _stranger_gallery(strangers, tmp_path)
+    config = _two_cameras(tmp_path, db, setup / "shot")
+    result = CliRunner().invoke(main, ["watch", "--config", str(config), "--no-unknowns", "left"])
+    assert result.exit_code == 0, result.output
+    assert "unknown" in result.stderr  # Lin stayed unknown: there was something to record
+    assert not (tmp_path / "g.unknowns.db").exists()
+
+
+def test_ctrl_c_still_writes_what_the_cameras_recorded(setup: Path, strangers: Path, tmp_path: Path) -> None:
+    """Cameras that never end (played in a loop): Ctrl-C stops them, and the unknown tracks
+    they were following are stored before watch returns, every camera's."""
+    import _thread
+    import threading
+    import time
+    from collections.abc import Callable, Iterator
+    from contextlib import contextmanager
+
+    from facesense.cli.watch_config import watch_config
+    from facesense.config import load_config
+    from facesense.gallery.sqlite_unknowns import SQLiteUnknownStore
+
+    db = _stranger_gallery(strangers, tmp_path)
+    config = load_config(_two_cameras(tmp_path, db, setup / "shot"))
+    pressed = threading.Event()
+
+    @contextmanager
+    def ctrl_c_soon(stop: Callable[[], None]) -> Iterator[None]:
+        cams = stop.__self__  # type: ignore[attr-defined]  # watch_config hands over MultiCamera.stop
+        done = threading.Event()
+
+        def press() -> None:
+            # Once both cameras have followed Lin long enough for him to settle as unknown.
+            while not done.wait(0.1):
+                if all(s.frames >= 30 for s in cams.statuses()):
+                    pressed.set()
+                    _thread.interrupt_main()
+                    return
+
+        presser = threading.Thread(target=press, daemon=True)
+        presser.start()
+        try:
+            yield
+        finally:
+            done.set()
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        watch_config(config, only=None, loop=True, realtime=True, mqtt=None, stop_signal=ctrl_c_soon)
+    assert pressed.is_set() and time.monotonic() - started < 60
+    with SQLiteUnknownStore(tmp_path / "g.unknowns.db") as store:
+        state, _ = store.load()
+    assert state is not None
+    assert {record.source for _, _, record in state.records} == {"left", "right"}

@@ -320,7 +320,7 @@ def test_the_schema_documents_the_routes(make_client: MakeClient, db: Path) -> N
 
 
 def test_served_sources_record_unknowns_unless_told_not_to(make_client: MakeClient, tmp_path: Path, examples_dir: Path) -> None:
-    from facesense.web.unknowns import SourceUnknownsSink
+    from facesense.sinks.unknowns import SourceUnknownsSink
 
     clip = str(examples_dir / "short_hamilton_clip.mp4")
     on = make_client(db=tmp_path / "a.db", sources=(clip,), start_sources=False)

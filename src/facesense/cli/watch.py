@@ -306,7 +306,8 @@ def watch(
     if config_path is not None:
         _watch_with_config(config_path, source, db=db, threshold=threshold, every=every, min_face_px=min_face_px,
                            detector_kind=detector_kind, events_path=events_path, output=output,
-                           segment_minutes=segment_minutes, loop=loop, realtime=realtime, mqtt_settings=mqtt_settings)  # fmt: skip
+                           segment_minutes=segment_minutes, loop=loop, realtime=realtime, mqtt_settings=mqtt_settings,
+                           record_unknowns=record_unknowns)  # fmt: skip
         return
     if source is None:
         raise click.UsageError("give a SOURCE to watch, or --config facesense.toml")
@@ -414,6 +415,7 @@ def _watch_with_config(
     loop: bool,
     realtime: bool,
     mqtt_settings: Any,
+    record_unknowns: bool,
 ) -> None:
     """``watch --config``: the file's cameras, the flags given on the command line over it."""
     from facesense.cli.watch_config import watch_config
@@ -441,7 +443,8 @@ def _watch_with_config(
         output=str(output) if output is not None else None,
         segment_minutes=segment_minutes,
     )
-    watch_config(config, only=camera, loop=loop, realtime=realtime, mqtt=mqtt_settings, stop_signal=_stop_on_sigterm)
+    watch_config(config, only=camera, loop=loop, realtime=realtime, mqtt=mqtt_settings, record_unknowns=record_unknowns,
+                 stop_signal=_stop_on_sigterm)  # fmt: skip
 
 
 def _make_sinks(
@@ -502,15 +505,9 @@ def _unknowns_sink(db: str | None, model_id: str) -> Sink:
     database that is away never stops the watch.
     """
     from facesense.gallery.location import parse_location
-    from facesense.gallery.unknowns import UnknownStore, open_unknown_store
-    from facesense.sinks.unknowns import UnknownsSink, UnknownsWriter
+    from facesense.sinks.unknowns import UnknownsSink, make_writer
 
-    location = parse_location(db)
-
-    def open_store() -> UnknownStore:
-        return open_unknown_store(location)
-
-    return UnknownsSink(UnknownsWriter(open_store, model_id=model_id), model_id=model_id)
+    return UnknownsSink(make_writer(parse_location(db), model_id), model_id=model_id)
 
 
 def _close_quietly(sink: Any) -> None:

@@ -4,8 +4,12 @@ The cameras run in one :class:`facesense.multicam.MultiCamera`: one copy of each
 model calls on one inference thread (embeddings batched across cameras), so N cameras
 share the cores instead of fighting over them. Each camera gets the sinks the file
 names (``[sinks.events]`` / ``[sinks.video]`` with ``{camera}`` in the path, one shared
-MQTT connection for ``[sinks.mqtt]`` or ``--mqtt``). The closing lines give each
-camera's frames, fps, dropped frames and the people it named.
+MQTT connection for ``[sinks.mqtt]`` or ``--mqtt``). With a gallery, every camera's
+tracks that stay unknown are recorded in the gallery's unknowns store, as ``watch
+SOURCE`` does: one :class:`~facesense.sinks.unknowns.UnknownsWriter` for the process, a
+:class:`~facesense.sinks.unknowns.SourceUnknownsSink` per camera, the writer flushed
+and closed once every camera has ended (off with ``--no-unknowns``). The closing lines
+give each camera's frames, fps, dropped frames and the people it named.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ if TYPE_CHECKING:
     from facesense.multicam import CameraSpec
     from facesense.sinks.base import Sink
     from facesense.sinks.mqtt import MqttSettings
+    from facesense.sinks.unknowns import UnknownsWriter
     from facesense.types import Event
 
 logger = logging.getLogger("facesense.cli")
@@ -102,6 +107,7 @@ def watch_config(
     realtime: bool,
     mqtt: MqttSettings | None,
     threads: int | None = None,
+    record_unknowns: bool = True,
     stop_signal: Any = None,
 ) -> None:
     """Run the cameras of ``config`` until they end (files) or SIGTERM / Ctrl-C.
@@ -113,6 +119,8 @@ def watch_config(
         realtime: play files at their own frame rate, as cameras would send them.
         mqtt: ``--mqtt`` settings (else the file's ``[sinks.mqtt]``).
         threads: inference threads (``None``: every core).
+        record_unknowns: record the tracks that stay unknown in the gallery's unknowns
+            store (needs a gallery).
         stop_signal: a context manager factory that calls its argument on SIGTERM.
 
     Raises:
@@ -122,9 +130,11 @@ def watch_config(
     from facesense.capture import CaptureConfig
     from facesense.cli.watch import _open_matcher
     from facesense.embed import make_embedder
+    from facesense.gallery.location import parse_location
     from facesense.multicam import CameraState, MultiCamera
     from facesense.sinks.files import camera_file_sinks
     from facesense.sinks.mqtt import open_mqtt_sink, settings_from_config
+    from facesense.sinks.unknowns import SourceUnknownsSink, make_writer
 
     specs = camera_specs(config, only)
     mqtt_settings = settings_from_config(config, mqtt)
@@ -144,11 +154,19 @@ def watch_config(
         mqtt_sink = open_mqtt_sink(mqtt_settings, store)
         if mqtt_sink is not None:
             stack.callback(mqtt_sink.close)
+        writer = None
+        if record_unknowns and store is not None:
+            writer = make_writer(parse_location(config.gallery.url), embedder.model_id)
+            # Closed after the cameras (the `with cams` below ends first): their last
+            # tracks leave as the pipelines finish, and what they queued is written.
+            stack.callback(_close_writer, writer)
 
         def sinks(spec: CameraSpec, source: VideoSource) -> list[Sink]:
             out = camera_file_sinks(config, spec.name, source)
             if mqtt_sink is not None:
                 out.append(mqtt_sink.shared())
+            if writer is not None:
+                out.append(SourceUnknownsSink(writer, embedder.model_id))
             return out
 
         cams = MultiCamera(
@@ -188,3 +206,10 @@ def watch_config(
         from facesense.errors import SourceError
 
         raise SourceError(f"no camera could be watched: {failed[0].name}: {failed[0].error}")
+
+
+def _close_writer(writer: UnknownsWriter) -> None:
+    """Write what the cameras queued (bounded wait), then close the unknowns store."""
+    writer.close()
+    if writer.stored:
+        logger.info("unknowns: %d unknown track(s) recorded (%d recurring)", writer.stored, writer.recurring)

@@ -61,6 +61,14 @@ def _stop_on_signals(stop: Any) -> Iterator[None]:
 @click.option("--stream", "stream_at", metavar="HOST:PORT", default=None, help="Serve the cameras' live video here, for facesense serve to relay (e.g. 0.0.0.0:8090).")
 @click.option("--advertise", default=None, metavar="HOST", help="Host name other machines reach --stream by [default: its host, or this machine's name].")
 @click.option("--token", envvar="FACESENSE_TOKEN", default=None, help="The fleet's shared secret: --stream requires it from clients [env FACESENSE_TOKEN].")
+@click.option(
+    "--unknowns/--no-unknowns",
+    "record_unknowns",
+    default=True,
+    show_default=True,
+    help="Record the cameras' tracks that stay unknown in the fleet database's unknowns store, grouped into "
+    "recurring visitors (see `facesense unknowns`).",
+)
 def worker(
     config_path: Path,
     db: str | None,
@@ -75,6 +83,7 @@ def worker(
     stream_at: str | None,
     advertise: str | None,
     token: str | None,
+    record_unknowns: bool,
 ) -> None:
     """Run cameras of a fleet: claim the cameras of --config through leases in the
     PostgreSQL database, up to a fair share while other workers are alive (all of
@@ -107,7 +116,8 @@ def worker(
 
     stream = parse_bind(stream_at) if stream_at is not None else None
     fleet_worker = Worker(
-        config, config.gallery.url, worker_id=worker_id, threads=threads, stream=stream, token=token or None, advertise=advertise
-    )
+        config, config.gallery.url, worker_id=worker_id, threads=threads, stream=stream, token=token or None,
+        advertise=advertise, record_unknowns=record_unknowns,
+    )  # fmt: skip
     with _stop_on_signals(fleet_worker.stop):
         fleet_worker.run()

@@ -17,7 +17,12 @@ run N x cores threads. Each camera's pipeline also carries a :class:`LeaseGuard`
 that ends it before the next frame once this process can no longer be sure it holds
 the lease, whatever the heartbeat thread is stuck on. Events go to the PostgreSQL
 event log (:class:`~facesense.gallery.postgres_events.PostgresEventStore`), so every
-machine's events are in one place, with the camera's name as their source.
+machine's events are in one place, with the camera's name as their source. Tracks that
+stay unknown are recorded in the gallery's unknowns store (in the same database,
+:mod:`facesense.gallery.postgres_unknowns`), as ``watch`` and ``serve`` do: one
+:class:`~facesense.sinks.unknowns.UnknownsWriter` for the worker, a
+:class:`~facesense.sinks.unknowns.SourceUnknownsSink` per camera run, the writer
+flushed and closed after the last camera stopped.
 
 A video file or image folder in the camera list stands in for a camera: it is played
 at its own frame rate, again and again (``CaptureConfig(loop=True, realtime=True)``).
@@ -45,6 +50,7 @@ if TYPE_CHECKING:
     from facesense.multicam import CameraSpec, MultiCamera
     from facesense.recognize import LiveMatcher
     from facesense.sinks.base import Sink
+    from facesense.sinks.unknowns import UnknownsWriter
     from facesense.types import Event, FrameResult
 
 logger = logging.getLogger(__name__)
@@ -121,6 +127,8 @@ class Worker:
             address recorded in each camera's lease row for ``facesense serve`` to relay.
         token: the fleet's shared secret, required by the video server.
         advertise: the host name other machines reach the video server by.
+        record_unknowns: record the tracks that stay unknown in the gallery's unknowns
+            store (grouped into recurring visitors, see ``facesense unknowns``).
 
     Raises:
         ConfigError: no cameras, or ``db`` is not a PostgreSQL URL.
@@ -137,6 +145,7 @@ class Worker:
         stream: tuple[str, int] | None = None,
         token: str | None = None,
         advertise: str | None = None,
+        record_unknowns: bool = True,
     ) -> None:
         from facesense.gallery.location import parse_location
 
@@ -160,6 +169,8 @@ class Worker:
         self._matcher: LiveMatcher | None = None
         self._events: EventLog | None = None
         self._embedder: Any = None
+        self.record_unknowns = record_unknowns
+        self._unknowns: UnknownsWriter | None = None
         self._mqtt: Any = None
         self._mqtt_settings: Any = None
         self._stream_at, self._token, self._advertise = stream, token, advertise
@@ -217,6 +228,10 @@ class Worker:
         self._matcher = LiveMatcher(self._store, self._embedder.model_id, threshold=rec.threshold)
         self._matcher.refresh()  # a gallery of another model fails here, not on the first face
         self._events = open_event_log(parse_location(self.db))
+        if self.record_unknowns:
+            from facesense.sinks.unknowns import make_writer
+
+            self._unknowns = make_writer(parse_location(self.db), self._embedder.model_id)
         if self._mqtt_settings is not None:
             from facesense.sinks.mqtt import open_mqtt_sink
 
@@ -241,6 +256,9 @@ class Worker:
         except GalleryError as exc:
             logger.warning("worker %s: could not release the leases (they expire by themselves): %s", self.worker_id, exc)
         self.leases.close()
+        unknowns, self._unknowns = self._unknowns, None
+        if unknowns is not None:
+            unknowns.close()  # after the cameras: what their last tracks queued is written
         for closing in (self._video, self._mqtt, self._matcher, self._events, self._store):
             if closing is not None:
                 try:
@@ -331,6 +349,10 @@ class Worker:
             embedder = self._cams.embedder if self._cams is not None and self._cams.embedder is not None else self._embedder
             view: Any = _CameraView(spec.name, spec.url)
             sinks.append(WebSink(view, embedder, self._events, unknown_after_frames=UNKNOWN_AFTER_FRAMES))
+        if self._unknowns is not None:
+            from facesense.sinks.unknowns import SourceUnknownsSink
+
+            sinks.append(SourceUnknownsSink(self._unknowns, self._embedder.model_id))  # one writer for every camera
         if self._mqtt is not None:
             sinks.append(self._mqtt.shared())  # one connection for every camera
         if self._video is not None:
@@ -376,4 +398,3 @@ class Worker:
                 cams.remove(name)
                 self._failed_at[name] = now
                 cams.add(self._spec(name))
-

@@ -16,6 +16,12 @@ when the database goes away it logs once, keeps the records queued, and retries 
 growing pause; a store of another model's records turns recording off, with one error.
 Record times are wall-clock: frames of a file (media seconds) are shifted by when the
 run started.
+
+Where several pipelines record at once (the sources of ``facesense serve``, the cameras
+of ``facesense watch --config`` and ``facesense worker``), the process builds one writer
+(:func:`make_writer`) and gives each pipeline a :class:`SourceUnknownsSink`, which
+leaves the writer open when its pipeline ends; the process closes the writer once
+every pipeline has ended.
 """
 
 from __future__ import annotations
@@ -38,13 +44,14 @@ from facesense.types import EventType
 if TYPE_CHECKING:
     import numpy.typing as npt
 
+    from facesense.gallery.location import GalleryLocation
     from facesense.gallery.unknowns import StoredUnknowns, UnknownStore
     from facesense.types import Event, Frame, FrameResult
     from facesense.unknowns import ClusterConfig, CropLimits, TrackRecorder, UnknownRecord
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["UnknownsSink", "UnknownsWriter"]
+__all__ = ["SourceUnknownsSink", "UnknownsSink", "UnknownsWriter", "make_writer"]
 
 QUEUE_SIZE = 256  # records waiting for the database
 MAX_TRACKS = 512  # recorders kept at once; the least recently seen goes first
@@ -294,3 +301,60 @@ class UnknownsSink:
         self._recorders.clear()
         self._unknown.clear()
         self.writer.close()
+
+
+def make_writer(location: GalleryLocation, model_id: str) -> UnknownsWriter:
+    """A writer of unknown records to the unknowns store of the gallery at ``location``
+    (:func:`facesense.gallery.unknowns.open_unknown_store`: beside an SQLite gallery, in
+    a PostgreSQL gallery's database).
+
+    The store is opened on the writer's thread, on the first record (and reopened after
+    a failure): a database that is away never holds up a pipeline, and a run that meets
+    no unknown track leaves no store behind.
+    """
+    from facesense.gallery.unknowns import open_unknown_store
+
+    return UnknownsWriter(lambda: open_unknown_store(location), model_id=model_id)
+
+
+class SourceUnknownsSink:
+    """One pipeline's recorder of unknown tracks, handing records to a writer it does not own.
+
+    Each run of the pipeline gets a fresh :class:`UnknownsSink` (track ids start again
+    with each run); their records all go to ``writer``. :meth:`close` (the end of a
+    run) finishes that run's sink but leaves the writer open: its owner closes it once
+    every pipeline that shares it has ended.
+
+    Args:
+        writer: the shared writer.
+        model_id: the embedder's model id.
+    """
+
+    def __init__(self, writer: UnknownsWriter, model_id: str) -> None:
+        self.writer = writer
+        self.model_id = model_id
+        self._sink: UnknownsSink | None = None
+        self.records = 0  # handed to the writer, over every run
+
+    def _current(self) -> UnknownsSink:
+        if self._sink is None:
+            self._sink = UnknownsSink(self.writer, model_id=self.model_id)
+        return self._sink
+
+    def write(self, result: FrameResult) -> None:
+        """See :meth:`UnknownsSink.write`."""
+        sink = self._current()
+        before = sink.records
+        sink.write(result)
+        self.records += sink.records - before
+
+    def notify(self, events: Sequence[Event]) -> None:
+        """See :meth:`UnknownsSink.notify`."""
+        sink = self._current()
+        before = sink.records
+        sink.notify(events)
+        self.records += sink.records - before
+
+    def close(self) -> None:
+        """The run ended (its tracks left already): the next run starts a fresh sink."""
+        self._sink = None

@@ -45,6 +45,7 @@ from facesense.errors import (
     PayloadTooLargeError,
 )
 from facesense.gallery.events import EventLog
+from facesense.sinks.unknowns import SourceUnknownsSink, make_writer
 from facesense.web.config import ServeConfig, is_loopback
 from facesense.web.live import SourceRunner
 from facesense.web.models import WebModels
@@ -56,7 +57,7 @@ from facesense.web.security import (
     HostCheckMiddleware,
     SecurityHeadersMiddleware,
 )
-from facesense.web.unknowns import SourceUnknownsSink, UnknownsService, make_writer
+from facesense.web.unknowns import UnknownsService
 
 if TYPE_CHECKING:
     from facesense.gallery.base import GalleryStore

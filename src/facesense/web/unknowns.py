@@ -10,10 +10,11 @@
   retried on the fresh state by :class:`~facesense.gallery.unknowns.StoredUnknowns`.
   One lock serialises the service's own requests. Naming enrolls through
   :func:`facesense.unknowns.enroll.enroll_named` with the server's loaded analyzer.
-* :class:`SourceUnknownsSink` is what each watched source adds to its pipeline: a fresh
-  :class:`~facesense.sinks.unknowns.UnknownsSink` per run of the pipeline (track ids start
-  again with each run), all handing records to the app's one
-  :class:`~facesense.sinks.unknowns.UnknownsWriter`, which the app closes at shutdown.
+
+The sources' recorder (:class:`facesense.sinks.unknowns.SourceUnknownsSink`, one per
+watched source, all handing records to the app's one writer from
+:func:`facesense.sinks.unknowns.make_writer`) is the one ``watch --config`` and the
+worker use too.
 """
 
 from __future__ import annotations
@@ -31,14 +32,12 @@ if TYPE_CHECKING:
     from facesense.gallery.base import GalleryStore, Person
     from facesense.gallery.location import GalleryLocation
     from facesense.gallery.unknowns import StoredUnknowns, UnknownStore
-    from facesense.sinks.unknowns import UnknownsSink, UnknownsWriter
-    from facesense.types import Event, FrameResult
     from facesense.unknowns import ClusterSummary, UnknownClusterer
     from facesense.web.models import WebModels
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CROPS_SHOWN", "NamedOutcome", "SourceUnknownsSink", "UnknownsService", "make_writer"]
+__all__ = ["CROPS_SHOWN", "NamedOutcome", "UnknownsService"]
 
 CROPS_SHOWN = 4  # best crops listed per cluster (the page shows them side by side)
 
@@ -340,63 +339,3 @@ def record_dict(record_id: int, r: Any) -> dict[str, Any]:
         "track_id": r.track_id,
         "crop_urls": [crop_url(CropRef(record_id, k)) for k in range(len(r.crops))],
     }
-
-
-# --- the sources' recorder ------------------------------------------------------------------
-
-
-def make_writer(location: GalleryLocation, model_id: str) -> UnknownsWriter:
-    """The app's one writer of unknown records, to the unknowns store of the served gallery.
-
-    The store is opened on the writer's thread (and reopened after a failure), so a
-    database that is away never holds up a source.
-    """
-    from facesense.gallery.unknowns import open_unknown_store
-    from facesense.sinks.unknowns import UnknownsWriter
-
-    return UnknownsWriter(lambda: open_unknown_store(location), model_id=model_id)
-
-
-class SourceUnknownsSink:
-    """One source's recorder of unknown tracks (in :attr:`SourceRunner.extra_sinks`).
-
-    Each run of the source's pipeline gets a fresh
-    :class:`~facesense.sinks.unknowns.UnknownsSink`; its records go to the shared
-    ``writer``. :meth:`close` (the end of a run) finishes that run's sink but leaves the
-    writer open: its owner closes it.
-
-    Args:
-        writer: the app's writer.
-        model_id: the embedder's model id.
-    """
-
-    def __init__(self, writer: UnknownsWriter, model_id: str) -> None:
-        self.writer = writer
-        self.model_id = model_id
-        self._sink: UnknownsSink | None = None
-        self.records = 0  # handed to the writer, over every run
-
-    def _current(self) -> UnknownsSink:
-        if self._sink is None:
-            from facesense.sinks.unknowns import UnknownsSink
-
-            self._sink = UnknownsSink(self.writer, model_id=self.model_id)
-        return self._sink
-
-    def write(self, result: FrameResult) -> None:
-        """See :meth:`facesense.sinks.unknowns.UnknownsSink.write`."""
-        sink = self._current()
-        before = sink.records
-        sink.write(result)
-        self.records += sink.records - before
-
-    def notify(self, events: Sequence[Event]) -> None:
-        """See :meth:`facesense.sinks.unknowns.UnknownsSink.notify`."""
-        sink = self._current()
-        before = sink.records
-        sink.notify(events)
-        self.records += sink.records - before
-
-    def close(self) -> None:
-        """The run ended (its tracks left already): the next run starts a fresh sink."""
-        self._sink = None
