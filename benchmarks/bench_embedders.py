@@ -5,7 +5,9 @@ with the default image detector, then times ``make_embedder(kind).embed(image, f
 (the object production runs: one call embeds all faces, in batches of 16) for each kind,
 round-robin so that every kind sees the same machine load. Prints the median wall and
 process-CPU milliseconds per face, each kind's ratio to the first (the default fusion
-unless ``--kinds`` says otherwise), the converted model sizes and the CPU line.
+unless ``--kinds`` says otherwise), the converted model sizes, the CPU line and the
+onnxruntime version (both decide which kernels run: the ratios differ between an AVX2
+and an AVX-512 VNNI CPU, where INT8 FaceNet is relatively faster).
 
     python benchmarks/bench_embedders.py [--faces 16] [--repeats 15] [--kinds fusion,facenet+dlib+sface,...]
 """
@@ -57,13 +59,18 @@ def main() -> None:
             e.embed(image, faces)
             wall[k].append((time.perf_counter() - w0) * 1000 / len(faces))
             cpu[k].append((time.process_time() - c0) * 1000 / len(faces))
+    import onnxruntime
+
     print(cpu_info().describe())
+    print(f"onnxruntime {onnxruntime.__version__}")
     print(f"load average {os.getloadavg()[0]:.2f}; {len(faces)} faces per call; median of {args.repeats}")
     base_w, base_c = statistics.median(wall[kinds[0]]), statistics.median(cpu[kinds[0]])
     print(f"{'embedder':<22} {'dim':>4} {'wall ms/face':>12} {'x':>5} {'cpu ms/face':>11} {'x':>5} {'merged':>6}")
     for k, e in embedders.items():
         w, c = statistics.median(wall[k]), statistics.median(cpu[k])
-        print(f"{k:<22} {e.dim:>4} {w:12.2f} {w / base_w:5.2f} {c:11.2f} {c / base_c:5.2f} {getattr(e, 'merged', '-')!s:>6}")
+        print(
+            f"{k:<22} {e.dim:>4} {w:12.2f} {w / base_w:5.2f} {c:11.2f} {c / base_c:5.2f} {getattr(e, 'merged', '-')!s:>6}"
+        )
     sizes = {}
     for e in embedders.values():
         for p in getattr(e, "parts", (e,)):

@@ -1,4 +1,8 @@
-"""SFace's int8 block-quantised ONNX -> FP32 for ONNX Runtime: OpenCV's embeddings, a cache that heals, clear errors."""
+"""SFace's int8 block-quantised ONNX -> FP32 for ONNX Runtime: OpenCV's embeddings, a cache that heals, clear errors.
+
+Also the graph rewrites the conversion uses (:mod:`facesense.models.onnx_fold`'s
+``fold_batchnorm_into_conv`` and ``fuse_prelu``), on small random graphs.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,19 @@ import pytest
 
 from facesense.errors import ModelError
 from facesense.models import registry, sface_onnx
+from facesense.models.onnx_fold import (
+    drop_unused_inputs,
+    fold_batchnorm_into_conv,
+    fold_weight_dequantization,
+    fuse_prelu,
+)
 from facesense.models.runtime import create_session
 from facesense.models.sface_onnx import (
     EMBEDDING_DIM,
     INPUT_NAME,
     OUTPUT_NAME,
     TARGET_OPSET,
+    check_chip,
     convert_sface,
     sface_onnx_path,
     verify_sface,
@@ -41,8 +52,6 @@ def _opencv_recognizer(tmp_path: Path):  # type: ignore[no-untyped-def]
     OpenCV 5 refuses them too). Only the tests use OpenCV DNN."""
     import cv2
     import onnx
-
-    from facesense.models.onnx_fold import drop_unused_inputs
 
     shipped = registry.packaged_file("sface_2021dec_int8bq")
     model = onnx.load(str(shipped))
@@ -103,7 +112,9 @@ def test_cache_is_reused_and_a_corrupt_copy_rebuilt(sface_file: Path) -> None:
     assert sface_onnx_path() == sface_file
     mtime = sface_file.stat().st_mtime_ns
     assert sface_onnx_path().stat().st_mtime_ns == mtime  # not converted again
-    assert sface_file.name.startswith(f"sface-2021dec-int8bq-{registry.MODELS['sface_2021dec_int8bq'].sha256[:16]}-conv")
+    assert sface_file.name.startswith(
+        f"sface-2021dec-int8bq-{registry.MODELS['sface_2021dec_int8bq'].sha256[:16]}-conv"
+    )
     good = sface_file.read_bytes()
     try:
         sface_file.write_bytes(good[: len(good) // 3])
@@ -177,3 +188,162 @@ def test_module_constants_come_from_the_registry() -> None:
     spec = registry.embedder_spec("sface")
     assert (sface_onnx.INPUT_SIZE_PX, sface_onnx.EMBEDDING_DIM) == (spec.input_size_px, spec.dim) == (112, 128)
     assert "Apache-2.0" in spec.licence and spec.weights == "sface_2021dec_int8bq"
+
+
+def _lfw_chips(lfw_dir: Path) -> np.ndarray:
+    from facesense.detect import make_detector
+    from facesense.embed.sface import SFaceEmbedder
+    from facesense.eval.lfw import select_central_face
+    from facesense.imageio import load_image
+
+    detector, embedder = make_detector(use="image"), SFaceEmbedder()
+    chips = []
+    for rel in LFW_FACES:
+        image = load_image(lfw_dir / rel)
+        faces = detector.detect(image)
+        i = select_central_face(faces, (image.shape[1], image.shape[0]))
+        assert i is not None, rel
+        chips.append(embedder.chips(image, faces[[i]]))
+    return np.concatenate(chips)
+
+
+def test_conversion_fuses_every_prelu_and_batchnorm_and_keeps_the_shipped_networks_embeddings(
+    sface_file: Path, lfw_dir: Path, tmp_path: Path
+) -> None:
+    """The rewrites that make the converted graph fast (no PRelu left, BatchNormalization
+    folded) give the shipped network's embeddings, here run as shipped (only dequantised, its
+    own PRelu and BatchNormalization nodes) on ONNX Runtime: the cosine bound that keeps
+    SFace's calibration valid (>= 0.9999) with a wide margin."""
+    import onnx
+
+    converted = onnx.load(str(sface_file))
+    ops = [n.op_type for n in converted.graph.node]
+    assert "PRelu" not in ops
+    assert ops.count("BatchNormalization") == 2  # after the last PRelu and after the Gemm: no Conv to fold into
+    assert ops.count("Relu") == ops.count("Add") == 27  # one Relu(y) + y * a / (1 - a) per PRelu
+
+    shipped = onnx.load(str(registry.packaged_file("sface_2021dec_int8bq")))
+    fold_weight_dequantization(shipped.graph)
+    drop_unused_inputs(shipped.graph, keep=("data",))
+    assert [n.op_type for n in shipped.graph.node].count("PRelu") == 27
+    reference_path = tmp_path / "sface_folded_only.onnx"
+    onnx.save(shipped, str(reference_path))
+    reference = create_session(reference_path, threads=1)
+
+    chips = np.concatenate([_lfw_chips(lfw_dir), check_chip()[None]])
+    rgb = np.ascontiguousarray(chips[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32)
+    want = np.concatenate([reference.run(None, {"data": rgb[i : i + 1]})[0] for i in range(len(rgb))])
+    (got,) = create_session(sface_file, threads=1).run([OUTPUT_NAME], {INPUT_NAME: chips})
+    cosine = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert len(cosine) == len(LFW_FACES) + 1
+    assert cosine.min() >= 0.99999, cosine
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
+# -- the rewrites on small random graphs -------------------------------------------------
+_C = 8
+
+
+def _toy_model(slopes: list[np.ndarray], *, last_reader: str = "BatchNormalization"):  # type: ignore[no-untyped-def]
+    """x (2, 3, 9, 9) -> Conv 3x3 -> BN -> PRelu -> depthwise Conv 3x3 stride 2 -> BN -> PRelu
+    -> Conv 1x1 -> PRelu -> ``last_reader``: SFace's pattern, random weights."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    inits = []
+
+    def const(name: str, value: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        return name
+
+    def bn(name: str, x: str, c: int) -> onnx.NodeProto:
+        args = [
+            const(f"{name}_g", rng.uniform(0.5, 2, c)),
+            const(f"{name}_b", rng.normal(0, 0.5, c)),
+            const(f"{name}_m", rng.normal(0, 0.5, c)),
+            const(f"{name}_v", rng.uniform(0.2, 3, c)),
+        ]
+        return helper.make_node("BatchNormalization", [x, *args], [name], name=name, epsilon=1e-3)
+
+    nodes = [
+        helper.make_node(
+            "Conv", ["x", const("w1", rng.normal(0, 0.5, (_C, 3, 3, 3)))], ["c1"], name="c1", pads=[1, 1, 1, 1]
+        ),
+        bn("bn1", "c1", _C),
+        helper.make_node("PRelu", ["bn1", const("a1", slopes[0].reshape(-1, 1, 1))], ["p1"], name="p1"),
+        helper.make_node(
+            "Conv",
+            ["p1", const("w2", rng.normal(0, 0.5, (_C, 1, 3, 3)))],
+            ["c2"],
+            name="c2",
+            group=_C,
+            pads=[1, 1, 1, 1],
+            strides=[2, 2],
+        ),
+        bn("bn2", "c2", _C),
+        helper.make_node("PRelu", ["bn2", const("a2", slopes[1].reshape(-1, 1, 1))], ["p2"], name="p2"),
+        helper.make_node(
+            "Conv",
+            ["p2", const("w3", rng.normal(0, 0.5, (_C, _C, 1, 1))), const("b3", rng.normal(0, 1, _C))],
+            ["c3"],
+            name="c3",
+        ),
+        helper.make_node("PRelu", ["c3", const("a3", slopes[2].reshape(-1, 1, 1))], ["p3"], name="p3"),
+    ]
+    if last_reader == "BatchNormalization":
+        nodes.append(bn("y", "p3", _C))
+    else:
+        nodes.append(helper.make_node(last_reader, ["p3"], ["y"], name="y"))
+    graph = helper.make_graph(
+        nodes,
+        "toy",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 3, 9, 9])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, _C, 5, 5])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _run(model) -> np.ndarray:  # type: ignore[no-untyped-def]
+    x = np.random.default_rng(3).normal(0, 2, (2, 3, 9, 9)).astype(np.float32)
+    (y,) = create_session(model.SerializeToString(), threads=1).run(None, {"x": x})
+    return np.asarray(y)
+
+
+def _slopes(*special: float) -> np.ndarray:
+    """Random slopes of both signs, some above 1 (SFace has all three), then ``special``."""
+    rng = np.random.default_rng(len(special))
+    a = rng.uniform(-0.8, 1.3, _C)
+    a[: len(special)] = special
+    return a
+
+
+@pytest.mark.parametrize(
+    ("slopes", "last_reader", "fused"),
+    [
+        ([_slopes(), _slopes(), _slopes()], "BatchNormalization", 3),
+        ([_slopes(0.0, -1.0), _slopes(0.999), _slopes(1.001, 2.0)], "BatchNormalization", 3),
+        ([_slopes(), _slopes(1.0), _slopes()], "BatchNormalization", 2),  # a == 1: cannot divide by 1 - a
+        ([_slopes(), _slopes(), _slopes()], "Sigmoid", 2),  # the last reader is not linear
+    ],
+    ids=["random", "near-singular", "slope-one-kept", "nonlinear-reader-kept"],
+)
+def test_fold_batchnorm_and_fuse_prelu_keep_the_function(
+    slopes: list[np.ndarray], last_reader: str, fused: int
+) -> None:
+    import onnx
+
+    model = _toy_model(slopes, last_reader=last_reader)
+    want = _run(model)
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(model)
+    assert fold_batchnorm_into_conv(rewritten.graph) == 2  # the last BN reads a PRelu, not a Conv
+    assert fuse_prelu(rewritten.graph) == fused
+    onnx.checker.check_model(rewritten)
+    ops = [n.op_type for n in rewritten.graph.node]
+    assert ops.count("PRelu") == 3 - fused
+    assert ops.count("BatchNormalization") == (1 if last_reader == "BatchNormalization" else 0)
+    got = _run(rewritten)
+    assert got.shape == want.shape == (2, _C, 5, 5)
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max(), np.abs(got - want).max()
