@@ -176,6 +176,7 @@ def test_state_round_trip(lfw_small) -> None:
     copy = UnknownClusterer.from_state(clusterer.state())
     assert copy.state().records == clusterer.state().records
     assert copy.state().ignored == clusterer.state().ignored
+    assert copy.state().provisional == clusterer.state().provisional
     a, b = clusterer.add(record(emb[0], model_id, 1e6)), copy.add(record(emb[0], model_id, 1e6))
     assert a == b
 
@@ -223,3 +224,123 @@ def test_track_recorder_keeps_the_best_crops_within_bounds(lfw_dir: Path, lfw_sm
         rec.add(emb[0], seen_at=1.0, quality=1.5)
     with pytest.raises(ConfigError, match="both image and xyxy"):
         rec.add(emb[0], seen_at=1.0, quality=0.5, image=images[0])
+
+
+# --- the repair rule on synthetic geometry (no model, no data) ---------------------------------
+
+SYNTH = "synthetic/test"
+
+
+def points(dist: list[list[float]], dim: int = 16) -> np.ndarray:
+    """Unit vectors with the given pairwise distances (from their Gram matrix)."""
+    d = np.asarray(dist, np.float64)
+    gram = 1.0 - d**2 / 2.0
+    out = np.zeros((len(d), dim))
+    out[:, : len(d)] = np.linalg.cholesky(gram)
+    return out.astype(np.float32)
+
+
+def synth(e: np.ndarray, t: float = 0.0) -> UnknownRecord:
+    return record(e, SYNTH, t)
+
+
+# A1 and B1 (two people) are close enough to pair; A2, A's second face, is near A1 and far from B1.
+A1_B1_A2 = [[0.0, 0.45, 0.2], [0.45, 0.0, 0.6], [0.2, 0.6, 0.0]]
+
+
+def test_a_wrong_pair_is_undone_when_a_later_record_shows_it() -> None:
+    a1, b1, a2 = points(A1_B1_A2)
+    clusterer = UnknownClusterer(SYNTH, ClusterConfig(eps=0.5))
+    first, second = clusterer.add(synth(a1)), clusterer.add(synth(b1))
+    assert second.cluster_id == first.cluster_id and second.size == 2  # provisional
+    third = clusterer.add(synth(a2))
+    assert third.moved == (second.record_id,)
+    assert third.cluster_id == first.cluster_id and third.size == 2
+    assert clusterer.cluster_of(second.record_id) != first.cluster_id
+    assert clusterer.summary(clusterer.cluster_of(second.record_id)).size == 1
+
+
+def test_settled_records_never_move() -> None:
+    """Records loaded without their provisional flags (a store that does not keep them) stay put."""
+    from dataclasses import replace
+
+    a1, b1, a2 = points(A1_B1_A2)
+    clusterer = UnknownClusterer(SYNTH, ClusterConfig(eps=0.5))
+    clusterer.add(synth(a1))
+    clusterer.add(synth(b1))
+    state = clusterer.state()
+    assert state.provisional == frozenset({1, 2})
+    kept = UnknownClusterer.from_state(state, ClusterConfig(eps=0.5))
+    assert kept.state().provisional == state.provisional
+    assert kept.add(synth(a2)).moved == (2,)
+    settled = UnknownClusterer.from_state(replace(state, provisional=frozenset()), ClusterConfig(eps=0.5))
+    third = settled.add(synth(a2))
+    assert third.moved == () and settled.cluster_of(1) == settled.cluster_of(2) == third.cluster_id
+
+
+def test_a_persons_merge_is_never_undone() -> None:
+    # B1 is too far from A1 to pair (0.55 > eps); the person says they are one anyway.
+    a1, b1, a2 = points([[0.0, 0.55, 0.2], [0.55, 0.0, 0.6], [0.2, 0.6, 0.0]])
+    rng = np.random.default_rng(0)
+    clusterer = UnknownClusterer(SYNTH, ClusterConfig(eps=0.5))
+    ca, cb = clusterer.add(synth(a1)).cluster_id, clusterer.add(synth(b1)).cluster_id
+    assert ca != cb
+    clusterer.merge(ca, cb)
+    assert clusterer.state().provisional == frozenset()
+    for _ in range(6):  # more of A, each pulling towards A1 and away from B1
+        e = a2 + 0.05 * rng.standard_normal(a2.shape).astype(np.float32)
+        clusterer.add(synth(e / np.linalg.norm(e)))
+    assert clusterer.cluster_of(1) == clusterer.cluster_of(2) == ca
+
+
+def test_ignoring_settles_a_cluster() -> None:
+    a1, b1, a2 = points(A1_B1_A2)
+    clusterer = UnknownClusterer(SYNTH, ClusterConfig(eps=0.5))
+    cid = clusterer.add(synth(a1)).cluster_id
+    clusterer.add(synth(b1))
+    clusterer.ignore(cid)
+    third = clusterer.add(synth(a2))
+    assert third.moved == () and third.suppressed and clusterer.summary(cid).size == 3
+
+
+def two_tight_groups(shift: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three records around each of two means ``shift`` apart, spread ~0.07 around their means."""
+    rng = np.random.default_rng(seed)
+    a, b = points([[0.0, shift], [shift, 0.0]], dim=64)
+    out = []
+    for centre in (a, b):
+        rows = centre + 0.07 / np.sqrt(64) * rng.standard_normal((3, 64))
+        out.append((rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32))
+    return out[0], out[1]
+
+
+@pytest.mark.parametrize(("separation", "clusters"), [(None, 1), (3.0, 2)])
+def test_separation_keeps_two_tight_groups_apart(separation: float | None, clusters: int) -> None:
+    # The RMS linkage between the groups (~0.36) is within eps, but their means are ~0.35
+    # apart while each group's records lie ~0.07 from their own mean.
+    group_a, group_b = two_tight_groups(0.35)
+    clusterer = UnknownClusterer(SYNTH, ClusterConfig(eps=0.5, separation=separation))
+    for e in [*group_a, *group_b]:
+        clusterer.add(synth(e))
+    assert len(clusterer.clusters()) == clusters
+    if clusters == 2:
+        assert [s.record_ids for s in clusterer.clusters(min_size=1)] in ([(1, 2, 3), (4, 5, 6)], [(4, 5, 6), (1, 2, 3)])
+
+
+def test_records_settle_once_enough_newer_ones_joined() -> None:
+    group, _ = two_tight_groups(0.35)
+    more, _ = two_tight_groups(0.35, seed=1)
+    clusterer = UnknownClusterer(SYNTH, ClusterConfig(eps=0.5, settle=2))
+    for e in [*group, more[0]]:
+        clusterer.add(synth(e))
+    assert clusterer.summary(1).size == 4
+    assert clusterer.state().provisional == frozenset({3, 4})
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"join_far": 0.0}, {"merge_far": 1.5}, {"separation": 0.0}, {"separation": float("nan")}, {"min_variance": 0.0}, {"settle": -1}],
+)
+def test_bad_rule_settings_are_refused(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ConfigError):
+        ClusterConfig(**kwargs)

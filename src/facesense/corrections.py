@@ -23,6 +23,7 @@ matchers apply the corrections (:mod:`facesense.match`, "Corrections")::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable
@@ -131,7 +132,8 @@ class Corrections:
         event = self._event(event_id)
         wrong = self._enrolled(name)
         face = self._face(event)
-        nid = self.store.add_negative(wrong, face, source=event_source(event_id))
+        # The same face said "not X" before (another event of the same photo or crop): X has it.
+        nid = None if self._is_negative(wrong, face) else self.store.add_negative(wrong, face, source=event_source(event_id))
         return self._mark(event, f"not {wrong}", wrong=wrong, right=None, negative_id=nid, sample_id=None)
 
     def is_person(self, event_id: int, name: str) -> Correction:
@@ -154,8 +156,12 @@ class Corrections:
         if wrong == right:
             raise ConflictError(f"event {event_id} was recognised as {right!r} already")
         sample = self._sample_of(event, right, face)
-        if self._is_negative(wrong, sample):
-            # "not X" came first (from this event or the same crop): X has the negative already.
+        if self._is_negative(wrong, sample) or self._is_negative(wrong, face):
+            # "not X" came first (from this event or the same crop): X has the negative
+            # already, made from the event's embedding. Y's sample gets that embedding too:
+            # re-embedded from the crop it would lie a little off, and the same face seen
+            # again would be nearer X's negative than Y's sample, so named nobody.
+            sample = dataclasses.replace(sample, embedding=face.embedding)
             (sid,) = self.store.add_samples(right, [sample], create=False)
             nid: int | None = None
         else:

@@ -206,7 +206,7 @@ def eval_identify(
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--cache", "cache", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Reuse/store the embeddings in this .npz (the same file as `eval identify --cache`).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the records' arrival order.")
-@click.option("--link-far", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None, help="Linkage radius as an impostor-pair share [default: facesense.unknowns.ClusterConfig's].")
+@click.option("--link-far", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None, help="Radius for pairing two records seen once, as an impostor-pair share (the join and merge radii keep their defaults) [default: facesense.unknowns.ClusterConfig's].")
 @click.option("--no-baselines", is_flag=True, help="Skip scikit-learn's batch DBSCAN and average-linkage rows.")
 @embedder_option()
 def eval_cluster(

@@ -7,36 +7,61 @@ second record joins it. Each :meth:`~UnknownClusterer.add` returns an
 :class:`Assignment`: the record's id, its cluster, whether that cluster is recurring
 and whether it is ignored (the caller then reports nothing).
 
-**The rule** (incremental average linkage under a density radius). The linkage of a
-record ``x`` to a cluster ``C`` is the root-mean-square distance from ``x`` to ``C``'s
-records; between two clusters, the RMS distance over all their cross pairs. For unit
-embeddings both come from the clusters' sums alone::
+**The rule** (incremental average linkage under a density radius, with local repair).
+The linkage of a record ``x`` to a cluster ``C`` is the root-mean-square distance from
+``x`` to ``C``'s records; between two groups, the RMS distance over all their cross
+pairs. For unit embeddings both come from the groups' sums alone::
 
     rms(A, B)**2 = 2 - 2 * mean(A) . mean(B)        (mean(A): the unnormalised mean of A's rows)
 
-so a cluster costs one ``D``-vector whatever its size. A new record joins the cluster
-of smallest linkage when that linkage is at most ``eps``, else it starts its own; after
-a join, the grown cluster absorbs any cluster now within ``eps`` of it (repeated until
-none is). ``rms(x, C)**2 = |x - mean(C)|**2 + spread(C)**2``: a cluster's own spread
-uses up its radius, so a loose cluster is hard to join. This is DBSCAN's radius with
+so a cluster costs one ``D``-vector whatever its size, and
+``rms(A, B)**2 = |mean(A) - mean(B)|**2 + spread(A)**2 + spread(B)**2``: a cluster's own
+spread uses up its radius, so a loose cluster is hard to join. Two groups *may link* when
+
+* their linkage is within a radius that depends on what is linked: ``eps`` for two
+  records seen once (a pair), ``join_eps`` for one record and a cluster of several,
+  ``merge_eps`` for two clusters of several; and
+* (``separation``) unless both are single records, their means are no further apart than
+  ``separation`` times what their pooled per-record spread explains
+  (``|mean(A) - mean(B)|**2 <= separation * v * (1/|A| + 1/|B|)``, ``v`` the pooled
+  variance, at least ``min_variance``): two tight groups whose RMS linkage is small only
+  because both are tight stay apart (on LFW: two look-alike politicians).
+
+A record the clusterer placed is *provisional* until its cluster holds ``settle`` records
+newer than it; records a person touched (:meth:`~UnknownClusterer.merge`,
+:meth:`~UnknownClusterer.ignore`) are settled at once. A new record whose linkage to no
+cluster is within the widest radius starts its own. Otherwise the clusters within that
+radius and the record are clustered again, as a batch average linkage would: each
+cluster's settled records as one group, each provisional record on its own, the nearest
+two groups that may link merged first until none may. A provisional record can so leave
+a cluster it was wrongly put in (a wrong early pair is undone by the records that come
+after it); settled records never part. Every cluster that came out of that then absorbs
+any cluster that may link with it (repeated until none may). This is DBSCAN's radius with
 average instead of single linkage: single linkage chains strangers into clusters (on
-LFW, DBSCAN at the same recall reaches a pairwise precision of 0.80 against 0.98; see
-``docs/recognition.md`` and ``facesense eval cluster``).
+LFW, DBSCAN at the same recall reaches a pairwise precision of 0.56 against 0.98; see
+``docs/recognition.md`` and ``facesense eval cluster``). The cost of an add is one
+matrix-vector product over the cluster sums plus a batch over the few groups near the
+record (at most ``settle`` + 1 per cluster nearby).
 
 **eps** is the embedder's own distance scale: the impostor-distance quantile at
 ``ClusterConfig.link_far`` (:meth:`~facesense.models.registry.ScoreNorm.impostor_distance`
 of the model's calibration), the distance that only that share of pairs of different
-people come closer than. A model facesense has not calibrated is refused
-(:class:`~facesense.errors.ConfigError`), unless ``eps`` is given explicitly.
+people come closer than; ``join_eps`` and ``merge_eps`` likewise at ``join_far`` and
+``merge_far``. A model facesense has not calibrated is refused
+(:class:`~facesense.errors.ConfigError`), unless ``eps`` is given explicitly (then it is
+all three radii).
 
 **What a person can do**: :meth:`~UnknownClusterer.name` (returns the cluster's records
 to enroll and forgets them), :meth:`~UnknownClusterer.merge`,
-:meth:`~UnknownClusterer.remove` (a wrong face; a cluster is never split behind the
-user's back), :meth:`~UnknownClusterer.ignore` (later records that fall into the
+:meth:`~UnknownClusterer.remove` (a wrong face; the rest of the cluster stays
+together), :meth:`~UnknownClusterer.ignore` (later records that fall into the
 cluster come back ``suppressed``), and :meth:`~UnknownClusterer.prune` by age and
-count. Every operation is deterministic: the same calls give the same ids and clusters.
+count. The clusterer never undoes them: merged and ignored clusters' records are settled.
+Every operation is deterministic: the same calls give the same ids and clusters.
 :meth:`~UnknownClusterer.state` and :meth:`~UnknownClusterer.from_state` are what a
-store saves and loads (:mod:`facesense.gallery.unknowns`; ``docs/unknowns.md`` for the tables).
+store saves and loads (:mod:`facesense.gallery.unknowns`; ``docs/unknowns.md`` for the
+tables); :attr:`ClustererState.provisional` is the one part a store may leave out (its
+records then load settled).
 """
 
 from __future__ import annotations
@@ -72,11 +97,20 @@ class ClusterConfig:
     """How unknown records are grouped and how many are kept.
 
     Attributes:
-        link_far: ``eps`` is the model's impostor-distance quantile at this share of
-            pairs of different people (see the module docstring).
+        link_far: ``eps``, the radius for two records seen once to form a pair, is the
+            model's impostor-distance quantile at this share of pairs of different people
+            (see the module docstring).
+        join_far: the same for one record joining a cluster of several (default: ``link_far``).
         merge_far: the same for merging two clusters of several records each (default:
-            ``link_far``); smaller is stricter, since such a merge joins many pairs at once.
-        eps: an explicit linkage radius instead (distance units of the model; then also for merges).
+            ``link_far``).
+        eps: an explicit radius instead of all three (distance units of the model).
+        separation: two groups of which at least one holds several records are also kept
+            apart when their means differ by more than this many times what the groups'
+            own spread explains (``None``: no such test; see the module docstring).
+        min_variance: the pooled spread of that test is at least this (squared distance).
+        settle: a record the clusterer placed stays *provisional* (it may move when a
+            later record shows it fits elsewhere) until its cluster holds this many records
+            newer than it.
         min_size: records that make a cluster *recurring* (reported as a visitor).
         keep_records: :meth:`UnknownClusterer.prune` keeps at most this many records.
         keep_days: ... and drops records last seen longer ago than this.
@@ -85,9 +119,13 @@ class ClusterConfig:
         summary_crops: crops a :class:`ClusterSummary` carries (the best of its records').
     """
 
-    link_far: float = 4e-5
-    merge_far: float | None = None
+    link_far: float = 3e-5
+    join_far: float | None = 6e-5
+    merge_far: float | None = 5e-5
     eps: float | None = None
+    separation: float | None = 3.0
+    min_variance: float = 0.02
+    settle: int = 8
     min_size: int = 2
     keep_records: int = 5_000
     keep_days: float = 30.0
@@ -95,12 +133,18 @@ class ClusterConfig:
     summary_crops: int = 6
 
     def __post_init__(self) -> None:
-        if not 0 < self.link_far < 1:
-            raise ConfigError(f"link_far must be in (0, 1), got {self.link_far}")
-        if self.merge_far is not None and not 0 < self.merge_far < 1:
-            raise ConfigError(f"merge_far must be in (0, 1), got {self.merge_far}")
+        for key in ("link_far", "join_far", "merge_far"):
+            far = getattr(self, key)
+            if far is not None and not 0 < far < 1:
+                raise ConfigError(f"{key} must be in (0, 1), got {far}")
         if self.eps is not None and not (math.isfinite(self.eps) and 0 < self.eps < 2):
             raise ConfigError(f"eps must be a distance in (0, 2), got {self.eps}")
+        if self.separation is not None and not (math.isfinite(self.separation) and self.separation > 0):
+            raise ConfigError(f"separation must be > 0 or None, got {self.separation}")
+        if not (math.isfinite(self.min_variance) and self.min_variance > 0):
+            raise ConfigError(f"min_variance must be > 0, got {self.min_variance}")
+        if self.settle < 0:
+            raise ConfigError(f"settle must be >= 0, got {self.settle}")
         if self.min_size < 2:
             raise ConfigError(f"min_size must be >= 2, got {self.min_size}")
         if self.keep_records < 1:
@@ -140,6 +184,7 @@ class Assignment:
         suppressed: the cluster is ignored; report nothing.
         linkage: RMS distance to the cluster joined, ``None`` when it started its own.
         merged: ids of clusters absorbed as a result of this record.
+        moved: ids of other (provisional) records this record moved to another cluster.
     """
 
     record_id: int
@@ -149,6 +194,7 @@ class Assignment:
     suppressed: bool
     linkage: float | None
     merged: tuple[int, ...] = ()
+    moved: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -212,6 +258,9 @@ class ClustererState:
         records: ``(record_id, cluster_id, record)``, by record id.
         ignored: ids of ignored clusters.
         next_record_id, next_cluster_id: the counters.
+        provisional: ids of records the clusterer placed and may still move (see
+            :attr:`ClusterConfig.settle`). A store that does not keep them loads every
+            record as settled: the clusterer then never moves them, which is always safe.
     """
 
     model_id: str
@@ -219,6 +268,7 @@ class ClustererState:
     ignored: frozenset[int]
     next_record_id: int
     next_cluster_id: int
+    provisional: frozenset[int] = frozenset()
 
 
 class _Slots:
@@ -264,9 +314,12 @@ class UnknownClusterer:
         self.model_id = model_id
         self.config = config or ClusterConfig()
         self.eps = eps_for(model_id, self.config)
-        self.merge_eps = self.eps
+        self.join_eps = self.merge_eps = self.eps
+        if self.config.eps is None and self.config.join_far is not None:
+            self.join_eps = eps_for(model_id, ClusterConfig(link_far=self.config.join_far))
         if self.config.eps is None and self.config.merge_far is not None:
             self.merge_eps = eps_for(model_id, ClusterConfig(link_far=self.config.merge_far))
+        self._widest = max(self.eps, self.join_eps, self.merge_eps)
         self._dim: int | None = None
         self._records: dict[int, UnknownRecord] = {}
         self._record_cluster: dict[int, int] = {}
@@ -276,6 +329,7 @@ class UnknownClusterer:
         self._sums: _Slots | None = None
         self._sizes = np.zeros((0,), np.int64)
         self._ignored: set[int] = set()
+        self._provisional: set[int] = set()  # records the clusterer placed and may still move
         self._next_record = 1
         self._next_cluster = 1
 
@@ -349,6 +403,57 @@ class UnknownClusterer:
         rows = np.flatnonzero(live).astype(np.int64)
         return rows, np.maximum(2.0 - 2.0 * dots[rows], 0.0)
 
+    def _may_link(
+        self,
+        d2: npt.NDArray[np.float64],
+        na: npt.NDArray[np.float64],
+        nb: npt.NDArray[np.float64],
+        qa: npt.NDArray[np.float64],
+        qb: npt.NDArray[np.float64],
+    ) -> npt.NDArray[np.bool_]:
+        """Which groups may link: squared linkage ``d2``, sizes ``na``, ``nb``, squared norms of their sums ``qa``, ``qb``."""
+        one_a, one_b = na == 1, nb == 1
+        radius = np.where(one_a & one_b, self.eps, np.where(one_a | one_b, self.join_eps, self.merge_eps))
+        ok = np.asarray(d2 <= radius**2)
+        sep = self.config.separation
+        if sep is not None:
+            # Two-sample test on the means: their squared distance against what the pooled
+            # per-record spread explains; two records seen once have no spread to test.
+            s2a = np.maximum(1.0 - qa / na**2, 0.0)
+            s2b = np.maximum(1.0 - qb / nb**2, 0.0)
+            df = na + nb - 2.0
+            var = np.maximum((s2a * na + s2b * nb) / np.maximum(df, 1.0), self.config.min_variance)
+            shift2 = np.maximum(d2 - s2a - s2b, 0.0)
+            ok &= (df < 1) | (shift2 <= sep * var * (1.0 / na + 1.0 / nb))
+        return ok
+
+    def _agglomerate(self, sums: npt.NDArray[np.float64], sizes: npt.NDArray[np.float64]) -> list[int]:
+        """Average (RMS) linkage of groups (``sums (m, D)``, ``sizes (m,)``) while :meth:`_may_link`; a label per group."""
+        m = len(sizes)
+        dots = sums @ sums.T
+        n = sizes.astype(np.float64).copy()
+        alive = np.ones(m, bool)
+        labels = list(range(m))
+        while True:
+            q = np.diag(dots).copy()
+            d2 = np.maximum(2.0 - 2.0 * dots / np.outer(n, n), 0.0)
+            ok = self._may_link(d2, n[:, None], n[None, :], q[:, None], q[None, :])
+            ok &= alive[:, None] & alive[None, :]
+            np.fill_diagonal(ok, False)
+            if not ok.any():
+                return labels
+            k = int(np.argmin(np.where(ok, d2, np.inf)))  # ties: the first pair in row order
+            i, j = divmod(k, m)
+            i, j = min(i, j), max(i, j)
+            dots[i] += dots[j]
+            dots[:, i] += dots[:, j]
+            dots[j] = 0.0
+            dots[:, j] = 0.0
+            n[i] += n[j]
+            n[j] = 1.0
+            alive[j] = False
+            labels = [i if v == j else v for v in labels]
+
     def add(self, record: UnknownRecord) -> Assignment:
         """Cluster one record (see the module docstring).
 
@@ -359,29 +464,36 @@ class UnknownClusterer:
         e = self._check(record)
         sums = self._ensure_rows(e.shape[0])
         rows, d2 = self._linkages(e, 1.0)
-        linkage: float | None = None
-        if d2.size:
-            best = int(np.argmin(d2))  # ties: the lowest row; rows are not ordered by age, ids are
-            ties = rows[d2 <= d2[best]]
-            row = min((int(r) for r in ties), key=lambda r: self._cluster_at[r])
-            if d2[best] <= self.eps**2:
-                linkage = math.sqrt(float(d2[best]))
-                cid = self._cluster_at[row]
-            else:
-                cid = self._new_cluster()
-        else:
-            cid = self._new_cluster()
+        near = rows[d2 <= self._widest**2]
         rid = self._next_record
         self._next_record += 1
         self._records[rid] = record
+        self._provisional.add(rid)
+        cid = self._new_cluster()
         self._record_cluster[rid] = cid
         self._members[cid].append(rid)
         slot = self._slot_of[cid]
         sums.rows[slot] += e
         self._sizes[slot] += 1
-        merged = self._absorb(cid) if linkage is not None else ()
+        before = {r: self._record_cluster[r] for c in near.tolist() for r in self._members[self._cluster_at[c]]}
+        fresh = cid
+        merged: list[int] = []
+        if near.size:
+            region = [*sorted(self._cluster_at[int(r)] for r in near), cid]
+            out, gone = self._repair(region)
+            merged.extend(gone)
+            for c in out:
+                if c in self._members:
+                    merged.extend(self._absorb(c))
         cid = self._record_cluster[rid]
-        size = len(self._members[cid])
+        self._settle(cid)
+        members = self._members[cid]
+        linkage: float | None = None
+        if len(members) > 1:
+            rest = sums.rows[self._slot_of[cid]] - e
+            linkage = math.sqrt(max(0.0, 2.0 - 2.0 * float(rest @ e) / (len(members) - 1)))
+        moved = tuple(sorted(r for r, c in before.items() if self._record_cluster.get(r, c) != c))
+        size = len(members)
         return Assignment(
             record_id=rid,
             cluster_id=cid,
@@ -389,28 +501,119 @@ class UnknownClusterer:
             recurring=size >= self.config.min_size,
             suppressed=cid in self._ignored,
             linkage=linkage,
-            merged=merged,
+            merged=tuple(sorted(set(merged) - set(self._members) - {fresh})),
+            moved=moved,
         )
 
+    def _repair(self, region: list[int]) -> tuple[list[int], list[int]]:
+        """Cluster the region's groups again: each cluster's settled records as one, every provisional record alone.
+
+        Returns the region's clusters after, and the ids of those that were emptied.
+        """
+        sums = self._sums
+        if sums is None:  # pragma: no cover - add made the rows
+            return [], []
+        groups: list[list[int]] = []
+        core_of: list[int | None] = []
+        vectors: list[npt.NDArray[np.float64]] = []
+        for cid in region:
+            total = sums.rows[self._slot_of[cid]].copy()
+            loose = [r for r in self._members[cid] if r in self._provisional]
+            core = [r for r in self._members[cid] if r not in self._provisional]
+            for r in loose:
+                v = self._records[r].embedding.astype(np.float64)
+                total -= v
+                groups.append([r])
+                core_of.append(None)
+                vectors.append(v)
+            if core:
+                groups.append(core)
+                core_of.append(cid)
+                vectors.append(total)
+        labels = self._agglomerate(np.stack(vectors), np.asarray([len(g) for g in groups], np.float64))
+        parts: dict[int, list[int]] = {}
+        for g, lab in enumerate(labels):
+            parts.setdefault(lab, []).append(g)
+        # Ids: a part with settled records keeps the oldest of their clusters' ids (a merge);
+        # the others take the id of the region cluster they share most records with.
+        old = {cid: set(self._members[cid]) for cid in region}
+        name: dict[int, int] = {}
+        for lab, gs in parts.items():
+            cores = sorted(c for g in gs if (c := core_of[g]) is not None)
+            if cores:
+                name[lab] = cores[0]
+        taken = set(name.values())
+        held = {lab: {r for g in gs for r in groups[g]} for lab, gs in parts.items()}
+        overlaps = sorted(
+            (-len(held[lab] & old[cid]), cid, lab)
+            for lab in parts
+            if lab not in name
+            for cid in region
+            if held[lab] & old[cid]
+        )
+        for _, cid, lab in overlaps:
+            if lab not in name and cid not in taken:
+                name[lab] = cid
+                taken.add(cid)
+        ignored = {cid for cid in region if cid in self._ignored}
+        for lab in parts:
+            if lab not in name:
+                name[lab] = self._new_cluster()
+        for cid in region:  # empty the region's clusters, then fill them from the parts
+            slot = self._slot_of[cid]
+            sums.rows[slot] = 0.0
+            self._sizes[slot] = 0
+            self._members[cid] = []
+        out: list[int] = []
+        for lab, gs in sorted(parts.items(), key=lambda kv: name[kv[0]]):
+            cid = name[lab]
+            slot = self._slot_of[cid]
+            records = sorted(r for g in gs for r in groups[g])
+            for g in gs:
+                sums.rows[slot] += vectors[g]
+            self._sizes[slot] = len(records)
+            self._members[cid] = records
+            for r in records:
+                self._record_cluster[r] = cid
+            out.append(cid)
+        gone = [cid for cid in region if not self._members[cid]]
+        for cid in gone:
+            if cid in ignored:  # an ignored cluster merged away: the one it went into is ignored
+                for lab in parts:
+                    if held[lab] & old[cid]:
+                        self._ignored.add(name[lab])
+            self._drop_cluster(cid)
+        return out, gone
+
+    def _settle(self, cid: int) -> None:
+        """Settle the provisional records of ``cid`` that ``config.settle`` newer records have joined."""
+        members = self._members[cid]  # oldest first
+        cut = len(members) - self.config.settle
+        for rid in members[: max(cut, 0)]:
+            self._provisional.discard(rid)
+
     def _absorb(self, cid: int) -> tuple[int, ...]:
-        """Merge every cluster within ``eps`` of ``cid`` into it (repeatedly); returns their ids."""
+        """Merge every cluster that may link with ``cid`` into it (repeatedly, nearest first); returns their ids."""
         sums = self._sums
         if sums is None:  # pragma: no cover
             return ()
         absorbed: list[int] = []
         while True:
             slot = self._slot_of[cid]
-            rows, d2 = self._linkages(sums.rows[slot].copy(), float(self._sizes[slot]), exclude=slot)
-            if d2.size == 0:
+            own = sums.rows[slot].copy()
+            n = float(self._sizes[slot])
+            rows, d2 = self._linkages(own, n, exclude=slot)
+            close = d2 <= self._widest**2
+            rows, d2 = rows[close], d2[close]
+            if rows.size == 0:
                 break
-            # A single record joins within eps; clusters of several records each need merge_eps.
-            several = self._sizes[rows] > 1 if self._sizes[slot] > 1 else np.zeros(rows.shape, bool)
-            radius2 = np.where(several, self.merge_eps**2, self.eps**2)
-            close = rows[d2 <= radius2]
-            if close.size == 0:
+            nb = self._sizes[rows].astype(np.float64)
+            qb = np.einsum("ij,ij->i", sums.rows[rows], sums.rows[rows])
+            ok = self._may_link(d2, np.full(rows.shape, n), nb, np.full(rows.shape, float(own @ own)), qb)
+            if not ok.any():
                 break
             # The nearest first, ties to the older id; one at a time, since each merge moves the mean.
-            near = int(np.argmin(np.where(d2 <= radius2, d2, np.inf)))
+            near = int(np.argmin(np.where(ok, d2, np.inf)))
             other = self._cluster_at[int(rows[near])]
             keep, gone = (cid, other) if cid < other else (other, cid)
             self._merge_into(keep, gone)
@@ -544,6 +747,7 @@ class UnknownClusterer:
         self._cluster(other)
         if int(into) == int(other):
             raise ConfigError(f"cannot merge cluster {into} with itself")
+        self._provisional.difference_update(self._members[int(into)] + self._members[int(other)])
         self._merge_into(int(into), int(other))
         return int(into)
 
@@ -565,14 +769,16 @@ class UnknownClusterer:
         Raises:
             NotFoundError: no such cluster.
         """
-        self._cluster(cluster_id)
+        members = self._cluster(cluster_id)
         if ignored:
+            self._provisional.difference_update(members)  # a person looked at these faces
             self._ignored.add(int(cluster_id))
         else:
             self._ignored.discard(int(cluster_id))
 
     def _forget(self, rid: int) -> None:
         record = self._records.pop(rid)
+        self._provisional.discard(rid)
         cid = self._record_cluster.pop(rid)
         members = self._members[cid]
         members.remove(rid)
@@ -632,6 +838,7 @@ class UnknownClusterer:
             ignored=frozenset(self._ignored),
             next_record_id=self._next_record,
             next_cluster_id=self._next_cluster,
+            provisional=frozenset(self._provisional),
         )
 
     @classmethod
@@ -663,6 +870,7 @@ class UnknownClusterer:
         if missing:
             raise ConfigError(f"unknowns state: ignored cluster(s) {sorted(missing)} hold no record")
         out._ignored = set(state.ignored)
+        out._provisional = set(state.provisional) & set(out._records)
         out._next_record = int(state.next_record_id)
         out._next_cluster = int(state.next_cluster_id)
         return out

@@ -64,6 +64,22 @@ class RecognizedFace(BaseModel):
     name: str = Field(description='The person, or "unknown".')
     distance: float | None = Field(description="Distance to the matched identity (None when nobody is enrolled).")
     confidence: float = Field(description="How sure the name is, 0-1.")
+    # Only with ?correctable=true (absent otherwise, so the plain answer stays that of the CLI).
+    event_id: int | None = Field(
+        default=None,
+        description=(
+            "Only with ?correctable=true: the event this face was kept as (`recognized` when it is named, "
+            "`unknown` otherwise, source `upload`); null when it could not be stored."
+        ),
+    )
+    can_correct: bool = Field(
+        default=False,
+        description='Only with ?correctable=true: the name can be corrected ("not X" / "this is Y") with POST /api/events/{event_id}/correct.',
+    )
+    can_name: bool = Field(
+        default=False,
+        description="Only with ?correctable=true: an unknown face that can be named (enrolled) with POST /api/events/{event_id}/name.",
+    )
 
 
 class RecognizeResponse(BaseModel):
@@ -400,14 +416,36 @@ async def openapi_schema(request: Request) -> JSONResponse:
 # --- recognition ----------------------------------------------------------------------------
 
 
-@router.post("/recognize", response_model=RecognizeResponse, responses=ERRORS, summary="Name every face in an image")
-def recognize(request: Request, file: Annotated[UploadFile, File(description="An image (JPEG, PNG, ...).")]) -> dict[str, Any]:
+@router.post(
+    "/recognize",
+    response_model=RecognizeResponse,
+    response_model_exclude_unset=True,  # event_id & co. only when asked for
+    responses=ERRORS,
+    summary="Name every face in an image",
+)
+def recognize(
+    request: Request,
+    file: Annotated[UploadFile, File(description="An image (JPEG, PNG, ...).")],
+    correctable: Annotated[
+        bool,
+        Query(
+            description=(
+                "Keep every face as an event of the events log (source `upload`: the face's crop and "
+                "embedding, not the image), so that a wrong name can be corrected with "
+                "POST /api/events/{event_id}/correct and an unknown face named from the events page. "
+                "Each face then also has `event_id`, `can_correct` and `can_name`. Off: nothing is stored."
+            )
+        ),
+    ] = False,
+) -> dict[str, Any]:
     """The same JSON as `facesense recognize --json` (without the path): one record per
     face with its box, detector score, name (`"unknown"` for strangers), distance and
-    confidence. Every face is unknown while nobody is enrolled."""
+    confidence. Every face is unknown while nobody is enrolled. With `?correctable=true`
+    each face is also kept as an event (`recognized` or `unknown`) and its record says
+    which (`event_id`); the events log's limits (how many, how old) apply to them."""
     state = state_of(request)
     image = decode_upload(file, state.config.max_upload_bytes)
-    return {"faces": state.recognition.recognize(image)}
+    return {"faces": state.recognition.recognize(image, events=state.events if correctable else None)}
 
 
 @router.post("/detect", response_model=DetectResponse, responses=ERRORS, summary="Find faces in an image")
