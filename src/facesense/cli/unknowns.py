@@ -54,19 +54,7 @@ def _book(db: str | None) -> Iterator[StoredUnknowns]:
 
 
 def _summary_dict(s: ClusterSummary, min_size: int) -> dict[str, Any]:
-    from facesense.gallery.events import iso_time
-
-    return {
-        "cluster": s.cluster_id,
-        "records": s.size,
-        "faces": s.faces,
-        "first_seen": iso_time(s.first_seen),
-        "last_seen": iso_time(s.last_seen),
-        "sources": list(s.sources),
-        "ignored": s.ignored,
-        "recurring": s.size >= min_size,
-        "spread": round(s.spread, 4),
-    }
+    return {"cluster": s.cluster_id, **s.to_dict(min_size)}
 
 
 @click.group("unknowns")

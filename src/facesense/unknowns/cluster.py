@@ -70,6 +70,7 @@ import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -226,6 +227,22 @@ class ClusterSummary:
     def size(self) -> int:
         """How many records (tracks) it holds."""
         return len(self.record_ids)
+
+    def to_dict(self, min_size: int) -> dict[str, Any]:
+        """What the CLI's ``--json`` and the API give of it (times ISO 8601; ``recurring``:
+        at least ``min_size`` records, the clusterer's ``config.min_size``), without its id."""
+        from facesense.gallery.events import iso_time
+
+        return {
+            "records": self.size,
+            "faces": self.faces,
+            "first_seen": iso_time(self.first_seen),
+            "last_seen": iso_time(self.last_seen),
+            "sources": list(self.sources),
+            "ignored": self.ignored,
+            "recurring": self.size >= min_size,
+            "spread": round(self.spread, 4),
+        }
 
 
 @dataclass(frozen=True)

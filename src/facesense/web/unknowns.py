@@ -310,18 +310,9 @@ def crop_url(ref: CropRef) -> str:
 
 def cluster_dict(clusterer: UnknownClusterer, s: ClusterSummary) -> dict[str, Any]:
     """One cluster as the API answers it (``ClusterOut``)."""
-    from facesense.gallery.events import iso_time
-
     return {
         "id": s.cluster_id,
-        "records": s.size,
-        "faces": s.faces,
-        "first_seen": iso_time(s.first_seen),
-        "last_seen": iso_time(s.last_seen),
-        "sources": list(s.sources),
-        "ignored": s.ignored,
-        "recurring": s.size >= clusterer.config.min_size,
-        "spread": round(s.spread, 4),
+        **s.to_dict(clusterer.config.min_size),
         "crop_urls": [crop_url(ref) for ref in best_crops(clusterer, s.record_ids)],
     }
 
