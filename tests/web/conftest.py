@@ -72,6 +72,22 @@ def make_client(tmp_path: Path, web_models: Any) -> Iterator[MakeClient]:
 
 
 @pytest.fixture(scope="session")
+def mistaken_db(tmp_path_factory: pytest.TempPathFactory, examples_dir: Path, analyzer: Any) -> Path:
+    """A gallery where ``obama`` is alex's face (so alex's test photo is named obama), and
+    ``biden`` is biden: the wrong name that corrections tests correct. Copy it before writing."""
+    from facesense.enroll import Enroller
+    from facesense.gallery.sqlite import SQLiteGallery
+
+    train = examples_dir / "knn_examples" / "train"
+    db = tmp_path_factory.mktemp("mistaken") / "mistaken.db"
+    with SQLiteGallery(db) as gallery:
+        enroller = Enroller(gallery, analyzer)
+        assert enroller.enroll_person("obama", [train / "alex_lacamoire" / "img1.jpg"]).in_gallery == 1
+        assert enroller.enroll_person("biden", [train / "biden"]).in_gallery == 2
+    return db
+
+
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """Headless Chromium driven by Playwright (skips when either is missing)."""
     playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")

@@ -26,21 +26,6 @@ WAIT_S = 30.0
 
 
 @pytest.fixture(scope="module")
-def mistaken_db(tmp_path_factory: pytest.TempPathFactory, examples_dir: Path, analyzer: Any) -> Path:
-    """A gallery where ``obama`` is alex's face, and ``biden`` is biden."""
-    from facesense.enroll import Enroller
-    from facesense.gallery.sqlite import SQLiteGallery
-
-    train = examples_dir / "knn_examples" / "train"
-    db = tmp_path_factory.mktemp("live-corrections") / "mistaken.db"
-    with SQLiteGallery(db) as gallery:
-        enroller = Enroller(gallery, analyzer)
-        assert enroller.enroll_person("obama", [train / "alex_lacamoire" / "img1.jpg"]).in_gallery == 1
-        assert enroller.enroll_person("biden", [train / "biden"]).in_gallery == 2
-    return db
-
-
-@pytest.fixture(scope="module")
 def alex_folder(tmp_path_factory: pytest.TempPathFactory, examples_dir: Path) -> Path:
     """A folder source of one photo of alex (shrunk: a camera-sized frame)."""
     import cv2

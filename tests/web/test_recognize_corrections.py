@@ -25,21 +25,6 @@ PLAIN_KEYS = {"box", "score", "name", "distance", "confidence"}  # `facesense re
 KEPT_KEYS = PLAIN_KEYS | {"event_id", "can_correct", "can_name"}
 
 
-@pytest.fixture(scope="module")
-def mistaken_db(tmp_path_factory: pytest.TempPathFactory, examples_dir: Path, analyzer: Any) -> Path:
-    """A gallery where ``obama`` is alex's face, and ``biden`` is biden."""
-    from facesense.enroll import Enroller
-    from facesense.gallery.sqlite import SQLiteGallery
-
-    train = examples_dir / "knn_examples" / "train"
-    db = tmp_path_factory.mktemp("recognize-corrections") / "mistaken.db"
-    with SQLiteGallery(db) as gallery:
-        enroller = Enroller(gallery, analyzer)
-        assert enroller.enroll_person("obama", [train / "alex_lacamoire" / "img1.jpg"]).in_gallery == 1
-        assert enroller.enroll_person("biden", [train / "biden"]).in_gallery == 2
-    return db
-
-
 @pytest.fixture
 def db(mistaken_db: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "g.db"
