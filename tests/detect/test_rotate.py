@@ -181,3 +181,54 @@ def test_merge_prefers_level_only_among_comparable_scores() -> None:
     assert len(faces) == 1
     assert faces.scores[0] == pytest.approx(1.0)
     assert roll_degrees(faces.landmarks)[0] == pytest.approx(30.0, abs=1e-3)
+
+
+def test_landmark_spread_is_turn_invariant_and_low_for_bunched_points() -> None:
+    from facesense.detect.rotate import landmark_spread
+
+    box = np.array([[0.0, 0.0, 100.0, 100.0]])
+    spread = landmark_spread(UPRIGHT[None], box)
+    assert spread[0] == pytest.approx(40.0 / 100.0)
+    turned = _turn(UPRIGHT, 90.0)[None]
+    assert landmark_spread(turned, box)[0] == pytest.approx(spread[0])  # the square box maps onto itself
+    bunched = (UPRIGHT - 50.0) * 0.6 + 50.0  # a face taken for another turn: points in the middle
+    assert landmark_spread(bunched[None], box)[0] < 0.9 * spread[0]
+
+
+@pytest.mark.parametrize("angle", [45.0, -45.0, 60.0, -30.0])
+def test_a_turned_face_is_found_upright_again_with_its_own_landmarks(lfw_dir: Path, angle: float) -> None:
+    """A face MTCNN took for an upside-down one in a rotated copy (landmarks bunched in the
+    middle, ``tests/detect`` found it on this image at +-45) comes out with landmarks
+    where the upright face's are, mapped through the turn, and embeds like the upright face."""
+    from facesense.embed import make_embedder
+    from facesense.geometry import transform_points
+
+    image = cv2.imread(str(lfw_dir / "Jennifer_Garner" / "Jennifer_Garner_0007.jpg"))
+    assert image is not None
+    upright = make_detector("mtcnn", use="image").detect(image)
+    main = int(np.argmax(upright.size_px))
+    turned, matrix = rotate_image(image, angle)
+    detector = make_detector("mtcnn", use="image", rotations=True)
+    faces = detector.detect(turned)
+    centres = (faces.xyxy[:, :2] + faces.xyxy[:, 2:]) / 2
+    k = int(np.argmin(np.linalg.norm(centres - np.array(turned.shape[1::-1]) / 2, axis=1)))
+    expected = transform_points(upright.landmarks[main], matrix)
+    eye_distance = float(np.linalg.norm(upright.landmarks[main][1] - upright.landmarks[main][0]))
+    assert np.abs(faces.landmarks[k] - expected).max() < 0.2 * eye_distance
+    assert abs(float(roll_degrees(faces.landmarks[k])[0]) - angle) < 10.0
+    embedder = make_embedder()
+    a = embedder.embed(image, upright[[main]]).embeddings[0]
+    b = embedder.embed(turned, faces[[k]]).embeddings[0]
+    assert float(a @ b) > 0.95
+
+
+def test_upright_faces_are_never_refined(examples_dir: Path) -> None:
+    """Faces within 20 degrees of upright keep the inner detector's box and landmarks exactly."""
+    image = cv2.imread(str(examples_dir / "two_people.jpg"))
+    inner = make_detector("mtcnn", use="image")
+    plain = inner.detect(image)
+    wrapped = RotatingDetector(inner).detect(image)
+    assert len(plain) == len(wrapped) == 2
+    order = np.argsort(plain.xyxy[:, 0]), np.argsort(wrapped.xyxy[:, 0])
+    np.testing.assert_array_equal(wrapped.landmarks[order[1]], plain.landmarks[order[0]])
+    np.testing.assert_array_equal(wrapped.xyxy[order[1]], plain.xyxy[order[0]])
