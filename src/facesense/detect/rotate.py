@@ -29,11 +29,12 @@ they miss faces (``facesense eval rotated``). :class:`RotatingDetector` wraps an
    detections with such bunched points (:func:`landmark_spread` under
    :data:`SPREAD_FRACTION` of the group's widest) are left out of step 3.
 
-Measured on turned LFW faces (40 images, the fused embedding of the turned face against
-the upright one, ``/tmp``-style probe in the issue notes): before steps 4 and the spread
-rule, 8 of 40 faces at +-45 degrees had a cosine under 0.8 (landmarks bunched on the
-cheek) and the median was 0.975-0.992; after, none under 0.8 and a median of 0.997-0.998
-at every angle (10th percentile 0.994-0.995). Turned-LFW verification
+Measured on turned LFW faces (``python scripts/rotated_cosine.py --limit 40``: the fused
+embedding of the turned face against the upright one's, quarter-turn copies): before step
+4 and the spread rule, 8 of 40 faces at +-45 degrees had a cosine under 0.8 (landmarks
+bunched on a cheek) and the median was 0.975-0.992; after, 1 under 0.8 and a median of
+0.997-0.998 at every angle (10th percentile 0.994-0.995); with the photos' +-45 copies
+too, none under 0.8. Turned-LFW verification
 (``facesense eval rotated --pairs``): 93.9% -> 97.87% with the quarter-turn copies.
 
 Landmark order. :mod:`facesense.types` orders landmarks image-left first, which for an
