@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import time
 from typing import Any
 
@@ -37,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from facesense.errors import ConfigError, GalleryError
-from facesense.gallery.events import EventPage, EventQuery, EventRecord, StoredEvent, iso_time, query_where
+from facesense.gallery.events import EventPage, EventQuery, EventRecord, StoredEvent, query_where
 from facesense.gallery.sqlite_file import SideFile
 from facesense.types import EventType
 
@@ -113,6 +112,11 @@ class SQLiteEventStore(SideFile):
     """
 
     kind = "events"
+    application = APPLICATION
+    application_id = APPLICATION_ID
+    format_version = FORMAT_VERSION
+    schema = _SCHEMA
+    main_table = "events"
 
     def __init__(self, path: str | os.PathLike[str], *, keep_events: int = 10_000, keep_days: float = 30.0) -> None:
         if keep_events < 1 or not keep_days > 0:
@@ -123,48 +127,9 @@ class SQLiteEventStore(SideFile):
         self._connect(path)
         self.prune()
 
-    def _open(self) -> None:
-        conn = self._conn
-        try:
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        except sqlite3.DatabaseError as exc:
-            raise GalleryError(f"{self.path}: not a facesense events file ({exc})") from exc
-        with self._errors():
-            if not tables and app_id == 0:
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
-                    conn.executemany(
-                        "INSERT INTO meta (key, value) VALUES (?, ?)",
-                        [
-                            ("application", APPLICATION),
-                            ("format_version", str(FORMAT_VERSION)),
-                            ("created", iso_time(time.time())),
-                        ],
-                    )
-                    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                    conn.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            else:
-                meta: dict[str, str] = {}
-                if app_id == APPLICATION_ID and "meta" in tables:
-                    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-                if meta.get("application") != APPLICATION or "events" not in tables:
-                    raise GalleryError(f"{self.path}: not a facesense events file (some other database)")
-                version = int(meta.get("format_version", "0") or 0)
-                if version > FORMAT_VERSION:
-                    raise GalleryError(f"{self.path}: written by a newer facesense; upgrade facesense")
-                if version < 2:
-                    self._migrate_to_2()
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+    def _migrate(self, version: int) -> None:
+        if version < 2:
+            self._migrate_to_2()
 
     def _migrate_to_2(self) -> None:
         """Version 2: the ``correction`` column (one transaction; a no-op if another process did it)."""

@@ -1,8 +1,10 @@
 """The connection side of facesense's SQLite side files (events log, unknowns): :class:`SideFile`.
 
 A side file sits beside the gallery file: one connection in autocommit mode shared by
-threads under a lock, its schema checked or created by the subclass's ``_open``, and
-SQLite's errors turned into one-line :class:`~facesense.errors.GalleryError` messages.
+threads under a lock, its schema created on first use or checked (application id, the
+``meta`` table's application and format version, a newer format refused, an older one
+migrated by the subclass), and SQLite's errors turned into one-line
+:class:`~facesense.errors.GalleryError` messages.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,15 +28,75 @@ BUSY_TIMEOUT_S = 10.0
 class SideFile:
     """A side file's connection, errors and lifecycle.
 
-    Subclasses set ``kind`` (``"events"``, ``"unknowns"``: the messages' word), define
-    ``_open`` (check or create the schema on ``self._conn``) and call :meth:`_connect`
-    from ``__init__``.
+    Subclasses set ``kind`` (``"events"``, ``"unknowns"``: the messages' word), the file's
+    ``application`` name and ``application_id``, its ``format_version``, ``schema`` (SQL
+    statements, ``meta`` among the tables), ``main_table`` (which a file of this kind must
+    have) and any ``initial_meta`` rows; they override :meth:`_migrate` when an older
+    format needs work, and call :meth:`_connect` from ``__init__``.
     """
 
     kind = "side"
+    application = ""
+    application_id = 0
+    format_version = 1
+    schema = ""
+    main_table = ""
+    initial_meta: tuple[tuple[str, str], ...] = ()
 
     def _open(self) -> None:
-        raise NotImplementedError
+        """Create the schema in an empty file, or check the file is this kind's (then migrate it)."""
+        conn = self._conn
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(f"{self.path}: not a facesense {self.kind} file ({exc})") from exc
+        with self._errors():
+            if not tables and app_id == 0:
+                self._create()
+            else:
+                meta: dict[str, str] = {}
+                if app_id == self.application_id and "meta" in tables:
+                    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+                if meta.get("application") != self.application or self.main_table not in tables:
+                    raise GalleryError(f"{self.path}: not a facesense {self.kind} file (some other database)")
+                version = int(meta.get("format_version", "0") or 0)
+                if version > self.format_version:
+                    raise GalleryError(f"{self.path}: written by a newer facesense; upgrade facesense")
+                if version < self.format_version:
+                    self._migrate(version)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+
+    def _create(self) -> None:
+        """The schema and the ``meta`` rows, in one transaction."""
+        from facesense.gallery.events import iso_time
+
+        conn = self._conn
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in self.schema.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [
+                    ("application", self.application),
+                    ("format_version", str(self.format_version)),
+                    ("created", iso_time(time.time())),
+                    *self.initial_meta,
+                ],
+            )
+            conn.execute(f"PRAGMA application_id = {int(self.application_id)}")
+            conn.execute(f"PRAGMA user_version = {int(self.format_version)}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _migrate(self, version: int) -> None:
+        """Bring a file of an older format ``version`` up to ``format_version`` (nothing by default)."""
 
     def _connect(self, path: str | os.PathLike[str]) -> None:
         """Open (creating it and its folder when missing) and check the file.

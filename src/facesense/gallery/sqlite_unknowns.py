@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -89,56 +88,15 @@ class SQLiteUnknownStore(SideFile):
     """
 
     kind = "unknowns"
+    application = APPLICATION
+    application_id = APPLICATION_ID
+    format_version = FORMAT_VERSION
+    schema = _SCHEMA
+    main_table = "unknown_records"
+    initial_meta = (("revision", "0"),)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._connect(path)
-
-    def _open(self) -> None:
-        conn = self._conn
-        try:
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        except sqlite3.DatabaseError as exc:
-            raise GalleryError(f"{self.path}: not a facesense unknowns file ({exc})") from exc
-        with self._errors():
-            if not tables and app_id == 0:
-                self._create()
-            else:
-                meta: dict[str, str] = {}
-                if app_id == APPLICATION_ID and "meta" in tables:
-                    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-                if meta.get("application") != APPLICATION or "unknown_records" not in tables:
-                    raise GalleryError(f"{self.path}: not a facesense unknowns file (some other database)")
-                if int(meta.get("format_version", "0") or 0) > FORMAT_VERSION:
-                    raise GalleryError(f"{self.path}: written by a newer facesense; upgrade facesense")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-
-    def _create(self) -> None:
-        conn = self._conn
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            from facesense.gallery.events import iso_time
-
-            conn.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?)",
-                [
-                    ("application", APPLICATION),
-                    ("format_version", str(FORMAT_VERSION)),
-                    ("created", iso_time(time.time())),
-                    ("revision", "0"),
-                ],
-            )
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def _execute(self, sql: str, args: Sequence[Any]) -> sqlite3.Cursor:
         return self._conn.execute(sql, tuple(args))
