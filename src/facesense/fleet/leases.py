@@ -56,6 +56,7 @@ import psycopg
 
 from facesense.errors import ConfigError, GalleryError
 from facesense.gallery.location import display_postgres_url
+from facesense.gallery.pg_pool import first_line
 from facesense.gallery.pg_schema import PgSchema
 
 logger = logging.getLogger(__name__)
@@ -136,11 +137,6 @@ def redact_url(url: str) -> str:
     if not password:
         return url
     return parts._replace(netloc=parts.netloc.replace(f":{password}@", ":***@", 1)).geturl()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _conninfo(url: str) -> str:
@@ -301,7 +297,7 @@ class LeaseTable:
                 if self._conn is not None and (self._conn.broken or self._conn.closed):
                     self._conn.close()
                     self._conn = None
-                raise GalleryError(f"{self._display}: lease database error ({self._clean(_first_line(exc))})") from exc
+                raise GalleryError(f"{self._display}: lease database error ({self._clean(first_line(exc))})") from exc
 
     def close(self) -> None:
         """Close the connection (leases are not released: see :meth:`release_all`)."""
@@ -527,7 +523,7 @@ def camera_leases(url: str) -> list[CameraLease]:
             ).fetchall()
     except psycopg.Error as exc:
         password = urlsplit(url).password or ""
-        text = _first_line(exc)
+        text = first_line(exc)
         raise GalleryError(f"{display}: cannot read the camera leases ({text.replace(password, '***') if password else text})") from exc
     return [
         CameraLease(

@@ -25,6 +25,7 @@ import psycopg
 from psycopg import sql
 
 from facesense.errors import ConfigError
+from facesense.gallery.pg_pool import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +36,6 @@ PING_S = 5.0
 RECONNECT_INITIAL_S = 0.5
 RECONNECT_MAX_S = 5.0
 CONNECT_TIMEOUT_S = 5
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class ChangeListener:
@@ -107,7 +103,7 @@ class ChangeListener:
                     application_name="facesense-listen",
                 )
             except psycopg.Error as exc:
-                logger.warning("cannot LISTEN on %s (retrying in %.1f s): %s", self._display, wait, _first_line(exc))
+                logger.warning("cannot LISTEN on %s (retrying in %.1f s): %s", self._display, wait, first_line(exc))
                 self._stop.wait(wait)
                 wait = min(RECONNECT_MAX_S, wait * 2)
                 continue
@@ -123,7 +119,7 @@ class ChangeListener:
                 self._listen(conn)
             except psycopg.Error as exc:
                 if not self._stop.is_set():
-                    logger.warning("lost the LISTEN connection to %s: %s", self._display, _first_line(exc))
+                    logger.warning("lost the LISTEN connection to %s: %s", self._display, first_line(exc))
             finally:
                 self._connected.clear()
                 try:

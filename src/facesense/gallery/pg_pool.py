@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool
 from facesense.errors import ConfigError, GalleryError
 from facesense.gallery.location import display_postgres_url
 
-__all__ = ["CONNECT_TIMEOUT_S", "POOL_MAX", "POOL_MIN", "PooledStore", "conninfo", "first_line"]
+__all__ = ["CONNECT_TIMEOUT_S", "POOL_MAX", "POOL_MIN", "PooledStore", "connection_error", "conninfo", "first_line"]
 
 POOL_MIN, POOL_MAX = 1, 2
 CONNECT_TIMEOUT_S = 10
@@ -42,6 +42,19 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type when it has none)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def connection_error(exc: BaseException, display: str, kind: str, clean: Callable[[str], str]) -> GalleryError | None:
+    """The one-line error for a failed database call or an unusable pool, or ``None`` for
+    anything else (which the caller re-raises). ``kind`` names the database in the message
+    (``gallery``, ``events``, ...); ``clean`` strips secrets from the driver's text."""
+    if isinstance(exc, psycopg.Error):
+        return GalleryError(f"{display}: {kind} database error ({clean(first_line(exc))})")
+    from psycopg_pool import PoolClosed, PoolTimeout
+
+    if isinstance(exc, PoolTimeout | PoolClosed):
+        return GalleryError(f"{display}: no {kind} database connection ({first_line(exc)})")
+    return None
 
 
 class PooledStore:
@@ -98,14 +111,11 @@ class PooledStore:
         try:
             with self._pool.connection() as conn, conn.transaction():
                 yield conn
-        except psycopg.Error as exc:
-            raise GalleryError(f"{self._display}: {self.kind} database error ({self._clean(first_line(exc))})") from exc
         except Exception as exc:
-            from psycopg_pool import PoolClosed, PoolTimeout
-
-            if isinstance(exc, PoolTimeout | PoolClosed):
-                raise GalleryError(f"{self._display}: no {self.kind} database connection ({first_line(exc)})") from exc
-            raise
+            error = connection_error(exc, self._display, self.kind, self._clean)
+            if error is None:
+                raise
+            raise error from exc
 
     @property
     def location(self) -> str:

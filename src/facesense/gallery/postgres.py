@@ -85,6 +85,7 @@ from facesense.gallery.base import (
     write_export,
 )
 from facesense.gallery.location import display_postgres_url as display_url
+from facesense.gallery.pg_pool import connection_error, first_line
 from facesense.gallery.pg_schema import PgSchema
 
 if TYPE_CHECKING:
@@ -191,11 +192,6 @@ def _configure(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
     conn.commit()
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 @dataclass(frozen=True, eq=False)
 class _Index:
     """The cached search matrix of one model at one revision."""
@@ -260,12 +256,12 @@ class PostgresGallery:
         try:
             first = psycopg.connect(conninfo, **kwargs)
         except psycopg.Error as exc:
-            raise GalleryError(f"cannot connect to {self._display}: {self._clean(_first_line(exc))}") from exc
+            raise GalleryError(f"cannot connect to {self._display}: {self._clean(first_line(exc))}") from exc
         try:
             self._migrate(first, create=create and not read_only)
             reason = self._write_blocker(first)
         except psycopg.Error as exc:
-            raise GalleryError(f"{self._display}: cannot open gallery ({self._clean(_first_line(exc))})") from exc
+            raise GalleryError(f"{self._display}: cannot open gallery ({self._clean(first_line(exc))})") from exc
         finally:
             first.close()
         if reason is not None:
@@ -287,7 +283,7 @@ class PostgresGallery:
             )
             self._pool.wait(timeout=CONNECT_TIMEOUT_S)
         except Exception as exc:  # psycopg_pool.PoolTimeout or psycopg.Error
-            raise GalleryError(f"cannot connect to {self._display}: {self._clean(_first_line(exc))}") from exc
+            raise GalleryError(f"cannot connect to {self._display}: {self._clean(first_line(exc))}") from exc
 
     # --- opening -------------------------------------------------------------------
 
@@ -404,15 +400,12 @@ class PostgresGallery:
         except psycopg.errors.ReadOnlySqlTransaction as exc:
             raise ReadOnlyGalleryError(self._read_only_message(self._read_only_reason or str(exc), "change it")) from exc
         except psycopg.errors.InsufficientPrivilege as exc:
-            raise ReadOnlyGalleryError(self._read_only_message(self._clean(_first_line(exc)), "change it")) from exc
-        except psycopg.Error as exc:
-            raise GalleryError(f"{self._display}: gallery database error ({self._clean(_first_line(exc))})") from exc
+            raise ReadOnlyGalleryError(self._read_only_message(self._clean(first_line(exc)), "change it")) from exc
         except Exception as exc:
-            from psycopg_pool import PoolClosed, PoolTimeout
-
-            if isinstance(exc, PoolTimeout | PoolClosed):
-                raise GalleryError(f"{self._display}: no database connection ({_first_line(exc)})") from exc
-            raise
+            error = connection_error(exc, self._display, "gallery", self._clean)
+            if error is None:
+                raise
+            raise error from exc
 
     def _require_writable(self, action: str) -> None:
         if self._read_only_reason is not None:
@@ -865,9 +858,9 @@ class PostgresGallery:
                 finally:
                     conn.autocommit = False
         except psycopg.errors.InsufficientPrivilege as exc:
-            raise GalleryError(f"{self._display}: may not create the search index ({self._clean(_first_line(exc))})") from exc
+            raise GalleryError(f"{self._display}: may not create the search index ({self._clean(first_line(exc))})") from exc
         except psycopg.Error as exc:
-            raise GalleryError(f"{self._display}: cannot build the search index ({self._clean(_first_line(exc))})") from exc
+            raise GalleryError(f"{self._display}: cannot build the search index ({self._clean(first_line(exc))})") from exc
         self._hnsw_done.add((model_id, dim))
         logger.info("%s: HNSW index of %r built in %.1f s", self._display, model_id, time.monotonic() - started)
 
