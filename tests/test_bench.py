@@ -80,8 +80,10 @@ def test_config_rejects(kwargs: dict[str, Any]) -> None:
 
 def test_config_embedder_did_you_mean() -> None:
     assert BenchConfig(embedder="FaceNet").embedder == "facenet"
-    with pytest.raises(ConfigError, match="fusion"):
-        BenchConfig(embedder="fusoin")
+    assert BenchConfig().embedder == "dlib+sface"  # facesense.embed.DEFAULT_EMBEDDER
+    assert BenchConfig(embedder="fusion").embedder == "facenet+dlib"  # the old default's old name
+    with pytest.raises(ConfigError, match="dlib\\+sface"):
+        BenchConfig(embedder="dlib+sfcae")
 
 
 # ----------------------------------------------------------------------------- a real run

@@ -97,7 +97,7 @@ def test_an_empty_file_is_the_defaults(tmp_path: Path) -> None:
         ("[recognition]\nevry = 2\n", "[recognition]: unknown key 'evry' (did you mean 'every'?)"),
         ("[recogniton]\n", "top level: unknown key 'recogniton' (did you mean 'recognition'?)"),
         ("[recognition]\ndetector = 'mtcn'\n", "[recognition].detector is wrong: unknown detector 'mtcn' (did you mean 'mtcnn'?)"),
-        ("[recognition]\nembedder = 'fusoin'\n", "unknown embedder 'fusoin' (did you mean 'fusion'?)"),
+        ("[recognition]\nembedder = 'dlib+sfcae'\n", "unknown embedder 'dlib+sfcae' (did you mean 'dlib+sface'?)"),
         ("[recognition]\nevery = 0\n", "[recognition].every must be an integer >= 1, got 0"),
         ("[recognition]\nevery = 'three'\n", "[recognition].every must be an integer >= 1, got 'three'"),
         ("[recognition]\nevery = true\n", "[recognition].every must be an integer >= 1, got True"),
@@ -196,3 +196,13 @@ def test_parse_config_without_a_file() -> None:
     assert cfg.source is None and cfg.recognition.every == 2
     with pytest.raises(ConfigError, match=r"^config: \[recognition\]: unknown key 'x'"):
         parse_config({"recognition": {"x": 1}})
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [(None, EmbedderKind.DLIB_SFACE), ("fusion", EmbedderKind.FACENET_DLIB), ("facenet+dlib", EmbedderKind.FACENET_DLIB)],
+)
+def test_the_embedder_default_and_the_old_defaults_name(tmp_path: Path, value: str | None, kind: EmbedderKind) -> None:
+    """No embedder: the default (dlib+sface); ``fusion``, written while it was the default, is still FaceNet + dlib."""
+    text = "[recognition]\n" + ("" if value is None else f"embedder = {value!r}\n")
+    assert load_config(_write(tmp_path, text)).recognition.embedder is kind

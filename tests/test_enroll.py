@@ -537,7 +537,7 @@ def test_real_enroll_checks_real_photos(tmp_path: Path, examples_dir: Path, anal
         summary = enroller.enroll_person("kit_harington", [train / "kit_harington"])
         assert len(summary.added) == 2 and summary.skipped == ()
         emb = g.embeddings(analyzer.model_id)
-        assert emb.matrix.shape == (2, analyzer.embedder.dim) == (2, 640)
+        assert emb.matrix.shape == (2, analyzer.embedder.dim) == (2, 256)
         np.testing.assert_allclose(np.linalg.norm(emb.matrix, axis=1), 1.0, atol=1e-4)
         assert float(np.linalg.norm(emb.matrix[0] - emb.matrix[1])) < 0.9  # same person
         # A photo of two people is refused for one person; a photo without a face has none.

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from facesense.errors import ConfigError
-from facesense.match import NEGATIVE_FLOOR_FAR, NEGATIVE_MARGIN, KNNMatcher, MeanMatcher, SVMMatcher, make_matcher
+from facesense.match import (
+    NEGATIVE_FLOOR_FAR,
+    NEGATIVE_MARGIN,
+    VETO_TIE_DISTANCE,
+    KNNMatcher,
+    MeanMatcher,
+    SVMMatcher,
+    make_matcher,
+)
 from facesense.models.registry import calibration
 
 ENROLLED = 10  # people with >= 4 images: the first enrolled, the next three probes
@@ -86,6 +94,24 @@ def test_this_is_y_names_the_face_y(lfw_open) -> None:
         np.concatenate([g, o[i, :1]]), [*gl, "newcomer"], negatives=o[i, :1], negative_labels=[x]
     )
     assert matcher.match(o[i, 1]).names == ("newcomer",)
+
+
+@pytest.mark.parametrize("kind", ["knn", "mean", "svm"])
+def test_a_face_named_after_not_x_is_named_despite_rounding(lfw_open, kind: str) -> None:
+    """The same photo, embedded again, differs by float noise; named Y after "not X", its own
+    negative (a hair nearer than Y's sample) must not veto it (``VETO_TIE_DISTANCE``)."""
+    i, x = _returning_impostor(lfw_open)
+    g, gl, o = lfw_open["g"], lfw_open["gl"], lfw_open["o"]
+    face = o[i, 0]
+    rng = np.random.default_rng(0)
+    for scale in (0.0, 1e-7, 1e-6):  # the same embedding, and re-embeddings a hair apart
+        again = face + rng.normal(scale=scale, size=face.shape).astype(np.float32)
+        sample = again / np.linalg.norm(again)
+        matcher = make_matcher(kind, model_id=str(lfw_open["model_id"]), threshold="auto").fit(
+            np.concatenate([g, sample[None]]), [*gl, "newcomer"], negatives=face[None], negative_labels=[x]
+        )
+        assert matcher.match(np.stack([face, again])).names == ("newcomer", "newcomer"), scale
+    assert VETO_TIE_DISTANCE < 0.05  # far below any two photos of one person
 
 
 def test_per_person_threshold_formula(lfw_open) -> None:

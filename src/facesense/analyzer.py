@@ -30,7 +30,7 @@ class FaceAnalyzer:
         detector: any :class:`~facesense.detect.base.Detector`; by default
             :func:`~facesense.detect.make_detector` for ``use``.
         embedder: any :class:`~facesense.embed.base.Embedder`; by default
-            :func:`~facesense.embed.make_embedder` (FaceNet + dlib ResNet fusion).
+            :func:`~facesense.embed.make_embedder` (the dlib ResNet + SFace fusion).
         min_face_px: minimum face size of the default detector; ``None`` takes
             :data:`facesense.detect.DEFAULTS` for ``use``.
         use: ``"image"`` (photos, the default) or ``"video"`` (streams): which defaults
@@ -44,7 +44,7 @@ class FaceAnalyzer:
         >>> analyzer = FaceAnalyzer()
         >>> faces = analyzer.analyze(facesense.load_image("group.jpg"))
         >>> faces.xyxy.shape, faces.embeddings.shape
-        ((2, 4), (2, 640))
+        ((2, 4), (2, 256))
     """
 
     def __init__(

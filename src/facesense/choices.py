@@ -25,6 +25,9 @@ def did_you_mean(value: str, options: list[str] | tuple[str, ...]) -> str:
 def parse_choice(kind: type[E], value: Any, what: str) -> E:
     """``value`` as a member of the enum ``kind`` (by member or value, case-insensitive).
 
+    An enum may accept old names through its ``_missing_`` hook (``EmbedderKind``'s
+    ``"fusion"``); those are tried after the members' values.
+
     Raises:
         ConfigError: ``value`` is not one of the choices; the message lists them and
             suggests the closest.
@@ -36,4 +39,8 @@ def parse_choice(kind: type[E], value: Any, what: str) -> E:
     for member in kind:
         if str(member.value).lower() == text.strip().lower():
             return member
+    try:
+        return kind(text.strip().lower())
+    except ValueError:
+        pass
     raise ConfigError(f"unknown {what} {text!r}{did_you_mean(text, options)}; choose one of {', '.join(options)}")

@@ -12,7 +12,7 @@ optional except each camera's ``name`` and ``url``::
     every = 3                  # detect every N frames, track in between
     min_face_px = 40           # smallest face [default: the detector's video default]
     detector = "mtcnn"         # facesense.detect.DetectorKind
-    embedder = "fusion"        # facesense.embed.EmbedderKind
+    embedder = "dlib+sface"    # facesense.embed.EmbedderKind
 
     [[cameras]]
     name = "door"              # letters, digits, '_', '-', '.'; unique
@@ -59,7 +59,7 @@ from typing import Any
 
 from facesense.choices import did_you_mean, parse_choice
 from facesense.detect.factory import DEFAULT_DETECTOR, DetectorKind
-from facesense.embed.factory import EmbedderKind
+from facesense.embed.factory import DEFAULT_EMBEDDER, EmbedderKind
 from facesense.errors import ConfigError
 
 __all__ = [
@@ -108,7 +108,7 @@ class RecognitionConfig:
     every: int = 1
     min_face_px: float | None = None
     detector: DetectorKind = DEFAULT_DETECTOR
-    embedder: EmbedderKind = EmbedderKind.FUSION
+    embedder: EmbedderKind = DEFAULT_EMBEDDER
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -349,7 +349,7 @@ def parse_config(data: Mapping[str, Any], *, source: str | os.PathLike[str] | No
             every=t.integer("every", low=1) or 1,
             min_face_px=t.number("min_face_px"),
             detector=t.choice("detector", DetectorKind, "detector") or DEFAULT_DETECTOR,
-            embedder=t.choice("embedder", EmbedderKind, "embedder") or EmbedderKind.FUSION,
+            embedder=t.choice("embedder", EmbedderKind, "embedder") or DEFAULT_EMBEDDER,
         )
 
     cameras = _cameras(file, data.get("cameras", []))

@@ -9,11 +9,11 @@ sample, one transaction) or skipped with a :class:`SkipReason`:
 3. ``no_face`` / ``several_faces``: enrolling a person needs exactly one face per
    image, so that a sample can never be somebody else. Detections scoring under
    ``min_detection_score`` (0.85; MTCNN's false positives on hands and fabric score
-   0.7-0.8; YuNet, the default detector, scores the knn_examples photos 0.89-0.95) are not counted as faces, nor are background faces whose shorter side is
+   0.7-0.8; YuNet scores the knn_examples photos 0.89-0.95) are not counted as faces, nor are background faces whose shorter side is
    under ``background_ratio`` (40 %) of the largest face's.
 4. ``too_small``: the face's shorter box side is under ``min_face_px``
-   (:data:`DEFAULT_MIN_FACE_PX` = 40 px; FaceNet sees 160 px crops, and smaller faces
-   are mostly upsampling blur).
+   (:data:`DEFAULT_MIN_FACE_PX` = 40 px; the embedders see 112-160 px chips, and smaller
+   faces are mostly upsampling blur).
 5. ``too_blurry``: the face's sharpness (:func:`facesense.quality.sharpness`, the
    variance of the Laplacian of the grey face box resized to 112 x 112: the one
    face-quality measure the tracker uses too) is under ``min_sharpness``

@@ -96,6 +96,7 @@ from facesense.choices import parse_choice
 from facesense.errors import ConfigError
 from facesense.models.registry import (
     CALIBRATIONS,
+    DEFAULT_MODEL_ID,
     EMBEDDERS,
     FUSION_MODEL_ID,
     Calibration,
@@ -110,10 +111,12 @@ __all__ = [
     "CALIBRATIONS",
     "CONFIDENCE_SCALE",
     "DEFAULT_K",
+    "DEFAULT_MODEL_ID",
     "DEFAULT_THRESHOLD",
     "FUSION_MODEL_ID",
     "NEGATIVE_FLOOR_FAR",
     "NEGATIVE_MARGIN",
+    "VETO_TIE_DISTANCE",
     "Calibration",
     "KNNMatcher",
     "MatchResult",
@@ -145,6 +148,15 @@ that only this share of pairs of different people reach (the model's quantile ta
 NEGATIVE_MARGIN = 1e-4
 """How far below its closest negative's score a person's threshold is put (score units):
 just below, so that the negative itself would be refused."""
+
+VETO_TIE_DISTANCE = 5e-3
+"""A negative vetoes only when the face is nearer to it than to the sample by more than this.
+
+Two embeddings of the same photo are at distance ~0, but float32 distances near 0 carry
+rounding noise of up to ~1e-3 (``sqrt`` of a cancelled ``|a|² + |b|² - 2a·b``), so a face
+named Y after "not X" (its embedding is then both Y's sample and X's negative) must not
+lose to its own negative by that noise. Different photos of one person are >= ~0.1 apart.
+"""
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -395,12 +407,12 @@ class _GalleryMatcher:
         neg_d = pairwise_distances(q, self._neg)
         neg_min = np.minimum.reduceat(neg_d, self._neg_starts, axis=1)
         veto = np.zeros(pos.shape, bool)
-        veto[:, self._neg_classes] = neg_min < pos[:, self._neg_classes]
+        veto[:, self._neg_classes] = neg_min < pos[:, self._neg_classes] - VETO_TIE_DISTANCE
         # A face nearer to a corrected face than to every sample looks like that face's
-        # owner, whom nobody enrolled: it is nobody's. ("this is Y" also made the face Y's
-        # sample, at distance 0 from the negative, so Y is still named: equal distances,
-        # up to float rounding, are no veto.)
-        veto[neg_d.min(axis=1) < pos.min(axis=1) - NEGATIVE_MARGIN] = True
+        # owner, whom nobody enrolled: it is nobody's. ("this is Y", or naming the face
+        # later, also made it a sample, at distance 0 from the negative, so Y is still
+        # named: equal distances, up to float rounding, are no veto.)
+        veto[neg_d.min(axis=1) < pos.min(axis=1) - VETO_TIE_DISTANCE] = True
         return veto
 
     def _probe(self, embeddings: npt.ArrayLike) -> FloatArray:

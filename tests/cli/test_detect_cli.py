@@ -84,7 +84,7 @@ def test_a_face_free_image_counts_as_processed(runner: CliRunner, data_dir: Path
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["embed", "--embedder", "fusoin"], "unknown embedder 'fusoin' (did you mean 'fusion'?); choose one of fusion, facenet, dlib, sface, facenet+dlib+sface, dlib+sface, facenet+sface"),
+        (["embed", "--embedder", "dlib+sfcae"], "unknown embedder 'dlib+sfcae' (did you mean 'dlib+sface'?); choose one of dlib+sface, facenet, dlib, sface, facenet+dlib, facenet+dlib+sface, facenet+sface"),
         (["detect", "--detector", "mtccn"], "unknown detector 'mtccn' (did you mean 'mtcnn'?)"),
         (["eval", "lfw", "--pairs", "{pairs}", "--images", "{dir}", "--backend", "onnx"], "unknown FaceNet backend 'onnx'"),
         (["eval", "lfw", "--pairs", "{pairs}", "--images", "{dir}", "--precision", "fp16"], "unknown FaceNet precision 'fp16'"),
@@ -119,7 +119,8 @@ def test_detect_annotate_writes_images(runner: CliRunner, examples_dir: Path, tm
 @pytest.mark.parametrize(
     ("embedder", "dim", "different_people"),
     [
-        (None, 640, 0.465),  # the fusion's calibrated raw threshold (match.CALIBRATIONS)
+        (None, 256, 0.527),  # the default dlib+sface's calibrated raw threshold (match.CALIBRATIONS)
+        ("fusion", 640, 0.465),  # facenet+dlib's (the old default, by its old name)
         ("facenet", 512, 0.85),  # FaceNet's
         ("dlib", 128, 0.40),  # dlib's 0.6 on unnormalised descriptors (norm ~1.4)
     ],
@@ -150,8 +151,13 @@ def test_eval_lfw_on_a_slice(runner: CliRunner, lfw_dir: Path, tmp_path: Path) -
     assert report["accuracy"] >= 0.9
     assert report["auc"] >= 0.95
     assert {"std", "tar_at_far_1e-3", "threshold", "no_face"} <= set(report)
-    # INT8 (the default) against FP32 on the same pairs: the same decisions, almost the same threshold
-    result = runner.invoke(main, ["eval", "lfw", "--pairs", str(pairs), "--images", str(lfw_dir), "--json", "--precision", "fp32"])
+    # FaceNet (in facenet+dlib) INT8, its default, against FP32 on the same pairs: the same
+    # decisions, almost the same threshold
+    old = ["eval", "lfw", "--pairs", str(pairs), "--images", str(lfw_dir), "--json", "--embedder", "facenet+dlib"]
+    result = runner.invoke(main, old)
+    assert result.exit_code == 0, result.output
+    (report,) = _lines(result.stdout)
+    result = runner.invoke(main, [*old, "--precision", "fp32"])
     assert result.exit_code == 0, result.output
     (fp32,) = _lines(result.stdout)
     assert abs(fp32["accuracy"] - report["accuracy"]) <= 0.05  # at most 2 of 40 pairs

@@ -223,6 +223,7 @@ def test_ctrl_c_still_writes_what_the_cameras_recorded(setup: Path, strangers: P
     """Cameras that never end (played in a loop): Ctrl-C stops them, and the unknown tracks
     they were following are stored before watch returns, every camera's."""
     import _thread
+    import signal
     import threading
     import time
     from collections.abc import Callable, Iterator
@@ -235,6 +236,8 @@ def test_ctrl_c_still_writes_what_the_cameras_recorded(setup: Path, strangers: P
     db = _stranger_gallery(strangers, tmp_path)
     config = load_config(_two_cameras(tmp_path, db, setup / "shot"))
     pressed = threading.Event()
+    frames: list[list[int]] = []
+    lost: list[str] = []
 
     @contextmanager
     def ctrl_c_soon(stop: Callable[[], None]) -> Iterator[None]:
@@ -242,12 +245,18 @@ def test_ctrl_c_still_writes_what_the_cameras_recorded(setup: Path, strangers: P
         done = threading.Event()
 
         def press() -> None:
-            # Once both cameras have followed Lin long enough for him to settle as unknown.
+            # Once both cameras have followed Lin long enough for him to settle as unknown
+            # (or after 40 s, so that a stalled camera fails the test instead of hanging it).
+            deadline = time.monotonic() + 40
             while not done.wait(0.1):
-                if all(s.frames >= 30 for s in cams.statuses()):
+                frames.append([st.frames for st in cams.statuses()])
+                if all(n >= 30 for n in frames[-1]) or time.monotonic() > deadline:
                     pressed.set()
                     _thread.interrupt_main()
-                    return
+                    break
+            if not done.wait(10):  # the interrupt never arrived
+                lost.append(repr(signal.getsignal(signal.SIGINT)))
+                stop()
 
         presser = threading.Thread(target=press, daemon=True)
         presser.start()
@@ -256,10 +265,19 @@ def test_ctrl_c_still_writes_what_the_cameras_recorded(setup: Path, strangers: P
         finally:
             done.set()
 
+    # A shell starts background jobs with SIGINT ignored (`pytest &`); Ctrl-C needs Python's handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
+    try:
         watch_config(config, only=None, loop=True, realtime=True, mqtt=None, stop_signal=ctrl_c_soon)
+    except KeyboardInterrupt:
+        pass
+    else:
+        pytest.fail(f"Ctrl-C never reached watch (SIGINT handler {lost}, frames {frames[-1:]})")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert pressed.is_set() and time.monotonic() - started < 60
+    assert all(n >= 30 for n in frames[-1]), f"frames per camera when Ctrl-C was pressed: {frames[-1]}"
     with SQLiteUnknownStore(tmp_path / "g.unknowns.db") as store:
         state, _ = store.load()
     assert state is not None

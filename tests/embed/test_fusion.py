@@ -1,4 +1,5 @@
-"""dlib's ResNet on MTCNN landmarks, and the FaceNet + dlib fusion that is the default embedder."""
+"""dlib's ResNet on MTCNN landmarks, the dlib + SFace fusion that is the default embedder, and the
+FaceNet + dlib fusion that was (``facenet+dlib``, the fusion machinery's longest-standing user)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from facesense.embed import make_embedder
 from facesense.embed.dlib import DlibResNetEmbedder
 from facesense.embed.facenet import FaceNetEmbedder
 from facesense.embed.fusion import FusedEmbedder
+from facesense.embed.sface import SFaceEmbedder
 from facesense.errors import ConfigError
 from facesense.imageio import load_image
 from facesense.models.registry import CALIBRATIONS, IMPOSTOR_MEDIANS, calibration
@@ -68,9 +70,13 @@ def test_template_chips_agree_with_dlibs_own_chips(people) -> None:
         assert np.linalg.norm(a - b) < 0.2, key  # same person ~0.3, different people ~0.55
 
 
-def test_fusion_is_the_default_and_calibrated(people) -> None:
-    e = make_embedder()
-    assert isinstance(e, FusedEmbedder) and e.dim == 640
+OLD = "facenet+dlib"  # the default until issue 15: the FaceNet options below need a FaceNet part
+
+
+@pytest.mark.parametrize(("kind", "dim"), [(None, 256), (OLD, 640)])
+def test_the_default_fusion_and_the_old_one_are_calibrated(people, kind: str | None, dim: int) -> None:
+    e = make_embedder() if kind is None else make_embedder(kind)
+    assert isinstance(e, FusedEmbedder) and e.dim == dim
     assert e.model_id in CALIBRATIONS
     raw = calibration(e.model_id).raw_threshold
     obama, obama2, biden, kit = (_emb(e, people, k) for k in ("obama", "obama2", "biden", "kit"))
@@ -102,15 +108,17 @@ def test_fused_distance_weighs_each_model_by_its_impostor_scale() -> None:
 def test_default_weights_come_from_the_measured_medians() -> None:
     e = make_embedder()
     assert e.scales == (IMPOSTOR_MEDIANS[e.parts[0].model_id], IMPOSTOR_MEDIANS[e.parts[1].model_id])
-    assert isinstance(e.parts[0], FaceNetEmbedder) and isinstance(e.parts[1], DlibResNetEmbedder)
+    assert isinstance(e.parts[0], DlibResNetEmbedder) and isinstance(e.parts[1], SFaceEmbedder)
+    assert e.weights == pytest.approx((0.710, 0.290), abs=5e-4)  # 1/0.550 : 1/1.347
 
 
 @pytest.mark.parametrize(
     ("call", "message"),
     [
         (lambda: make_embedder("arcface"), "unknown embedder 'arcface'"),
-        (lambda: make_embedder("fusoin"), "did you mean 'fusion'"),
+        (lambda: make_embedder("dlib+sfcae"), "did you mean 'dlib\\+sface'"),
         (lambda: make_embedder(bakend="opencv"), "unknown embedder option 'bakend' .did you mean 'backend'"),
+        (lambda: make_embedder(backend="opencv"), "the dlib\\+sface embedder has none"),
         (lambda: make_embedder("dlib", backend="opencv"), "the dlib embedder has none"),
         (lambda: FusedEmbedder([FaceNetEmbedder()]), "at least two"),
         (lambda: FusedEmbedder([FaceNetEmbedder(), FaceNetEmbedder()], scales=[1.0]), "expected 2 positive scales"),
@@ -125,7 +133,8 @@ def test_bad_configuration_is_a_clear_error(call, message: str) -> None:
 
 def test_no_faces_gives_empty_embeddings() -> None:
     image = np.zeros((50, 50, 3), np.uint8)
-    assert make_embedder().embed(image, Faces.empty()).embeddings.shape == (0, 640)
+    assert make_embedder().embed(image, Faces.empty()).embeddings.shape == (0, 256)
+    assert make_embedder(OLD).embed(image, Faces.empty()).embeddings.shape == (0, 640)
     assert DlibResNetEmbedder().embed(image, Faces.empty()).embeddings.shape == (0, 128)
 
 
@@ -160,11 +169,11 @@ def test_merged_session_gives_the_parts_embeddings(people) -> None:
 
 
 def test_opencv_facenet_is_fused_without_merging(people) -> None:
-    fused = make_embedder(backend="opencv")
+    fused = make_embedder(OLD, backend="opencv")
     image, faces = people["biden"]
     out = fused.embed(image, faces).embeddings
     assert fused.merged is False and out.shape == (1, 640)
-    assert np.linalg.norm(out - make_embedder().embed(image, faces).embeddings) < 0.05  # INT8 vs FP32 FaceNet
+    assert np.linalg.norm(out - make_embedder(OLD).embed(image, faces).embeddings) < 0.05  # INT8 vs FP32 FaceNet
 
 
 def test_merge_models_refuses_clashing_prefixes(tmp_path: Path) -> None:
@@ -189,7 +198,7 @@ def test_a_custom_crop_changes_embeddings_and_model_id(people) -> None:
     assert wide.model_id != default.model_id
     # the fusion refuses a part whose impostor scale was measured for another crop
     with pytest.raises(ConfigError, match=r"no impostor scale measured for facenet-20180408-102900/fixed/box160m0\.2\+0"):
-        make_embedder(crop=CropConfig(margin_px=0, margin_ratio=0.2))
+        make_embedder(OLD, crop=CropConfig(margin_px=0, margin_ratio=0.2))
 
 
 def test_merged_model_is_cached_and_a_damaged_cache_is_rebuilt(people) -> None:
@@ -255,7 +264,7 @@ def test_calibration_splits_one_merged_run_into_exact_parts(people) -> None:
 
 
 def test_a_gallery_of_another_embedder_is_refused_with_the_reembed_pointer(examples_dir: Path, tmp_path: Path, shared_cache: Path) -> None:
-    """Switching embedder (here from the default fusion to the three-way one) never mixes
+    """Switching embedder (here from the default to the three-way fusion) never mixes
     embeddings: the gallery is refused with the command that recomputes it, and after
     `reembed` it serves the new model."""
     from facesense.analyzer import FaceAnalyzer
@@ -304,7 +313,7 @@ def test_a_part_view_gives_that_part_alone(people) -> None:
     from facesense.embed import make_embedder as make
     from facesense.embed.fusion import FusionPart
 
-    fused = make_embedder()
+    fused = make_embedder(OLD)
     facenet, dlib = fused.parts
     view = fused.part_view(facenet.model_id)
     assert isinstance(view, FusionPart) and view.model_id == facenet.model_id and view.dim == 512
@@ -317,3 +326,9 @@ def test_a_part_view_gives_that_part_alone(people) -> None:
     dlib_view = fused.part_view(dlib.model_id)
     assert dlib_view is not None and dlib_view.offset == 512 and dlib_view.dim == 128
     assert fused.part_view("no-such-model") is None
+    default = make_embedder()
+    sface_view = default.part_view(default.parts[1].model_id)
+    assert sface_view is not None and (sface_view.offset, sface_view.dim) == (128, 128)
+    got = sface_view.embed(image, faces).embeddings
+    assert float((got * make("sface").embed(image, faces).embeddings).sum(axis=1).min()) > 0.9999
+    assert default.part_view(facenet.model_id) is None  # the default has no FaceNet

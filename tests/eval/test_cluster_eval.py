@@ -86,7 +86,7 @@ def test_eval_cluster_cli_on_a_small_sample(mini_lfw: Path, tmp_path: Path) -> N
     assert set(report["baselines"]) == {"DBSCAN (batch, sklearn)", "average linkage (batch)"}
     # The cache is eval identify's: the same file, reused.
     with np.load(cache) as npz:
-        assert npz["embeddings"].shape == (52, 640)
+        assert npz["embeddings"].shape == (52, 256)  # the default dlib+sface
     again = CliRunner().invoke(main, ["eval", "cluster", "--images", str(mini_lfw), "--cache", str(cache), "--seed", "1"])
     assert again.exit_code == 0, again.output
     assert "pairwise" in again.output and "incremental (facesense)" in again.output

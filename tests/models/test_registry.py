@@ -16,6 +16,7 @@ from facesense.models import registry
 FACENET = "facenet-20180408-102900/fixed"
 DLIB = "dlib-resnet-v1/mtcnn5"
 FUSION = "fusion(facenet-20180408-102900/fixed@0.281+dlib-resnet-v1/mtcnn5@0.719)"
+DEFAULT = "fusion(dlib-resnet-v1/mtcnn5@0.710+sface-2021dec/arcface112@0.290)"
 
 
 @pytest.mark.parametrize("name", sorted(registry.MODELS))
@@ -61,13 +62,14 @@ def test_model_ids_are_derived_and_unchanged() -> None:
     facenet = registry.embedder_spec("facenet")
     assert facenet.model_id() == FACENET
     assert registry.embedder_spec("dlib").model_id() == DLIB
-    assert registry.EMBEDDERS["fusion"].model_id() == registry.FUSION_MODEL_ID == FUSION
+    assert registry.EMBEDDERS["facenet+dlib"].model_id() == registry.FUSION_MODEL_ID == FUSION
+    assert registry.EMBEDDERS["dlib+sface"].model_id() == registry.DEFAULT_MODEL_ID == DEFAULT
     assert facenet.model_id(preprocessing="per_image") == "facenet-20180408-102900/per_image"
     assert facenet.model_id(crop=CropConfig()) == FACENET  # the default crop adds nothing
     assert facenet.model_id(crop=CropConfig(margin_px=10)) == FACENET + "/box160m0+10"
     assert facenet.model_id(crop=CropConfig(method=CropMethod.WARP, warp_scale=1.3)) == FACENET + "/warp160s1.3"
     with pytest.raises(ConfigError, match="not an embedding network"):
-        registry.embedder_spec("fusion")
+        registry.embedder_spec("facenet+dlib")
 
 
 def test_fusion_model_id_weights_each_part_by_its_inverse_scale() -> None:
@@ -96,7 +98,7 @@ def test_the_measured_numbers_are_unchanged() -> None:
     [
         ("dlib-resnet-v1/other", "dlib"),
         ("facenet-20180408-102900/per_image", "facenet"),
-        ("fusion(facenet-20180408-102900/fixed/box160m0+10@0.281+dlib-resnet-v1/mtcnn5@0.719)", "fusion"),
+        ("fusion(facenet-20180408-102900/fixed/box160m0+10@0.281+dlib-resnet-v1/mtcnn5@0.719)", "facenet+dlib"),
         ("arcface-r100/v1", "KIND"),
     ],
 )

@@ -314,7 +314,7 @@ def test_recognize_options(make_client: MakeClient, db: Path, test_dir: Path) ->
     assert len(full["landmarks"]) == 5 and all(len(p) == 2 for p in full["landmarks"])
     x = [p[0] for p in full["landmarks"]]
     assert all(full["box"]["x_min"] <= v <= full["box"]["x_max"] for v in x)
-    assert len(full["embedding"]) == 640 and abs(sum(v * v for v in full["embedding"]) - 1) < 1e-3
+    assert len(full["embedding"]) == 256 and abs(sum(v * v for v in full["embedding"]) - 1) < 1e-3
     assert set(full["execution_time"]) == {"detector", "calculator"} and full["execution_time"]["calculator"] > 0
     body = client.post(url, params={"status": "true"}, files=upload(test_dir / "obama1.jpg")).json()
     assert set(body["plugins_versions"]) == {"detector", "calculator"}

@@ -87,8 +87,9 @@ class BenchConfig:
         every: run detection every ``every`` frames (the tracker fills in between).
         min_face_px: the detector's minimum face size (``None``: the ``video`` default
             of :data:`facesense.detect.DEFAULTS`, as ``watch``); the peers get the same.
-        embedder: which embedder ``make_embedder`` builds (``fusion``, ``facenet``,
-            ``dlib``), as ``watch --embedder``.
+        embedder: which embedder ``make_embedder`` builds (``dlib+sface``, ``facenet``,
+            ``facenet+dlib`` ...), as ``watch --embedder``; the default is
+            :data:`facesense.embed.DEFAULT_EMBEDDER`.
         detector: which detector ``make_detector`` builds (``yunet``, ``mtcnn``), as
             ``watch --detector``; the default is :data:`facesense.detect.DEFAULT_DETECTOR`.
         rotations: also search rotated copies for tilted faces, as ``watch --rotations``.
@@ -104,7 +105,7 @@ class BenchConfig:
     frames: int | None = None
     every: int = 1
     min_face_px: float | None = None
-    embedder: str = "fusion"
+    embedder: str = ""
     detector: str = ""
     rotations: bool = False
     compare: bool = False
@@ -126,8 +127,12 @@ class BenchConfig:
             raise ConfigError(f"compare_frames must be a positive integer or None, got {self.compare_frames!r}")
         if not isinstance(self.enroll_faces, int) or self.enroll_faces < 1:
             raise ConfigError(f"enroll_faces must be a positive integer, got {self.enroll_faces!r}")
-        object.__setattr__(self, "embedder", parse_choice(EmbedderKind, self.embedder, "embedder").value)
         from facesense.detect.factory import DEFAULT_DETECTOR
+        from facesense.embed.factory import DEFAULT_EMBEDDER
+
+        object.__setattr__(
+            self, "embedder", parse_choice(EmbedderKind, self.embedder or DEFAULT_EMBEDDER, "embedder").value
+        )
 
         object.__setattr__(
             self, "detector", parse_choice(DetectorKind, self.detector or DEFAULT_DETECTOR, "detector").value

@@ -203,14 +203,17 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 def embedder_option() -> Decorator:
-    """``--embedder fusion|facenet|dlib`` (:class:`facesense.embed.EmbedderKind`)."""
+    """``--embedder dlib+sface|facenet|...`` (:class:`facesense.embed.EmbedderKind`), default :data:`facesense.embed.DEFAULT_EMBEDDER`."""
+    from facesense.embed.factory import DEFAULT_EMBEDDER
+
     return click.option(
         "--embedder",
         "embedder_kind",
         type=EnumChoice("facesense.embed:EmbedderKind", "embedder"),
-        default="fusion",
+        default=DEFAULT_EMBEDDER.value,
         show_default=True,
-        help="Embedding model: the default fusion (FaceNet + dlib ResNet), a network alone, or another fusion (facesense.models.registry.EMBEDDERS).",
+        help="Embedding model: the default dlib+sface (dlib ResNet + SFace), a network alone, or another fusion "
+        "(facenet+dlib was the default before; facesense.models.registry.EMBEDDERS).",
     )
 
 

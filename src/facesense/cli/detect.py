@@ -133,7 +133,7 @@ def embed(
     detector_kind: DetectorKind,
     embedder_kind: EmbedderKind,
 ) -> None:
-    """Detect faces and print an embedding for each (640-d fusion; 512-d with --embedder facenet)."""
+    """Detect faces and print an embedding for each (256-d with the default dlib+sface; 512-d with --embedder facenet)."""
     from facesense.detect import make_detector
     from facesense.embed import make_embedder
 

@@ -4,9 +4,9 @@
 * :class:`DlibResNetEmbedder`: dlib's face-recognition ResNet, 128-d, on landmark-warped chips.
 * :class:`SFaceEmbedder`: opencv_zoo's SFace (MobileFaceNet), 128-d, on ArcFace-aligned chips.
 * :class:`FusedEmbedder`: several, each scaled by its impostor distance and concatenated;
-  FaceNet + dlib is the default.
+  dlib + SFace is the default (FaceNet + dlib was, until issue 15).
 
-Build them with :func:`make_embedder` (``"fusion"``, ``"facenet"``, ``"dlib"``, ``"sface"``, ``"facenet+dlib+sface"`` ...); each
+Build them with :func:`make_embedder` (``"dlib+sface"``, ``"facenet"``, ``"dlib"``, ``"sface"``, ``"facenet+dlib"`` ...); each
 model's facts (weights, input, crop, impostor statistics, calibration) are in
 :mod:`facesense.models.registry`, and each embedder's ``model_id`` is derived from them.
 :class:`~facesense.embed.base.Embedder` is the interface every embedder follows.
@@ -20,11 +20,12 @@ from facesense.embed.facenet import (
     Standardization,
     preprocess_crops,
 )
-from facesense.embed.factory import EmbedderKind, make_embedder
+from facesense.embed.factory import DEFAULT_EMBEDDER, EmbedderKind, make_embedder
 from facesense.embed.fusion import FusedEmbedder
 from facesense.embed.sface import SFaceEmbedder
 
 __all__ = [
+    "DEFAULT_EMBEDDER",
     "Backend",
     "DlibResNetEmbedder",
     "Embedder",

@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "CACHE_ENV",
     "CALIBRATIONS",
+    "DEFAULT_MODEL_ID",
     "DETECTORS",
     "EMBEDDERS",
     "FUSION_MODEL_ID",
@@ -501,7 +502,7 @@ _FACENET_IMPOSTOR_QUANTILES: Quantiles = (
     (0.6, 1.4163), (0.7, 1.4405), (0.8, 1.4679), (0.9, 1.5043), (0.99, 1.5856),
 )
 
-# The same for facesense's default embedder, the FaceNet + dlib ResNet fusion.
+# The same for the FaceNet + dlib ResNet fusion (facesense's default embedder until issue 15).
 _FUSION_IMPOSTOR_QUANTILES: Quantiles = (
     (1e-06, 0.399), (3e-06, 0.4119), (1e-05, 0.4311), (3e-05, 0.4539), (0.0001, 0.4808),
     (0.0003, 0.5044), (0.001, 0.5304), (0.003, 0.5558), (0.01, 0.5855), (0.03, 0.616),
@@ -595,7 +596,7 @@ EMBEDDERS: MappingProxyType[str, EmbedderSpec | FusionSpec] = MappingProxyType(
             raw_threshold=1.04,
             measured=_CALIBRATE,
         ),
-        "fusion": FusionSpec(
+        "facenet+dlib": FusionSpec(
             parts=("facenet", "dlib"),
             impostor_quantiles=_FUSION_IMPOSTOR_QUANTILES,
             threshold=0.48,
@@ -662,8 +663,12 @@ IMPOSTOR_MEDIANS: MappingProxyType[str, float] = MappingProxyType(
 )
 """Median distance between two different people's unit embeddings, per model id."""
 
-FUSION_MODEL_ID: str = EMBEDDERS["fusion"].model_id()
-"""The model id of the default embedder."""
+FUSION_MODEL_ID: str = EMBEDDERS["facenet+dlib"].model_id()
+"""The model id of the FaceNet + dlib fusion (the default embedder until issue 15; galleries
+enrolled with it keep this id)."""
+
+DEFAULT_MODEL_ID: str = EMBEDDERS["dlib+sface"].model_id()
+"""The model id of the default embedder (:data:`facesense.embed.DEFAULT_EMBEDDER`, dlib+sface)."""
 
 CALIBRATIONS: MappingProxyType[str, Calibration] = MappingProxyType(
     {cal.model_id: cal for spec in EMBEDDERS.values() if (cal := spec.calibration()) is not None}
@@ -706,7 +711,7 @@ def _kind_of(model_id: str) -> str:
         for key, spec in EMBEDDERS.items():
             if isinstance(spec, FusionSpec) and _fusion_id_or_none(spec) == model_id:
                 return key
-        return "fusion"
+        return "facenet+dlib"
     network = model_id.split("/", 1)[0]
     for key, spec in EMBEDDERS.items():
         if isinstance(spec, EmbedderSpec) and spec.name == network:
