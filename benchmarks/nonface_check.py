@@ -2,29 +2,44 @@
 
 Step 1 (``extract``) runs a detector at a *lower* score threshold than its default over
 the WIDER FACE subset, the animals folder, the negatives folder, 300 LFW images and every
-5th frame of the Hamilton clip, and stores the cheap features
-(:data:`facesense.detect.verify.FEATURE_NAMES`) of every detection.
+5th frame of the Hamilton clip, and stores the cheap features (:data:`FEATURE_NAMES`) of
+every detection; then it embeds the detections at the detector's default threshold with
+each ``--embedder`` (any kind of :func:`facesense.embed.make_embedder`; default the one
+the shipped check was fitted on). Detections and embeddings are cached apart
+(``/tmp/facesense_nonface_<detector>.npz``, ``..._<detector>_<embedder>.npz``), so another
+embedder costs one embedding pass, not another detection run.
 
 Step 2 (``evaluate``) compares the checks on the detections at the detector's default
 threshold. Every number is out-of-fold: the images of WIDER, animals and negatives are
 split into 5 folds by image; a check's parameters (a threshold, or a logistic regression
-and its threshold) are fitted on four folds and applied to the fifth. The threshold is
-picked on the training folds only: the highest one whose training WIDER recall (faces
->= 20 px) is within ``--budget`` points of no check. LFW and the clip are never fitted
-on. Run::
+and its threshold) are fitted on four folds and applied to the fifth. For the cheap
+features the threshold is picked on the training folds only: the highest one whose
+training WIDER recall (faces >= 20 px) is within ``--budget`` points of no check. The
+embedding checks (O-Net first: a face whose O-Net logit is at least the accept logit is
+kept, under the reject logit dropped; the others by a logistic regression on the unit
+embedding) take as threshold a quantile of the training faces' scores. LFW and the clip
+are never fitted on. With several ``--embedder`` the embedding checks of each are
+printed, then one summary table at the ``fit`` settings.
 
-    python benchmarks/nonface_check.py extract --detector yunet
-    python benchmarks/nonface_check.py evaluate --detector yunet
+Step 3 (``fit``) fits the shipped check on both detectors' detections (all folds) and
+writes ``src/facesense/models/data/nonface_<embedder>.json``. Run::
+
+    python benchmarks/nonface_check.py extract --detector yunet --embedder facenet --embedder sface
+    python benchmarks/nonface_check.py extract --detector mtcnn --embedder facenet --embedder sface
+    python benchmarks/nonface_check.py evaluate --detector yunet --embedding-only --embedder facenet --embedder sface
+    python benchmarks/nonface_check.py fit --embedder sface
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -45,7 +60,7 @@ from facesense.types import Faces
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LOW_THRESHOLD = {"yunet": {"score_threshold": 0.5}, "mtcnn": {"thresholds": (0.6, 0.7, 0.5)}}
 DEFAULT_SCORE = {"yunet": 0.7, "mtcnn": 0.8}  # the default last-stage thresholds
-DATA_FILE = Path(__file__).resolve().parents[1] / "src" / "facesense" / "models" / "data" / "nonface_facenet.json"
+DATA_DIR = Path(__file__).resolve().parents[1] / "src" / "facesense" / "models" / "data"
 log = logging.getLogger("nonface")
 
 
@@ -125,148 +140,54 @@ def face_features(nets: Networks, image: np.ndarray, faces: Faces) -> np.ndarray
     )
 
 
+ROW_FIELDS = ("source", "image", "xyxy", "score", "feat", "label", "marks")
+WIDER_IMAGES = DATA / "wider_face_val_subset" / "images"
+WIDER_TRUTH = DATA / "wider_face_val_subset" / "wider_face_val_bbx_gt.txt"
+CLIP = DATA / "face_recognition_examples" / "short_hamilton_clip.mp4"
+CLIP_EVERY = 5  # every 5th frame of the clip
+LFW_IMAGES = 300
+
+
 def _cache(kind: str) -> Path:
+    """The detections (no embeddings) of a detector, or of the background crops."""
     return Path("/tmp") / f"facesense_nonface_{kind}.npz"
 
 
-def _load(kind: str) -> dict[str, np.ndarray]:
-    """A detector's rows plus the background crops (``source == "background"``), if made."""
+def _emb_cache(kind: str, embedder: str) -> Path:
+    """The embeddings by ``embedder`` of the rows of :func:`_cache` (NaN rows: not embedded)."""
+    return Path("/tmp") / f"facesense_nonface_{kind}_{embedder.replace('+', '-')}.npz"
+
+
+def _unit(e: np.ndarray) -> np.ndarray:
+    e = np.asarray(e, np.float64)
+    return np.asarray(e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12))
+
+
+def _load_rows(kind: str, embedder: str | None) -> dict[str, np.ndarray]:
+    """A detector's rows, with ``emb`` (unit length) from ``embedder`` if given."""
     raw = np.load(_cache(kind))
     data = {k: raw[k] for k in raw.files}
-    if _cache("background").exists():
-        bg = np.load(_cache("background"))
+    if embedder is not None:
+        path = _emb_cache(kind, embedder)
+        if not path.exists():
+            raise SystemExit(f"no {embedder} embeddings of the {kind} rows: run extract --detector {kind} --embedder {embedder}")
+        emb = np.load(path)
+        if len(emb["emb"]) != len(data["score"]):
+            raise SystemExit(f"{path} does not match {_cache(kind)}: delete it and run extract again")
+        data["emb"] = _unit(emb["emb"])
+    return data
+
+
+def _load(kind: str, embedder: str | None = None) -> dict[str, np.ndarray]:
+    """A detector's rows plus the background crops (``source == "background"``), if made."""
+    data = _load_rows(kind, embedder)
+    if _cache("background").exists() and (embedder is None or _emb_cache("background", embedder).exists()):
+        bg = _load_rows("background", embedder)
         data = {k: np.concatenate([v, bg[k] if v.dtype.kind == "U" else bg[k].astype(v.dtype)]) for k, v in data.items()}
     return data
 
 
-# Background crops: squares of this many pixels, away from every annotated face, with
-# the five landmarks where ArcFace's template puts them in a face box of that size.
-BACKGROUND_PER_IMAGE = 4
-BACKGROUND_SIZES_PX = (48, 64, 96, 128, 192)
-
-
-def background() -> None:
-    """Random squares of WIDER images that hold no face, as non-faces to train on.
-
-    The detectors' own candidates teach the check animal faces; these teach it that
-    textures, walls and clothes are not faces either (a check trained on animals alone
-    calls a brick wall human). Not evaluation data: WIDER is scored on its faces only.
-    """
-    from facesense.align import ARCFACE_TEMPLATE_112
-    from facesense.embed import make_embedder
-    from facesense.geometry import iou_matrix
-
-    embedder = make_embedder()
-    nets = Networks()
-    rng = np.random.default_rng(0)
-    rows: dict[str, list[Any]] = {k: [] for k in ("source", "image", "xyxy", "score", "feat", "label", "marks", "emb")}
-    for truth in read_wider_annotations(DATA / "wider_face_val_subset" / "wider_face_val_bbx_gt.txt"):
-        img = load_image(DATA / "wider_face_val_subset" / "images" / truth.path)
-        h, w = img.shape[:2]
-        boxes = []
-        for _ in range(50):
-            side = float(rng.choice(BACKGROUND_SIZES_PX))
-            if side >= min(h, w):
-                continue
-            x, y = rng.uniform(0, w - side), rng.uniform(0, h - side)
-            box = np.array([[x, y, x + side, y + side]])
-            grown = box + np.array([[-side, -side, side, side]]) / 2
-            if len(truth) and (iou_matrix(grown, truth.xyxy.astype(np.float64)) > 0).any():
-                continue
-            boxes.append(box[0])
-            if len(boxes) == BACKGROUND_PER_IMAGE:
-                break
-        if not boxes:
-            continue
-        xyxy = np.array(boxes, np.float32)
-        side = (xyxy[:, 2] - xyxy[:, 0])[:, None, None]
-        marks = (xyxy[:, None, 0:2] + ARCFACE_TEMPLATE_112[None] / 112.0 * side).astype(np.float32)
-        faces = Faces(xyxy=xyxy, scores=np.ones(len(xyxy), np.float32), landmarks=marks)
-        feats = face_features(nets, img, faces)
-        emb = embedder.embed(img, faces).embeddings
-        for i in range(len(faces)):
-            rows["source"].append("background")
-            rows["image"].append(truth.path)
-            rows["xyxy"].append(xyxy[i])
-            rows["score"].append(1.0)
-            rows["feat"].append(feats[i])
-            rows["label"].append(0)
-            rows["marks"].append(marks[i])
-            rows["emb"].append(emb[i])
-    np.savez(
-        _cache("background"),
-        source=np.array(rows["source"]),
-        image=np.array(rows["image"]),
-        xyxy=np.array(rows["xyxy"], np.float32),
-        score=np.array(rows["score"], np.float32),
-        feat=np.array(rows["feat"], np.float64),
-        label=np.array(rows["label"], np.int8),
-        marks=np.array(rows["marks"], np.float32),
-        emb=np.array(rows["emb"], np.float32),
-    )
-    print(f"background: {len(rows['score'])} crops -> {_cache('background')}")
-
-
-def extract(kind: str) -> None:
-    detector = make_detector(kind, use="image", verify=False, **LOW_THRESHOLD[kind])  # type: ignore[arg-type]
-    video = make_detector(kind, use="video", verify=False, **LOW_THRESHOLD[kind])  # type: ignore[arg-type]
-    verifier = Networks()
-    rows: dict[str, list[Any]] = {k: [] for k in ("source", "image", "xyxy", "score", "feat", "label", "marks", "emb")}
-    from facesense.embed import make_embedder
-
-    embedder = make_embedder()
-
-    def add(source: str, image_id: str, img: np.ndarray, faces: Faces, labels: np.ndarray) -> None:
-        feats = face_features(verifier, img, faces)
-        strong = faces[faces.scores >= DEFAULT_SCORE[kind]]
-        emb = embedder.embed(img, strong).embeddings if len(strong) else None
-        k = 0
-        for i in range(len(faces)):
-            rows["source"].append(source)
-            rows["image"].append(image_id)
-            rows["xyxy"].append(faces.xyxy[i])
-            rows["score"].append(float(faces.scores[i]))
-            rows["feat"].append(feats[i])
-            rows["label"].append(int(labels[i]))
-            rows["marks"].append(faces.landmarks[i])
-            if faces.scores[i] >= DEFAULT_SCORE[kind] and emb is not None:
-                rows["emb"].append(emb[k])
-                k += 1
-            else:
-                rows["emb"].append(np.full(embedder.dim, np.nan, np.float32))
-
-    wider = read_wider_annotations(DATA / "wider_face_val_subset" / "wider_face_val_bbx_gt.txt")
-    for truth in wider:
-        img = load_image(DATA / "wider_face_val_subset" / "images" / truth.path)
-        faces = detector.detect(img)
-        order = np.argsort(-faces.scores, kind="stable")
-        faces = faces[order]
-        _, labels = _label_image(truth.xyxy, ~truth.invalid, faces.xyxy, faces.scores, 0.5)
-        add("wider", truth.path, img, faces, labels)
-    for source in ("animals", "negatives"):
-        for path in iter_image_paths([DATA / source]):
-            img = load_image(path)
-            faces = detector.detect(img)
-            add(source, path.name, img, faces, np.zeros(len(faces), np.int8))
-    for path in sample_images(DATA / "lfw", 300, seed=1):
-        img = load_image(path)
-        faces = detector.detect(img)
-        h, w = img.shape[:2]
-        centre = (faces.xyxy[:, 0:2] + faces.xyxy[:, 2:4]) / 2 - np.array([w / 2, h / 2])
-        labels = (np.linalg.norm(centre, axis=1) < 0.15 * min(h, w)).astype(np.int8)
-        add("lfw", path.name, img, faces, labels)
-    import cv2
-
-    cap = cv2.VideoCapture(str(DATA / "face_recognition_examples" / "short_hamilton_clip.mp4"))
-    index = 0
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if index % 5 == 0:
-            faces = video.detect(frame)
-            add("clip", str(index), frame, faces, np.ones(len(faces), np.int8))
-        index += 1
+def _save_rows(kind: str, rows: dict[str, list[Any]]) -> None:
     np.savez(
         _cache(kind),
         source=np.array(rows["source"]),
@@ -276,14 +197,205 @@ def extract(kind: str) -> None:
         feat=np.array(rows["feat"], np.float64).reshape(-1, len(FEATURE_NAMES)),
         label=np.array(rows["label"], np.int8),
         marks=np.array(rows["marks"], np.float32).reshape(-1, 5, 2),
-        emb=np.array(rows["emb"], np.float32).reshape(len(rows["score"]), -1),
     )
-    print(f"{kind}: {len(rows['score'])} detections -> {_cache(kind)}")
+
+
+def _image_of(source: str, image_id: str) -> Path:
+    if source in ("wider", "background"):
+        return WIDER_IMAGES / image_id
+    if source == "lfw":
+        return DATA / "lfw" / image_id
+    return DATA / source / image_id
+
+
+def _clip_frames() -> Iterator[tuple[int, np.ndarray]]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(CLIP))
+    index = 0
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if index % CLIP_EVERY == 0:
+                yield index, frame
+            index += 1
+    finally:
+        cap.release()
+
+
+def _embed_rows(kind: str, embedders: list[str]) -> None:
+    """Embed the cached rows of ``kind`` at the detector's default score with each embedder."""
+    from facesense.embed import make_embedder
+
+    todo = [e for e in embedders if not _emb_cache(kind, e).exists()]
+    if not todo:
+        return
+    data = _load_rows(kind, None)
+    models = {e: make_embedder(e, threads=1) for e in todo}
+    out = {e: np.full((len(data["score"]), int(m.dim)), np.nan, np.float32) for e, m in models.items()}
+    embedded = data["score"] >= DEFAULT_SCORE.get(kind, 0.0)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i in np.flatnonzero(embedded):
+        groups.setdefault((str(data["source"][i]), str(data["image"][i])), []).append(int(i))
+
+    def embed(img: np.ndarray, idx: list[int]) -> None:
+        faces = Faces(xyxy=data["xyxy"][idx], scores=data["score"][idx], landmarks=data["marks"][idx])
+        for e, model in models.items():
+            emb = model.embed(img, faces).embeddings
+            if emb is None:
+                raise SystemExit(f"{e} returned no embeddings")
+            out[e][idx] = emb
+
+    for (source, image_id), idx in groups.items():
+        if source != "clip":
+            embed(load_image(_image_of(source, image_id)), idx)
+    for index, frame in _clip_frames():
+        if ("clip", str(index)) in groups:
+            embed(frame, groups[("clip", str(index))])
+    for e, model in models.items():
+        np.savez(_emb_cache(kind, e), emb=out[e], model_id=np.array(model.model_id))
+        print(f"{kind}: {int(embedded.sum())} detections embedded by {e} ({model.model_id}) -> {_emb_cache(kind, e)}")
+
+
+# Background crops: squares of this many pixels, away from every annotated face, with
+# the five landmarks where ArcFace's template puts them in a face box of that size.
+BACKGROUND_PER_IMAGE = 4
+BACKGROUND_SIZES_PX = (48, 64, 96, 128, 192)
+
+
+def background(embedders: list[str]) -> None:
+    """Random squares of WIDER images that hold no face, as non-faces to measure on.
+
+    The detectors' own candidates teach the check animal faces; these show whether it
+    also knows that textures, walls and clothes are not faces (a check trained on animals
+    alone calls a brick wall human). Not evaluation data for recall: WIDER is scored on
+    its faces only.
+    """
+    from facesense.align import ARCFACE_TEMPLATE_112
+    from facesense.geometry import iou_matrix
+
+    if not _cache("background").exists():
+        nets = Networks()
+        rng = np.random.default_rng(0)
+        rows: dict[str, list[Any]] = {k: [] for k in ROW_FIELDS}
+        for truth in read_wider_annotations(WIDER_TRUTH):
+            img = load_image(WIDER_IMAGES / truth.path)
+            h, w = img.shape[:2]
+            boxes = []
+            for _ in range(50):
+                side = float(rng.choice(BACKGROUND_SIZES_PX))
+                if side >= min(h, w):
+                    continue
+                x, y = rng.uniform(0, w - side), rng.uniform(0, h - side)
+                box = np.array([[x, y, x + side, y + side]])
+                grown = box + np.array([[-side, -side, side, side]]) / 2
+                if len(truth) and (iou_matrix(grown, truth.xyxy.astype(np.float64)) > 0).any():
+                    continue
+                boxes.append(box[0])
+                if len(boxes) == BACKGROUND_PER_IMAGE:
+                    break
+            if not boxes:
+                continue
+            xyxy = np.array(boxes, np.float32)
+            side = (xyxy[:, 2] - xyxy[:, 0])[:, None, None]
+            marks = (xyxy[:, None, 0:2] + ARCFACE_TEMPLATE_112[None] / 112.0 * side).astype(np.float32)
+            faces = Faces(xyxy=xyxy, scores=np.ones(len(xyxy), np.float32), landmarks=marks)
+            feats = face_features(nets, img, faces)
+            for i in range(len(faces)):
+                for key, value in zip(ROW_FIELDS, ("background", truth.path, xyxy[i], 1.0, feats[i], 0, marks[i]), strict=True):
+                    rows[key].append(value)
+        _save_rows("background", rows)
+        print(f"background: {len(rows['score'])} crops -> {_cache('background')}")
+    _embed_rows("background", embedders)
+
+
+def extract(kind: str, embedders: list[str]) -> None:
+    """The detections of ``kind`` (cached once), then their embeddings by each embedder."""
+    if not _cache(kind).exists():
+        detector = make_detector(kind, use="image", verify=False, **LOW_THRESHOLD[kind])  # type: ignore[arg-type]
+        video = make_detector(kind, use="video", verify=False, **LOW_THRESHOLD[kind])  # type: ignore[arg-type]
+        verifier = Networks()
+        rows: dict[str, list[Any]] = {k: [] for k in ROW_FIELDS}
+
+        def add(source: str, image_id: str, img: np.ndarray, faces: Faces, labels: np.ndarray) -> None:
+            feats = face_features(verifier, img, faces)
+            for i in range(len(faces)):
+                values = (source, image_id, faces.xyxy[i], float(faces.scores[i]), feats[i], int(labels[i]), faces.landmarks[i])
+                for key, value in zip(ROW_FIELDS, values, strict=True):
+                    rows[key].append(value)
+
+        for truth in read_wider_annotations(WIDER_TRUTH):
+            img = load_image(WIDER_IMAGES / truth.path)
+            faces = detector.detect(img)
+            faces = faces[np.argsort(-faces.scores, kind="stable")]
+            _, labels = _label_image(truth.xyxy, ~truth.invalid, faces.xyxy, faces.scores, 0.5)
+            add("wider", truth.path, img, faces, labels)
+        for source in ("animals", "negatives"):
+            for path in iter_image_paths([DATA / source]):
+                img = load_image(path)
+                faces = detector.detect(img)
+                add(source, path.name, img, faces, np.zeros(len(faces), np.int8))
+        for path in sample_images(DATA / "lfw", LFW_IMAGES, seed=1):
+            img = load_image(path)
+            faces = detector.detect(img)
+            h, w = img.shape[:2]
+            centre = (faces.xyxy[:, 0:2] + faces.xyxy[:, 2:4]) / 2 - np.array([w / 2, h / 2])
+            labels = (np.linalg.norm(centre, axis=1) < 0.15 * min(h, w)).astype(np.int8)
+            add("lfw", path.relative_to(DATA / "lfw").as_posix(), img, faces, labels)
+        for index, frame in _clip_frames():
+            faces = video.detect(frame)
+            add("clip", str(index), frame, faces, np.ones(len(faces), np.int8))
+        _save_rows(kind, rows)
+        print(f"{kind}: {len(rows['score'])} detections -> {_cache(kind)}")
+    _embed_rows(kind, embedders)
+
+
+@functools.cache
+def _wider_truth() -> tuple[Any, ...]:
+    return tuple(read_wider_annotations(WIDER_TRUTH))
+
+
+def _load_all(kind: str, embedders: list[str]) -> dict[str, np.ndarray]:
+    """A detector's rows at its default score with ``emb:<embedder>`` columns, plus the
+    background crops when every embedder has embedded them."""
+    def rows(name: str) -> dict[str, np.ndarray]:
+        data = _load_rows(name, None)
+        for e in embedders:
+            data[f"emb:{e}"] = _load_rows(name, e)["emb"]
+        return data
+
+    data = rows(kind)
+    if _cache("background").exists() and all(_emb_cache("background", e).exists() for e in embedders):
+        bg = rows("background")
+        data = {k: np.concatenate([v, bg[k] if v.dtype.kind == "U" else bg[k].astype(v.dtype)]) for k, v in data.items()}
+    at_default = data["score"] >= DEFAULT_SCORE[kind]
+    return {k: v[at_default] for k, v in data.items()}
+
+
+def _folds(data: dict[str, np.ndarray], folds: int, seed: int) -> np.ndarray:
+    """Each row's fold: by image for WIDER (and its background crops), animals, negatives; -1 for LFW and the clip."""
+    src = data["source"]
+    foldable = np.isin(src, ("wider", "animals", "negatives", "background"))
+    groups = np.array([i if s in ("wider", "background") else f"{s}/{i}" for s, i in zip(src, data["image"], strict=True)])
+    unique = np.unique(groups[foldable])
+    fold_of = {g: k % folds for k, g in enumerate(np.random.default_rng(seed).permutation(unique))}
+    return np.array([fold_of[g] if f else -1 for g, f in zip(groups, foldable, strict=True)])
+
+
+class FitSettings(NamedTuple):
+    """The embedding check's settings (``fit``'s options)."""
+
+    c: float
+    quantile: float
+    onet_accept_logit: float
+    onet_reject_logit: float
 
 
 def _wider_recall(data: dict[str, np.ndarray], keep: np.ndarray, images: set[str] | None, min_face: float) -> tuple[float, float]:
     """WIDER AP and recall (faces >= min_face) of the kept detections at default score."""
-    wider = read_wider_annotations(DATA / "wider_face_val_subset" / "wider_face_val_bbx_gt.txt")
+    wider = _wider_truth()
     items = []
     for truth in wider:
         if images is not None and truth.path not in images:
@@ -299,31 +411,23 @@ def _wider_recall(data: dict[str, np.ndarray], keep: np.ndarray, images: set[str
     return report.ap, report.recall
 
 
-def evaluate(kind: str, budget: float, folds: int, out: Path | None, embedding_only: bool = False) -> None:
+def evaluate(kind: str, embedders: list[str], budget: float, folds: int, out: Path | None, embedding_only: bool,
+             shipped: FitSettings, splits: int = 1) -> None:
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GroupKFold
     from sklearn.preprocessing import StandardScaler
 
-    data = _load(kind)
-    at_default = data["score"] >= DEFAULT_SCORE[kind]
-    data = {k: v[at_default] for k, v in data.items()}
+    data = _load_all(kind, embedders)
     x, src, label = data["feat"], data["source"], data["label"]
     big = np.exp(x[:, FEATURE_NAMES.index("log_size_px")]) >= 40.0  # shorter side, the checked faces
     fit_set = np.isin(src, ("wider", "animals", "negatives"))
-    foldable = fit_set | (src == "background")
-    groups = np.array([i if s in ("wider", "background") else f"{s}/{i}" for s, i in zip(src, data["image"], strict=True)])
-    unique = np.unique(groups[foldable])
-    fold_of = {g: k for k, g in enumerate(np.random.default_rng(0).permutation(unique))}
-    fold = np.array([fold_of.get(g, -1) % folds if g in fold_of else -1 for g in groups])
+    fold = _folds(data, folds, 0)
     base_ap, base_recall = _wider_recall(data, np.ones(len(x), bool), None, 20.0)
     _base_ap40, base_recall40 = _wider_recall(data, np.ones(len(x), bool), None, 40.0)
     n_animals = len(list(iter_image_paths([DATA / "animals"])))
     n_neg = len(list(iter_image_paths([DATA / "negatives"])))
-    print(cpu_info().describe())
     print(f"{kind}: no check: WIDER AP {base_ap:.3f} recall {base_recall:.3f} (>=20 px), {base_recall40:.3f} (>=40 px); "
           f"animals {int((src == 'animals').sum())} false faces / {n_animals} images, negatives {int((src == 'negatives').sum())} / {n_neg}; "
           f"LFW faces {int((src == 'lfw').sum())}, clip faces {int((src == 'clip').sum())}")
-    _ = GroupKFold  # folds are drawn by image above (random, seeded)
 
     def pos_train(mask: np.ndarray) -> np.ndarray:
         return mask & (src == "wider") & (label == 1)
@@ -362,10 +466,11 @@ def evaluate(kind: str, budget: float, folds: int, out: Path | None, embedding_o
     candidates["logreg:onet_lmk+onet_own+lmk_err+template"] = logreg([1, 2, 4, 5], 1.0)
     candidates["logreg:no score"] = logreg([1, 2, 3, 4, 5, 6], 1.0)
 
-    record: dict[str, Any] = {"detector": kind, "cpu": cpu_info().describe(), "baseline": {
+    record: dict[str, Any] = {"detector": kind, "embedders": embedders, "cpu": cpu_info().describe(), "baseline": {
         "wider_ap_20": base_ap, "wider_recall_20": base_recall, "wider_recall_40": base_recall40,
         "animals": int((src == "animals").sum()), "negatives": int((src == "negatives").sum())}, "checks": {}}
-    print(f"  {'check':44} {'AP20':>6} {'rec20':>6} {'d rec':>6} {'rec40':>6} {'anim':>4} {'neg':>4} {'lfw kept':>8} {'clip kept':>9}")
+    if not embedding_only:
+        print(f"  {'check':44} {'AP20':>6} {'rec20':>6} {'d rec':>6} {'rec40':>6} {'anim':>4} {'neg':>4} {'lfw kept':>8} {'clip kept':>9}")
     for name, (fit, apply) in candidates.items() if not embedding_only else ():
         oof = np.zeros(len(x))
         final_threshold = []
@@ -409,18 +514,15 @@ def evaluate(kind: str, budget: float, folds: int, out: Path | None, embedding_o
             record["checks"][name]["model"] = {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
                                                "coef": model.coef_[0].tolist(), "intercept": float(model.intercept_[0]),
                                                "threshold": float(np.median(final_threshold))}
-    record["embedding_checks"] = _embedding_checks(data, fold, folds, base_recall)
+    record["embedding_checks"] = {e: _embedding_checks(data, e, fold, folds, base_recall, shipped) for e in embedders}
+    record["shipped_settings"] = shipped._asdict()
+    record["summary"] = _summary(data, embedders, folds, splits, base_recall, shipped)
     if out is not None:
         out.write_text(json.dumps(record, indent=1))
 
 
-def _facenet(data: dict[str, np.ndarray]) -> np.ndarray:
-    e = data["emb"][:, :512].astype(np.float64)  # the fusion's FaceNet part, re-normalised
-    return np.asarray(e / np.linalg.norm(e, axis=1, keepdims=True))
-
-
 def _fit_embedding_check(e: np.ndarray, positive: np.ndarray, train: np.ndarray, c: float, quantile: float) -> tuple[np.ndarray, float, float]:
-    """Logistic regression on FaceNet embeddings, folded into ``e @ w + b``, and its
+    """Logistic regression on unit embeddings, folded into ``e @ w + b``, and its
     threshold: the ``quantile`` of the training faces' scores."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -433,66 +535,122 @@ def _fit_embedding_check(e: np.ndarray, positive: np.ndarray, train: np.ndarray,
     return w, b, float(np.quantile(s[train & positive], quantile))
 
 
-def _embedding_checks(data: dict[str, np.ndarray], fold: np.ndarray, folds: int, base_recall: float) -> dict[str, Any]:
-    """O-Net first (accept at ``skip``), FaceNet-embedding logistic regression on the rest."""
+def _embedding_keep(data: dict[str, np.ndarray], embedder: str, fold: np.ndarray, folds: int, c: float, quantile: float,
+                    accept_logit: float | None, reject_logit: float) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold verdicts of the two-step check, and which rows were embedded.
+
+    A face >= 40 px whose O-Net logit is under ``reject_logit`` is dropped, at or above
+    ``accept_logit`` kept (``None``: every face is embedded); the others are kept when
+    their embedding's score, by a model fitted on the other folds (all folds for LFW and
+    the clip), reaches the threshold. Fitted like ``fit``: WIDER faces matched to ground
+    truth against the detections on animals and negatives (not the background crops).
+    """
     src, label, x = data["source"], data["label"], data["feat"]
-    e = _facenet(data)
+    e = data[f"emb:{embedder}"]
     big = np.exp(x[:, FEATURE_NAMES.index("log_size_px")]) >= 40.0
     onet = x[:, FEATURE_NAMES.index("onet_landmark_box")]
     pos = (src == "wider") & (label == 1)
-    neg = np.isin(src, ("animals", "negatives", "background"))
+    neg = np.isin(src, ("animals", "negatives"))
     fit_set = (pos | neg) & big
+    margin = np.zeros(len(e))
+    for k in range(folds):
+        w, b, t = _fit_embedding_check(e, pos, fit_set & (fold != k) & (fold >= 0), c, quantile)
+        margin[fold == k] = (e @ w + b - t)[fold == k]
+    w, b, t = _fit_embedding_check(e, pos, fit_set & (fold >= 0), c, quantile)
+    margin[fold < 0] = (e @ w + b - t)[fold < 0]  # LFW and the clip: never fitted on
+    rejected = big & (onet < reject_logit)
+    embedded = big & ~rejected & (np.ones(len(e), bool) if accept_logit is None else onet < accept_logit)
+    keep = ~rejected & (~embedded | (margin >= 0))
+    return keep, embedded
+
+
+def _outcome(data: dict[str, np.ndarray], keep: np.ndarray, embedded: np.ndarray) -> dict[str, Any]:
+    src, label = data["source"], data["label"]
+    ap, rec = _wider_recall(data, keep, None, 20.0)
+    _, rec40 = _wider_recall(data, keep, None, 40.0)
+    lfw, clip, bg = (src == "lfw") & (label == 1), src == "clip", src == "background"
+    return {"wider_ap_20": ap, "wider_recall_20": rec, "wider_recall_40": rec40,
+            "animals": int((keep & (src == "animals")).sum()), "negatives": int((keep & (src == "negatives")).sum()),
+            "lfw_dropped": int((~keep & lfw).sum()), "lfw_faces": int(lfw.sum()),
+            "clip_dropped": int((~keep & clip).sum()), "clip_faces": int(clip.sum()),
+            "embedded_share": float(embedded[~bg].mean()),
+            "background_kept": float(keep[bg].mean()) if bg.any() else float("nan")}
+
+
+HEADER = (f"{'AP20':>6} {'rec20':>6} {'d rec':>6} {'rec40':>6} {'anim':>4} {'neg':>4} {'lfw lost':>8} {'clip lost':>9} "
+          f"{'embedded':>8} {'bg kept':>7}")
+
+
+def _line(row: dict[str, Any], base_recall: float) -> str:
+    return (f"{row['wider_ap_20']:6.3f} {row['wider_recall_20']:6.3f} {100 * (row['wider_recall_20'] - base_recall):+6.2f} "
+            f"{row['wider_recall_40']:6.3f} {row['animals']:4d} {row['negatives']:4d} "
+            f"{row['lfw_dropped']:>3d}/{row['lfw_faces']:<4d} {row['clip_dropped']:>4d}/{row['clip_faces']:<4d} "
+            f"{row['embedded_share']:8.2f} {row['background_kept']:7.3f}")
+
+
+def _embedding_checks(data: dict[str, np.ndarray], embedder: str, fold: np.ndarray, folds: int, base_recall: float,
+                      shipped: FitSettings) -> dict[str, Any]:
+    """O-Net first (reject under the floor, accept at ``skip``), the embedding's logistic regression on the rest."""
     out: dict[str, Any] = {}
-    print(f"  {'embedding check (out-of-fold)':44} {'AP20':>6} {'rec20':>6} {'d rec':>6} {'rec40':>6} {'anim':>4} {'neg':>4} {'lfw kept':>8} {'clip kept':>9} {'embedded':>8} {'bg kept':>6}")
+    print(f"  {embedder + ' embedding check (out-of-fold)':44} {HEADER}")
     for c in (0.003, 0.01, 0.03):
         for skip in (None, 2.0, 3.0, 4.0):
             for quantile in (0.002, 0.004):
-                margin = np.zeros(len(e))
-                for k in range(folds):
-                    w, b, t = _fit_embedding_check(e, pos, fit_set & (fold != k), c, quantile)
-                    margin[fold == k] = (e @ w + b - t)[fold == k]
-                w, b, t = _fit_embedding_check(e, pos, fit_set, c, quantile)
-                margin[fold < 0] = (e @ w + b - t)[fold < 0]  # LFW and the clip: never fitted on
-                checked = big if skip is None else big & (onet < skip)
-                keep = ~checked | (margin >= 0)
-                ap, rec = _wider_recall(data, keep, None, 20.0)
-                _, rec40 = _wider_recall(data, keep, None, 40.0)
+                keep, embedded = _embedding_keep(data, embedder, fold, folds, c, quantile, skip, shipped.onet_reject_logit)
+                row = _outcome(data, keep, embedded)
                 name = f"C={c} O-Net accepts >= logit {skip} q={quantile}"
-                row = {"wider_ap_20": ap, "wider_recall_20": rec, "wider_recall_40": rec40,
-                       "animals": int((keep & (src == "animals")).sum()), "negatives": int((keep & (src == "negatives")).sum()),
-                       "lfw_kept": float(keep[(src == "lfw") & (label == 1)].mean()), "clip_kept": float(keep[src == "clip"].mean()),
-                       "embedded_share": float(checked[src != "background"].mean()),
-                       "background_kept": float(keep[src == "background"].mean())}
                 out[name] = row
-                print(f"  {name:44} {ap:6.3f} {rec:6.3f} {100 * (rec - base_recall):+6.2f} {rec40:6.3f} {row['animals']:4d} {row['negatives']:4d} "
-                      f"{row['lfw_kept']:8.3f} {row['clip_kept']:9.3f} {row['embedded_share']:8.2f} {row['background_kept']:6.3f}")
+                print(f"  {name:44} {_line(row, base_recall)}")
     return out
 
 
-def fit(kinds: list[str], c: float, quantile: float, onet_accept_logit: float, onet_reject_logit: float, out: Path) -> None:
+def _summary(data: dict[str, np.ndarray], embedders: list[str], folds: int, splits: int, base_recall: float,
+             shipped: FitSettings) -> dict[str, Any]:
+    """Each embedder's check at the ``fit`` settings, over ``splits`` fold splits."""
+    out: dict[str, Any] = {}
+    print(f"  summary at the fit settings (C={shipped.c:g}, q={shipped.quantile:g}, O-Net accept logit "
+          f"{shipped.onet_accept_logit:g}, reject logit {shipped.onet_reject_logit:g}), {folds} folds by image")
+    print(f"  {'embedder':22} {'split':>5} {HEADER}")
+    for e in embedders:
+        for seed in range(splits):
+            fold = _folds(data, folds, seed)
+            keep, embedded = _embedding_keep(data, e, fold, folds, shipped.c, shipped.quantile,
+                                             shipped.onet_accept_logit, shipped.onet_reject_logit)
+            row = _outcome(data, keep, embedded)
+            out[f"{e} split {seed}"] = row
+            print(f"  {e:22} {seed:5d} {_line(row, base_recall)}")
+    return out
+
+
+def fit(kinds: list[str], embedder: str, c: float, quantile: float, onet_accept_logit: float, onet_reject_logit: float,
+        out: Path) -> None:
     """Fit the shipped check on every detector's detections (all folds) and write it."""
+    from facesense.embed import make_embedder
+
+    model_id = make_embedder(embedder).model_id
     es, positives, trains = [], [], []
     for kind in kinds:
-        loaded = _load(kind)
-        data = {k: v[loaded["score"] >= DEFAULT_SCORE[kind]] for k, v in loaded.items()}
+        stored = str(np.load(_emb_cache(kind, embedder))["model_id"])
+        if stored != model_id:
+            raise SystemExit(f"{_emb_cache(kind, embedder)} holds {stored} embeddings, not {model_id}: extract again")
+        data = _load_all(kind, [embedder])
         big = np.exp(data["feat"][:, FEATURE_NAMES.index("log_size_px")]) >= 40.0
         pos = (data["source"] == "wider") & (data["label"] == 1)
         neg = np.isin(data["source"], ("animals", "negatives"))  # not the background crops: see evaluate
-        es.append(_facenet(data))
+        es.append(data[f"emb:{embedder}"])
         positives.append(pos)
         trains.append((pos | neg) & big)
     e, pos, train = np.concatenate(es), np.concatenate(positives), np.concatenate(trains)
     w, b, t = _fit_embedding_check(e, pos, train, c, quantile)
-    from facesense.embed import make_embedder
-
     record = {
-        "about": "facesense non-face check (issue 14): FaceNet embedding e (unit length) of a face whose O-Net "
-        "probability on its landmark box is in [onet_reject_score, onet_accept_score) is a human face when e @ weights + bias >= "
-        "threshold. Logistic regression (scikit-learn, C={:g}, balanced classes) on WIDER FACE subset faces >= 40 px "
-        "matched to ground truth (positives) vs detections on ../shared/data/animals and negatives (negatives), "
-        "detectors {}; threshold: the {:g} quantile of the positives' scores. Made by benchmarks/nonface_check.py fit.".format(c, "+".join(kinds), quantile),
-        "embedder": "facenet",
-        "model_id": make_embedder("facenet").model_id,
+        "about": f"facesense non-face check (issue 14): the unit-length {embedder} embedding e ({model_id}) of a face whose "
+        "O-Net probability on its landmark box is in [onet_reject_score, onet_accept_score) is a human face when "
+        f"e @ weights + bias >= threshold. Logistic regression (scikit-learn, C={c:g}, balanced classes) on WIDER FACE "
+        "subset faces >= 40 px matched to ground truth (positives) vs detections on ../shared/data/animals and negatives "
+        f"(negatives), detectors {'+'.join(kinds)}; threshold: the {quantile:g} quantile of the positives' scores. "
+        f"Made by benchmarks/nonface_check.py fit --embedder {embedder}.",
+        "embedder": embedder,
+        "model_id": model_id,
         "onet_accept_score": float(1 / (1 + np.exp(-onet_accept_logit))),
         "onet_reject_score": float(1 / (1 + np.exp(-onet_reject_logit))),
         "threshold": t,
@@ -505,12 +663,21 @@ def fit(kinds: list[str], c: float, quantile: float, onet_accept_logit: float, o
     print(f"wrote {out}: {record['positives']} faces, {record['negatives']} non-faces, threshold {t:.3f}")
 
 
+def _shipped_embedder() -> str:
+    from facesense.detect.verify import nonface_model
+
+    return nonface_model().embedder
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=("extract", "background", "evaluate", "fit"))
     parser.add_argument("--detector", choices=("yunet", "mtcnn"), default="yunet")
+    parser.add_argument("--embedder", action="append", default=None,
+                        help="embedder kind of the embedding step (repeat to compare; default: the shipped check's)")
     parser.add_argument("--budget", type=float, default=0.3, help="allowed WIDER recall loss on the training folds, points")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--splits", type=int, default=1, help="evaluate: fold splits (seeds) of the summary table")
     parser.add_argument("--embedding-only", action="store_true", help="evaluate: only the embedding checks")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--c", type=float, default=0.01, help="fit: inverse regularisation")
@@ -519,14 +686,20 @@ def main() -> int:
     parser.add_argument("--onet-reject-logit", type=float, default=-5.5, help="fit: O-Net logit under which a face is no face")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    embedders: list[str] = args.embedder or [_shipped_embedder()]
+    print(cpu_info().describe())
     if args.step == "extract":
-        extract(args.detector)
+        extract(args.detector, embedders)
     elif args.step == "background":
-        background()
+        background(embedders)
     elif args.step == "fit":
-        fit(["yunet", "mtcnn"], args.c, args.quantile, args.onet_accept_logit, args.onet_reject_logit, args.out or DATA_FILE)
+        if len(embedders) != 1:
+            parser.error("fit takes one --embedder")
+        fit(["yunet", "mtcnn"], embedders[0], args.c, args.quantile, args.onet_accept_logit, args.onet_reject_logit,
+            args.out or DATA_DIR / f"nonface_{embedders[0].replace('+', '-')}.json")
     else:
-        evaluate(args.detector, args.budget, args.folds, args.out, args.embedding_only)
+        evaluate(args.detector, embedders, args.budget, args.folds, args.out, args.embedding_only,
+                 FitSettings(args.c, args.quantile, args.onet_accept_logit, args.onet_reject_logit), args.splits)
     return 0
 
 

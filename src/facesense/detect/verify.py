@@ -39,6 +39,33 @@ logistic regression on all those cheap features (7 animal faces left at -0.7 poi
 a logistic regression on O-Net's 256-d hidden layer (3-6 left, clip faces lost); the
 embedding's cosine to the mean WIDER face embedding (animals sit *closer* to the mean
 than real faces, like blurred faces do: useless); dlib's 128-d embedding (1 left).
+
+Why FaceNet, with ``dlib+sface`` as the default embedder (issue 15): with a check fitted
+on SFace's embeddings a ``dlib+sface`` pipeline would share its SFace part
+(:func:`share_embedder`) instead of loading FaceNet (about +90 MB RSS in ``watch``), so
+both were measured with the protocol above at the shipped settings (C 0.01, threshold at
+the 0.002 quantile of the faces, O-Net accept logit 3, reject logit -5.5), three fold
+splits, all embeddings of the same cached detections::
+
+    python benchmarks/nonface_check.py extract --detector yunet --embedder facenet --embedder sface --embedder dlib
+    python benchmarks/nonface_check.py evaluate --detector yunet --embedding-only \
+        --embedder facenet --embedder sface --embedder dlib --splits 3
+
+(and the same for ``--detector mtcnn``). Animal false faces left, of 21 (YuNet) and 6
+(MTCNN), and WIDER recall change (faces >= 20 px), in points:
+
+=========  ====================  ====================
+embedder   YuNet                 MTCNN
+=========  ====================  ====================
+FaceNet    0-1, -0.18            3, 0 to -0.18
+SFace      2-3, -0.18 to -0.36   2-4, -0.18 to -0.36
+dlib       1-4, 0 to -0.36       4, 0
+=========  ====================  ====================
+
+None of 300 LFW faces nor of the clip's faces (127 YuNet, 88 MTCNN) was dropped by any
+of them. SFace leaves more animal faces at a larger recall cost; less regularised (C 0.1
+to 1) it leaves 0-1 but drops 2-7 of the clip's faces. So the check stays on FaceNet, and
+a pipeline whose embedder holds no FaceNet (``dlib+sface``) loads one for the check.
 """
 
 from __future__ import annotations
@@ -380,8 +407,10 @@ class VerifiedDetector:
         (:meth:`facesense.embed.fusion.FusedEmbedder.part_view`); a wrapper with an
         ``embedder`` attribute (a camera's batching view) is looked through. Does nothing
         (and returns ``False``) otherwise, or when the check already has its embedder:
-        the pipeline's embedder is loaded anyway, so sharing it saves a second FaceNet
-        (about 110 MB) in every process that checks and embeds.
+        the pipeline's embedder is loaded anyway, so sharing it saves a second copy of
+        the fitted model (FaceNet, about 110 MB) in every process that checks and embeds.
+        An embedder without that model (``dlib+sface``, the default since issue 15) cannot
+        serve: the check then builds its own on the first face O-Net is unsure of.
         """
         source = _embedder_for(embedder, nonface_model().model_id)
         if source is None:
