@@ -66,6 +66,7 @@ __all__ = [
     "ReembedSummary",
     "SkipReason",
     "Skipped",
+    "face_from_thumbnail",
     "reembed",
     "thumbnail_jpeg",
 ]
@@ -601,14 +602,17 @@ class ReembedSummary:
     """The outcome of :func:`reembed`.
 
     Attributes:
-        reembedded: samples recomputed.
+        reembedded: samples recomputed (from their photos or, with ``from_thumbnails``,
+            their thumbnails).
         dropped: ``(sample id, source path, reason)`` for samples removed (``drop_missing``).
         model_id: the gallery's model id now.
+        from_thumbnails: how many of ``reembedded`` came from the stored thumbnail.
     """
 
     reembedded: int
     dropped: tuple[tuple[int, str, str], ...] = field(default=())
     model_id: str = ""
+    from_thumbnails: int = 0
 
 
 def _iou(a: npt.NDArray[np.float32], b: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -621,11 +625,30 @@ def _iou(a: npt.NDArray[np.float32], b: npt.ArrayLike) -> npt.NDArray[np.float64
     return np.asarray(inter / np.maximum(area, 1e-9), dtype=np.float64)
 
 
+def face_from_thumbnail(thumbnail: bytes, analyzer: FaceAnalyzerLike) -> tuple[npt.NDArray[np.uint8], Faces] | str:
+    """A sample's stored thumbnail (:func:`thumbnail_jpeg`) and the face ``analyzer`` finds in
+    it (the largest), ready for ``analyzer.embed``; or, as a string, why it cannot be used."""
+    from facesense.imageio import decode_image
+
+    if not thumbnail:
+        return "no thumbnail"
+    try:
+        image = decode_image(thumbnail, name="thumbnail")
+    except ImageError as exc:
+        return f"thumbnail unreadable ({exc})"
+    faces = analyzer.detect(image)
+    if len(faces) == 0:
+        return "no face in its thumbnail"
+    areas = (faces.xyxy[:, 2] - faces.xyxy[:, 0]) * (faces.xyxy[:, 3] - faces.xyxy[:, 1])
+    return image, faces[[int(np.argmax(areas))]]
+
+
 def reembed(
     gallery: GalleryStore,
     analyzer: FaceAnalyzerLike,
     *,
     drop_missing: bool = False,
+    from_thumbnails: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ReembedSummary:
     """Recompute every sample's embedding with ``analyzer`` from its source image.
@@ -637,6 +660,11 @@ def reembed(
     Args:
         drop_missing: remove samples whose source is gone, changed, or whose face is not
             found again, instead of failing.
+        from_thumbnails: a sample whose source cannot be used (a camera frame, a deleted
+            or changed photo) is embedded from its stored 96 px thumbnail instead (the
+            face found again in it). Off by default: a thumbnail's face is about 70 px, so
+            such a sample is less exact than one from its photo (measured in
+            ``docs/recognition.md``, "Re-embedding").
 
     Raises:
         EnrollmentError: some sources are unusable and ``drop_missing`` is false.
@@ -646,6 +674,7 @@ def reembed(
     samples = gallery.samples()
     replacements: dict[int, NewSample] = {}
     problems: list[tuple[int, str, str]] = []
+    thumbnailed = 0
     for i, s in enumerate(samples):
         src = s.source_path or ""
         path = Path(src)
@@ -684,6 +713,25 @@ def reembed(
                             xyxy=tuple(float(v) for v in one.xyxy[0]),  # type: ignore[arg-type]
                             thumbnail_jpeg=thumbnail_jpeg(image, one),
                         )
+        if problem and from_thumbnails and s.id not in replacements:
+            found = face_from_thumbnail(s.thumbnail_jpeg, analyzer)
+            if isinstance(found, str):
+                problem = f"{problem}; {found}"
+            else:
+                thumb, face = found
+                embedded = analyzer.embed(thumb, face).embeddings
+                if embedded is None:
+                    raise EnrollmentError(f"sample {s.id}: the embedder returned no embedding")
+                replacements[s.id] = NewSample(
+                    embedding=embedded[0],
+                    model_id=analyzer.model_id,
+                    source_sha256=s.source_sha256,
+                    source_path=s.source_path,
+                    xyxy=s.xyxy,
+                    thumbnail_jpeg=s.thumbnail_jpeg,
+                )
+                thumbnailed += 1
+                problem = ""
         if problem:
             problems.append((s.id, src or "-", problem))
         if on_progress is not None:
@@ -693,7 +741,10 @@ def reembed(
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise EnrollmentError(
             f"cannot reembed sample {sid} from {src}: {why}{more}; gallery unchanged "
-            "(restore the files, or pass --drop-missing to remove those samples)"
+            "(restore the files, pass --from-thumbnails to embed them from their thumbnails, "
+            "or --drop-missing to remove those samples)"
         )
     gallery.replace_samples(replacements)
-    return ReembedSummary(reembedded=len(replacements), dropped=tuple(problems), model_id=analyzer.model_id)
+    return ReembedSummary(
+        reembedded=len(replacements), dropped=tuple(problems), model_id=analyzer.model_id, from_thumbnails=thumbnailed
+    )

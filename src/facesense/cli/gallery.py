@@ -447,13 +447,19 @@ def recognize(
 
 @click.command("reembed")
 @click.option("--drop-missing", is_flag=True, help="Remove samples whose source photo is gone or changed instead of failing.")
+@click.option(
+    "--from-thumbnails",
+    is_flag=True,
+    help="Embed samples without a usable source photo (camera frames, deleted photos) from their stored 96 px thumbnail.",
+)
 @db_option()
-def reembed(drop_missing: bool, db: str | None) -> None:
+def reembed(drop_missing: bool, from_thumbnails: bool, db: str | None) -> None:
     """Recompute every embedding with the current model from the original photos.
 
     Needed after the model or its preprocessing changes. All samples are replaced in
     one transaction: if any source photo is gone the gallery is left unchanged and
-    the exit code is 7 (unless --drop-missing, which removes those samples and exits 0).
+    the exit code is 7 (unless --from-thumbnails, which embeds such samples from their
+    stored thumbnail, or --drop-missing, which removes those it cannot embed; both exit 0).
     Negatives (corrections) keep only a thumbnail: when the model changes they are
     dropped (said on stderr and logged), to be corrected again.
     """
@@ -461,7 +467,9 @@ def reembed(drop_missing: bool, db: str | None) -> None:
 
     with contextlib.closing(open_db(db, read_only=False)) as gallery, progress_callback("reembedding") as on_progress:
         negatives_before = len(gallery.negative_records())
-        result = do_reembed(gallery, _analyzer(), drop_missing=drop_missing, on_progress=on_progress)
+        result = do_reembed(
+            gallery, _analyzer(), drop_missing=drop_missing, from_thumbnails=from_thumbnails, on_progress=on_progress
+        )
         negatives_after = len(gallery.negative_records())
     for sid, src, why in result.dropped:
         click.echo(f"dropped sample {sid} ({src}): {why}", err=True)
@@ -471,7 +479,8 @@ def reembed(drop_missing: bool, db: str | None) -> None:
             "keeps no source photo to re-embed it from; correct those faces again",
             err=True,
         )
-    click.echo(f"reembedded {result.reembedded} samples with {result.model_id}", err=True)
+    thumbs = f" ({result.from_thumbnails} from their thumbnails)" if result.from_thumbnails else ""
+    click.echo(f"reembedded {result.reembedded} samples{thumbs} with {result.model_id}", err=True)
 
 
 # --- gallery copy ----------------------------------------------------------------------
