@@ -96,3 +96,31 @@ def test_the_command_says_how_many_came_from_thumbnails(old_gallery) -> None:
     done = CliRunner().invoke(main, ["reembed", "--db", str(db), "--from-thumbnails"])
     assert done.exit_code == 0, done.output
     assert "(2 from their thumbnails)" in done.output
+
+
+def test_negatives_are_re_embedded_from_their_thumbnail_and_still_veto(tmp_path: Path, examples_dir: Path, analyzers) -> None:
+    """ "Not obama" on Biden's face, made with the old model, still keeps Biden from being named
+    Obama after the move to the new model (rejection off, so only the veto can say no)."""
+    from facesense.enroll import Enroller, reembed, thumbnail_jpeg
+    from facesense.imageio import load_image
+    from facesense.recognize import Recognizer
+
+    old, new = analyzers
+    biden = load_image(examples_dir / "biden.jpg")
+    with SQLiteGallery(tmp_path / "g.db") as g:
+        Enroller(g, old).enroll_person("obama", [examples_dir / "obama.jpg"])
+        assert list(Recognizer(g, analyzer=old, threshold=None).recognize(biden).names) == ["obama"]
+        face = old.detect(biden)
+        wrong = old.embed(biden, face).embeddings
+        g.add_negative("obama", NewSample(embedding=wrong[0], model_id=old.model_id, source_sha256="b" * 64,
+                                          xyxy=tuple(float(v) for v in face.xyxy[0]), thumbnail_jpeg=thumbnail_jpeg(biden, face)),
+                       source="event 1")
+        assert list(Recognizer(g, analyzer=old, threshold=None).recognize(biden).names) == [None]
+        result = reembed(g, new)
+        assert (result.negatives, result.negatives_dropped) == (1, 0)
+        (negative,) = g.negative_records()
+        assert (negative.person, negative.model_id, negative.dim) == ("obama", new.model_id, 256)
+        assert list(Recognizer(g, analyzer=new, threshold=None).recognize(biden).names) == [None]
+        # the veto is what stops it: without the negative the new model names Biden Obama too
+        g.remove_negative(negative.id)
+        assert list(Recognizer(g, analyzer=new, threshold=None).recognize(biden).names) == ["obama"]

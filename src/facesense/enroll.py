@@ -607,12 +607,16 @@ class ReembedSummary:
         dropped: ``(sample id, source path, reason)`` for samples removed (``drop_missing``).
         model_id: the gallery's model id now.
         from_thumbnails: how many of ``reembedded`` came from the stored thumbnail.
+        negatives: negatives (corrections) of another model re-embedded from their thumbnail.
+        negatives_dropped: negatives of another model dropped (no face in their thumbnail).
     """
 
     reembedded: int
     dropped: tuple[tuple[int, str, str], ...] = field(default=())
     model_id: str = ""
     from_thumbnails: int = 0
+    negatives: int = 0
+    negatives_dropped: int = 0
 
 
 def _iou(a: npt.NDArray[np.float32], b: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -654,8 +658,11 @@ def reembed(
     """Recompute every sample's embedding with ``analyzer`` from its source image.
 
     Each source must still exist with the same sha256; the face is found again as the
-    detection overlapping the stored box most (IoU >= 0.3). All samples are replaced in
-    one transaction, so a failure leaves the gallery as it was.
+    detection overlapping the stored box most (IoU >= 0.3). Negatives ("not X"
+    corrections) of another model keep no photo: they are re-embedded from their
+    thumbnail (the face found again in it), and dropped with a warning when none is
+    found. All samples and negatives are replaced in one transaction, so a failure leaves
+    the gallery as it was.
 
     Args:
         drop_missing: remove samples whose source is gone, changed, or whose face is not
@@ -744,7 +751,24 @@ def reembed(
             "(restore the files, pass --from-thumbnails to embed them from their thumbnails, "
             "or --drop-missing to remove those samples)"
         )
-    gallery.replace_samples(replacements)
+    negatives: dict[int, npt.NDArray[np.float32]] = {}
+    lost_negatives = 0
+    for n in gallery.negative_records():
+        if n.model_id == analyzer.model_id:
+            continue
+        found = face_from_thumbnail(n.thumbnail_jpeg, analyzer)
+        embedded = None if isinstance(found, str) else analyzer.embed(*found).embeddings
+        if embedded is None or len(embedded) == 0:
+            logger.warning("negative %d (not %s, %s): %s; dropped", n.id, n.person, n.source, found if isinstance(found, str) else "no embedding")
+            lost_negatives += 1
+        else:
+            negatives[n.id] = np.asarray(embedded[0], np.float32)
+    gallery.replace_samples(replacements, negatives)
     return ReembedSummary(
-        reembedded=len(replacements), dropped=tuple(problems), model_id=analyzer.model_id, from_thumbnails=thumbnailed
+        reembedded=len(replacements),
+        dropped=tuple(problems),
+        model_id=analyzer.model_id,
+        from_thumbnails=thumbnailed,
+        negatives=len(negatives),
+        negatives_dropped=lost_negatives,
     )

@@ -464,7 +464,8 @@ class _GalleryMatcher:
         if veto is not None:
             scores = np.where(veto[np.arange(len(cls)), cls], np.float32(np.inf), scores).astype(np.float32)
         candidates = tuple(self.classes_[int(c)] for c in cls)
-        accept = np.ones(dist.shape, bool) if self.threshold is None else scores <= self.threshold
+        # Rejection off names every candidate, except one a correction vetoed (score inf).
+        accept = np.isfinite(scores) if self.threshold is None else scores <= self.threshold
         names = tuple(c if ok else None for c, ok in zip(candidates, accept.tolist(), strict=True))
         centre = self.threshold
         if centre is None and self.norm is not None:

@@ -42,6 +42,7 @@ from facesense.gallery.base import (
     GalleryNegatives,
     Negative,
     check_correction,
+    negative_embedding,
     read_export,
     validate_name,
     validate_negative_source,
@@ -301,12 +302,12 @@ class MemoryStore:
 
         self._write(change)
 
-    def replace_samples(self, replacements: Mapping[int, NewSample]) -> int:
+    def replace_samples(self, replacements: Mapping[int, NewSample], negatives: Mapping[int, np.ndarray] | None = None) -> int:
         models = {(s.model_id, len(s.embedding)) for s in replacements.values()}
         if len(models) > 1:
             raise ModelMismatchError(f"replacements mix models {sorted(models)}")
 
-        def change(people: dict[int, tuple[str, str]], rows: dict[int, dict[str, Any]]) -> int:
+        def change(people: dict[int, tuple[str, str]], rows: dict[int, dict[str, Any]], negs: dict[int, dict[str, Any]]) -> int:
             unknown = set(replacements) - set(rows)
             if unknown:
                 raise EnrollmentError(f"no samples with ids {sorted(unknown)}")
@@ -317,9 +318,14 @@ class MemoryStore:
                              "thumbnail_jpeg": s.thumbnail_jpeg}
             for sid in gone:
                 del rows[sid]
+            if models:
+                model, dim = next(iter(models))
+                for nid, e in (negatives or {}).items():
+                    if nid in negs:
+                        negs[nid] = {**negs[nid], "model_id": model, "embedding": negative_embedding(e, dim)}
             return len(gone)
 
-        n: int = self._write(change)
+        n: int = self._write_all(change)
         return n
 
     # negatives
@@ -958,6 +964,22 @@ def test_reembed_keeps_negatives_of_its_model_and_drops_the_others(filled: Galle
     assert filled.negative_records() == [] and len(filled.negatives("new/v2")) == 0
     filled.add_negative("bob", sample(9, model="new/v2", dim=4), source="event 9")
     assert filled.negatives("new/v2").labels == ("bob",)
+
+
+def test_reembed_can_carry_negatives_to_the_new_model(filled: GalleryStore) -> None:
+    """A negative re-embedded with the new model (``reembed`` does it from its thumbnail) stays, the others go."""
+    kept = filled.add_negative("alice", sample(7), source="event 1")
+    filled.add_negative("bob", sample(8), source="event 2")
+    new = {s.id: sample(40 + s.id, model="new/v2", dim=4) for s in filled.samples()}
+    vector = sample(50, model="new/v2", dim=4).embedding
+    with pytest.raises(ModelMismatchError):
+        filled.replace_samples(new, {kept: np.ones(3, np.float32)})  # not the samples' length
+    assert len(filled.negatives(MODEL)) == 2  # nothing changed
+    filled.replace_samples(new, {kept: vector})
+    assert [(n.id, n.person, n.model_id, n.dim) for n in filled.negative_records()] == [(kept, "alice", "new/v2", 4)]
+    negs = filled.negatives("new/v2")
+    assert negs.labels == ("alice",)
+    np.testing.assert_allclose(negs.matrix[0], vector, atol=1e-6)
 
 
 def test_negatives_written_by_another_connection_are_seen(filled: GalleryStore, other: GalleryStore) -> None:

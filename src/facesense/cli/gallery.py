@@ -461,7 +461,7 @@ def reembed(drop_missing: bool, from_thumbnails: bool, db: str | None) -> None:
     the exit code is 7 (unless --from-thumbnails, which embeds such samples from their
     stored thumbnail, or --drop-missing, which removes those it cannot embed; both exit 0).
     Negatives (corrections) keep only a thumbnail: when the model changes they are
-    dropped (said on stderr and logged), to be corrected again.
+    re-embedded from it; one without a face found again in it is dropped (said on stderr).
     """
     from facesense.enroll import reembed as do_reembed
 
@@ -475,12 +475,13 @@ def reembed(drop_missing: bool, from_thumbnails: bool, db: str | None) -> None:
         click.echo(f"dropped sample {sid} ({src}): {why}", err=True)
     if negatives_after < negatives_before:
         click.echo(
-            f"dropped {negatives_before - negatives_after} negative(s) (corrections) of the old model: a negative "
-            "keeps no source photo to re-embed it from; correct those faces again",
+            f"dropped {negatives_before - negatives_after} negative(s) (corrections): no face found again in their "
+            "thumbnail, or their person is gone; correct those faces again",
             err=True,
         )
     thumbs = f" ({result.from_thumbnails} from their thumbnails)" if result.from_thumbnails else ""
-    click.echo(f"reembedded {result.reembedded} samples{thumbs} with {result.model_id}", err=True)
+    negs = f" and {result.negatives} negative(s) from their thumbnails" if result.negatives else ""
+    click.echo(f"reembedded {result.reembedded} samples{thumbs}{negs} with {result.model_id}", err=True)
 
 
 # --- gallery copy ----------------------------------------------------------------------

@@ -27,8 +27,9 @@ the same guard as samples, and changes :meth:`GalleryStore.revision` like any wr
 so live matchers refit. :meth:`GalleryStore.negatives` hands a model's negatives to
 the matcher (``fit(..., negatives=..., negative_labels=...)``). Negatives are not part
 of the export format; ``replace_samples`` (``facesense reembed``) keeps the negatives
-of the model it re-embeds with and drops, with a logged warning, those of another
-model (a negative keeps only a small thumbnail, nothing to re-embed it from).
+of the model it re-embeds with, takes new embeddings for those of another model
+(``reembed`` computes them from each negative's thumbnail) and drops, with a logged
+warning, the others.
 
 ``tests/gallery/test_contract.py`` checks all of this for every store (and for a small
 in-memory store written against this interface alone); a new store joins that suite.
@@ -72,6 +73,7 @@ __all__ = [
     "plan_import",
     "samples_model",
     "check_correction",
+    "negative_embedding",
     "validate_negative_source",
     "write_export",
 ]
@@ -415,14 +417,18 @@ class GalleryStore(Protocol):
         """The same rows as :meth:`embeddings`, in batches, for galleries too big for one array."""
         ...
 
-    def replace_samples(self, replacements: Mapping[int, NewSample]) -> int:
+    def replace_samples(
+        self, replacements: Mapping[int, NewSample], negatives: Mapping[int, npt.NDArray[np.float32]] | None = None
+    ) -> int:
         """Atomically swap every sample for a recomputed one (``facesense reembed``).
 
         Args:
             replacements: sample id -> its new sample, all with one model id. Stored
                 samples missing from the mapping are removed, and so are people left
-                without samples. Negatives of another model than the replacements' are
-                dropped (logged as a warning): they keep nothing to re-embed them from.
+                without samples.
+            negatives: negative id -> its embedding recomputed with the replacements'
+                model (from the negative's thumbnail). Other negatives of another model
+                than the replacements' are dropped (logged as a warning).
 
         Returns:
             How many samples were removed.
@@ -593,6 +599,21 @@ def read_export(path: str | os.PathLike[str]) -> ExportData:
 
 
 # --- what every store checks the same way ------------------------------------------
+
+
+def negative_embedding(embedding: npt.ArrayLike, dim: int) -> npt.NDArray[np.float32]:
+    """A negative's recomputed embedding for ``replace_samples``, checked: ``(dim,)``, finite.
+
+    Raises:
+        ModelMismatchError: another length than the replacement samples'.
+        EnrollmentError: NaN or infinity in it.
+    """
+    e = np.asarray(embedding, dtype=np.float32).reshape(-1)
+    if e.shape != (dim,):
+        raise ModelMismatchError(f"a re-embedded negative has {e.shape[0]} values, the samples {dim}")
+    if not np.all(np.isfinite(e)):
+        raise EnrollmentError("a re-embedded negative contains NaN or infinity")
+    return e
 
 
 def check_correction(wrong: str, right: str) -> None:

@@ -78,6 +78,7 @@ from facesense.gallery.base import (
     Sample,
     SearchResult,
     check_correction,
+    negative_embedding,
     plan_import,
     samples_model,
     validate_name,
@@ -970,11 +971,14 @@ class PostgresGallery:
                 (row[0], row[0]),
             )
 
-    def replace_samples(self, replacements: Mapping[int, NewSample]) -> int:
+    def replace_samples(
+        self, replacements: Mapping[int, NewSample], negatives: Mapping[int, npt.NDArray[np.float32]] | None = None
+    ) -> int:
         """Atomically replace every sample's embedding, model id, box and thumbnail.
 
-        Samples not in ``replacements`` are removed, then people without samples, and
-        negatives of another model than the replacements' (with a logged warning).
+        Samples not in ``replacements`` are removed, then people without samples; the
+        ``negatives`` given get their new embedding, and other negatives of another
+        model than the replacements' are dropped (with a logged warning).
 
         Returns:
             The number of samples removed.
@@ -1004,13 +1008,18 @@ class PostgresGallery:
                 "(SELECT 1 FROM facesense_samples s WHERE s.person_id = p.id)"
             )
             if models:
-                dropped = conn.execute(
-                    "DELETE FROM facesense_negatives WHERE model_id != %s", (next(iter(models))[0],)
-                ).rowcount
+                model, dim = next(iter(models))
+                if negatives:
+                    with conn.cursor() as cur:
+                        cur.executemany(
+                            "UPDATE facesense_negatives SET model_id = %s, dim = %s, embedding = %s WHERE id = %s",
+                            [(model, dim, negative_embedding(e, dim), int(nid)) for nid, e in negatives.items()],
+                        )
+                dropped = conn.execute("DELETE FROM facesense_negatives WHERE model_id != %s", (model,)).rowcount
                 if dropped:
                     logger.warning(
-                        "%s: dropped %d negative(s) of another model: a negative keeps no source photo to "
-                        "re-embed it from; correct those faces again", self._display, dropped,
+                        "%s: dropped %d negative(s) of another model that were not re-embedded; "
+                        "correct those faces again", self._display, dropped,
                     )
         return len(gone)
 

@@ -75,6 +75,7 @@ from facesense.gallery.base import (
     Sample,
     SearchResult,
     check_correction,
+    negative_embedding,
     plan_import,
     samples_model,
     validate_name,
@@ -1110,11 +1111,14 @@ class SQLiteGallery:
                 (row[0], row[0]),
             )
 
-    def replace_samples(self, replacements: Mapping[int, NewSample]) -> int:
+    def replace_samples(
+        self, replacements: Mapping[int, NewSample], negatives: Mapping[int, npt.NDArray[np.float32]] | None = None
+    ) -> int:
         """Atomically replace every sample's embedding, model id, box and thumbnail.
 
-        Samples not in ``replacements`` are removed, then people without samples, and
-        negatives of another model than the replacements' (with a logged warning).
+        Samples not in ``replacements`` are removed, then people without samples; the
+        ``negatives`` given get their new embedding, and other negatives of another
+        model than the replacements' are dropped (with a logged warning).
 
         Returns:
             The number of samples removed.
@@ -1142,11 +1146,18 @@ class SQLiteGallery:
             conn.executemany("DELETE FROM samples WHERE id = ?", [(sid,) for sid in sorted(gone)])
             conn.execute("DELETE FROM people WHERE NOT EXISTS (SELECT 1 FROM samples WHERE person_id = people.id)")
             if models and self._has_negatives_table():
-                dropped = conn.execute("DELETE FROM negatives WHERE model_id != ?", (next(iter(models))[0],)).rowcount
+                model, dim = next(iter(models))
+                for nid, e in (negatives or {}).items():
+                    vector = negative_embedding(e, dim)
+                    conn.execute(
+                        "UPDATE negatives SET model_id = ?, dim = ?, embedding = ? WHERE id = ?",
+                        (model, dim, _blob(vector), int(nid)),
+                    )
+                dropped = conn.execute("DELETE FROM negatives WHERE model_id != ?", (model,)).rowcount
                 if dropped:
                     logger.warning(
-                        "%s: dropped %d negative(s) of another model: a negative keeps no source photo to "
-                        "re-embed it from; correct those faces again", self._path, dropped,
+                        "%s: dropped %d negative(s) of another model that were not re-embedded; "
+                        "correct those faces again", self._path, dropped,
                     )
         return len(gone)
 
