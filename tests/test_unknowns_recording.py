@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
+from facesense.errors import ConfigError
 from facesense.gallery.sqlite_unknowns import SQLiteUnknownStore
 from facesense.gallery.unknowns import StoredUnknowns, UnknownStore
 from facesense.sinks.base import EventSink
@@ -151,6 +152,35 @@ def test_a_track_that_never_settled_unknown_is_not_recorded(frame_image: np.ndar
     sink.notify([_event(EventType.LEFT, 5, 1)])  # one sample: no UNKNOWN event yet
     sink.close()
     assert sink.records == 0 and writer.stored == 0
+
+
+def test_a_track_of_only_blurred_faces_is_not_recorded(frame_image: np.ndarray, tmp_path: Path) -> None:
+    """Faces no enrollment would take (dark, blurred) leave no record: they could never be named."""
+    from facesense.enroll import DEFAULT_MIN_SHARPNESS
+    from facesense.quality import sharpness
+
+    blurred = cv2.GaussianBlur(frame_image, (0, 0), 6)
+    assert sharpness(blurred, BOX) < DEFAULT_MIN_SHARPNESS <= sharpness(frame_image, BOX)
+    writer = UnknownsWriter(lambda: SQLiteUnknownStore(tmp_path / "u.db"), model_id=MODEL, config=CONFIG)
+    sink = UnknownsSink(writer, model_id=MODEL)
+    for tid, frames in ((1, [blurred] * 4), (2, [blurred, blurred, frame_image, blurred])):
+        for i, image in enumerate(frames):
+            events = (_event(EventType.UNKNOWN, tid, i),) if i == 2 else ()
+            sink.write(_result(image, i, {tid: (_unit(tid) + 0.01 * i, IdentityState.UNKNOWN)}, events))
+        sink.notify([_event(EventType.LEFT, tid, 4)])
+    assert (sink.records, sink.blurred) == (1, 1)  # track 2 had one sharp face
+    everything = UnknownsSink(writer, model_id=MODEL, min_sharpness=0)
+    for i in range(3):
+        everything.write(_result(blurred, i, {3: (_unit(3), IdentityState.UNKNOWN)}, (_event(EventType.UNKNOWN, 3, i),)))
+    everything.notify([_event(EventType.LEFT, 3, 3)])
+    assert everything.records == 1
+    sink.close()
+    assert _wait(lambda: writer.stored == 2)
+    book = StoredUnknowns(SQLiteUnknownStore(tmp_path / "u.db"), MODEL, CONFIG)
+    assert sorted(r.track_id for _, _, r in book.clusterer.state().records) == [2, 3]
+    book.store.close()
+    with pytest.raises(ConfigError, match="min_sharpness"):
+        UnknownsSink(writer, model_id=MODEL, min_sharpness=-1)
 
 
 def test_the_writer_waits_for_a_database_that_is_away_and_logs_once(

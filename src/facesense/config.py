@@ -11,7 +11,7 @@ optional except each camera's ``name`` and ``url``::
     threshold = "auto"         # or a number: the score above which a face is unknown
     every = 3                  # detect every N frames, track in between
     min_face_px = 40           # smallest face [default: the detector's video default]
-    detector = "mtcnn"         # facesense.detect.DetectorKind
+    detector = "yunet"         # facesense.detect.DetectorKind
     embedder = "dlib+sface"    # facesense.embed.EmbedderKind
 
     [[cameras]]

@@ -261,7 +261,7 @@ def test_config_type_is_checked() -> None:
 
 @pytest.mark.parametrize("use", list(DetectorUse))
 def test_make_detector_yunet_takes_the_table_defaults(use: DetectorUse) -> None:
-    detector = make_detector("yunet", use=use, threads=2, score_threshold=0.8, verify=False)
+    detector = make_detector("yunet", use=use, threads=2, score_threshold=0.8, verify=False, landmark_passes=0)
     assert isinstance(detector, YuNetDetector)
     assert detector.config == YuNetConfig(min_face_px=DEFAULTS[use].min_face_px, threads=2, score_threshold=0.8)
 
@@ -286,11 +286,12 @@ def test_make_detector_bad_choices(call, message: str) -> None:  # type: ignore[
 
 
 def test_yunet_for_photos_comes_with_the_non_face_check() -> None:
-    detector = make_detector("yunet")
-    assert type(detector).__name__ == "VerifiedDetector"
-    assert type(detector.inner).__name__ == "YuNetDetector"  # type: ignore[attr-defined]
-    video = make_detector("yunet", use="video")  # video: the check too, verdicts remembered
-    assert type(video).__name__ == "VerifiedDetector" and video.memory_calls == 30  # type: ignore[attr-defined]
+    detector = make_detector("yunet")  # the O-Net landmark stage around the check
+    assert type(detector).__name__ == "OnetLandmarkDetector"
+    assert type(detector.inner).__name__ == "VerifiedDetector"  # type: ignore[attr-defined]
+    assert type(detector.inner.inner).__name__ == "YuNetDetector"  # type: ignore[attr-defined]
+    video = make_detector("yunet", use="video").inner  # type: ignore[attr-defined]  # video: the check too, verdicts remembered
+    assert type(video).__name__ == "VerifiedDetector" and video.memory_calls == 30
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -10,12 +10,14 @@ from facesense.detect.base import Detector
 from facesense.detect.factory import (
     DEFAULT_DETECTOR,
     DEFAULTS,
+    LANDMARK_PASSES,
     ROTATED_MIN_SCORE,
     DetectorDefaults,
     DetectorKind,
     DetectorUse,
     make_detector,
 )
+from facesense.detect.landmarks import OnetLandmarkDetector
 from facesense.detect.mtcnn import MTCNNConfig, MTCNNDetector
 from facesense.detect.rotate import RotatingDetector, roll_degrees
 from facesense.detect.verify import VerifiedDetector
@@ -24,6 +26,7 @@ from facesense.detect.yunet import YuNetConfig, YuNetDetector
 __all__ = [
     "DEFAULTS",
     "DEFAULT_DETECTOR",
+    "LANDMARK_PASSES",
     "ROTATED_MIN_SCORE",
     "Detector",
     "DetectorDefaults",
@@ -31,6 +34,7 @@ __all__ = [
     "DetectorUse",
     "MTCNNConfig",
     "MTCNNDetector",
+    "OnetLandmarkDetector",
     "RotatingDetector",
     "VerifiedDetector",
     "YuNetConfig",

@@ -206,10 +206,15 @@ def _merge(
 
 
 def _unchecked(detector: Detector) -> Detector:
-    """The detector a non-face check wraps, or ``detector`` itself."""
+    """``detector`` without its non-face check (a landmark stage around the check is kept)."""
+    from facesense.detect.landmarks import OnetLandmarkDetector
     from facesense.detect.verify import VerifiedDetector
 
-    return detector.inner if isinstance(detector, VerifiedDetector) else detector
+    if isinstance(detector, VerifiedDetector):
+        return detector.inner
+    if isinstance(detector, OnetLandmarkDetector) and isinstance(detector.inner, VerifiedDetector):
+        return detector.around(detector.inner.inner)
+    return detector
 
 
 class RotatingDetector:

@@ -81,6 +81,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from facesense.detect.landmarks import landmark_boxes, load_onet, onet_outputs
 from facesense.errors import ConfigError, ModelError
 from facesense.imageio import to_bgr8
 from facesense.types import Faces
@@ -113,15 +114,6 @@ DEFAULT_MIN_CHECKED_PX = 40.0
 Every animal face the detectors reported on the animals folder is at least 45 px; faces
 under 40 px are refused for enrollment anyway (:data:`facesense.enroll.DEFAULT_MIN_FACE_PX`).
 """
-
-# The square box MTCNN would give a face, from its five landmarks: centred at the
-# landmarks' mean plus (dx, dy) * s and with side k * s, where s is the distance from
-# the eyes' midpoint to the mouth corners' midpoint. Medians over MTCNN's 603 faces on
-# the WIDER FACE subset that match a ground-truth face (IoU >= 0.5); YuNet's own boxes
-# are framed differently (taller, more forehead), which O-Net scores low on.
-LANDMARK_BOX_OFFSET = (-0.170, -0.235)
-LANDMARK_BOX_SIDE = 2.22
-
 
 @dataclass(frozen=True, eq=False)
 class NonFaceModel:
@@ -182,29 +174,6 @@ def nonface_model() -> NonFaceModel:
     ):
         raise ModelError(f"the non-face check {NONFACE_CHECK_FILE} is malformed")
     return model
-
-
-_BATCH = 16  # crops per network call
-
-
-def landmark_boxes(landmarks: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float32]:
-    """MTCNN-style square boxes from five landmarks (see ``LANDMARK_BOX_*``).
-
-    Args:
-        landmarks: ``(N, 5, 2)`` points in :data:`facesense.types.LANDMARK_NAMES` order.
-
-    Returns:
-        ``(N, 4)`` float32 ``xyxy`` boxes in the landmarks' pixels.
-    """
-    marks = np.asarray(landmarks, dtype=np.float32).reshape(-1, 5, 2)
-    eyes = marks[:, 0:2].mean(axis=1)
-    mouth = marks[:, 3:5].mean(axis=1)
-    s = np.linalg.norm(mouth - eyes, axis=1)
-    centre = marks.mean(axis=1) + np.asarray(LANDMARK_BOX_OFFSET, np.float32)[None, :] * s[:, None]
-    half = np.float32(LANDMARK_BOX_SIDE / 2) * s
-    return np.stack(
-        [centre[:, 0] - half, centre[:, 1] - half, centre[:, 0] + half, centre[:, 1] + half], axis=1
-    ).astype(np.float32)
 
 
 def _check_score(name: str, value: Any) -> float:
@@ -392,12 +361,7 @@ class VerifiedDetector:
         if models.onet is None:
             with models.lock:
                 if models.onet is None:
-                    from facesense.models.mtcnn_onnx import mtcnn_model
-                    from facesense.models.registry import DETECTORS
-                    from facesense.models.runtime import create_session
-
-                    onet = DETECTORS["mtcnn"].weights[2]
-                    models.onet = create_session(mtcnn_model(onet), threads=self.threads, name="MTCNN O-Net (verify)")
+                    models.onet = load_onet(self.threads, "MTCNN O-Net (verify)")
         return models.onet
 
     def share_embedder(self, embedder: Any) -> bool:
@@ -454,20 +418,11 @@ class VerifiedDetector:
         """
         if len(faces) == 0:
             return np.zeros(0, np.float32)
-        from facesense.detect.mtcnn import ONET_SIZE_PX, _crop
-        from facesense.models.mtcnn_onnx import INPUT_NAME
-
-        bgr = to_bgr8(image)
-        onet = self._load()
-        boxes = landmark_boxes(faces.landmarks)
-        scores = []
-        for lo in range(0, len(boxes), _BATCH):
-            crops = _crop(bgr, boxes[lo : lo + _BATCH], ONET_SIZE_PX)
-            try:
-                scores.append(onet.run(None, {INPUT_NAME: crops})[2][:, 1])
-            except Exception as exc:  # onnxruntime raises its own, unexported classes
-                raise ModelError(f"face verification (MTCNN O-Net) failed: {exc}") from exc
-        return np.concatenate(scores).astype(np.float32)
+        try:
+            scores, _ = onet_outputs(self._load(), to_bgr8(image), landmark_boxes(faces.landmarks))
+        except ModelError as exc:
+            raise ModelError(f"face verification: {exc}") from exc
+        return scores
 
     def embedding_scores(self, image: npt.NDArray[Any], faces: Faces) -> npt.NDArray[np.float32]:
         """The embedding step's margin per face: >= 0 is a human face.

@@ -6,7 +6,13 @@ goes to that track's :class:`~facesense.unknowns.TrackRecorder` (one running sum
 most three crops, encoded only when they would enter the best three). When the track
 ends (its ``LEFT`` event: not seen for the tracker's max age, split, shot or stream
 ended) and it had settled as unknown (an ``UNKNOWN`` event, and no name when it left),
-its :class:`~facesense.unknowns.UnknownRecord` is handed to the writer.
+its :class:`~facesense.unknowns.UnknownRecord` is handed to the writer, if one of its
+faces was sharp enough to enroll (:func:`facesense.quality.sharpness` >=
+:data:`facesense.enroll.DEFAULT_MIN_SHARPNESS`, 20). A track of only blurred or dark
+faces leaves no record: naming it could never enroll a face, and such faces embed close
+to one another, so they would gather into one false visitor. On the Hamilton clip with
+YuNet the dark audience's faces score 1-2 (five tracks that had formed one "visitor"
+with a side-lit actor), the people on stage 20-175.
 
 The writer owns the database: a thread of its own with a bounded queue, so the frame
 loop never waits for a write (a full queue drops the record, with one warning). It
@@ -216,6 +222,9 @@ class UnknownsSink:
         model_id: the embedder's model id.
         limits: the crops a record keeps.
         clock: the wall clock (for frames of files, whose timestamps are media seconds).
+        min_sharpness: a track is recorded only if one of its faces is at least this
+            sharp (:func:`facesense.quality.sharpness`); ``None`` takes enrollment's
+            :data:`~facesense.enroll.DEFAULT_MIN_SHARPNESS`, 0 records every track.
     """
 
     def __init__(
@@ -225,17 +234,24 @@ class UnknownsSink:
         model_id: str,
         limits: CropLimits | None = None,
         clock: Callable[[], float] = time.time,
+        min_sharpness: float | None = None,
     ) -> None:
+        from facesense.enroll import DEFAULT_MIN_SHARPNESS
         from facesense.unknowns import CropLimits
 
         self.writer = writer
         self.model_id = model_id
         self.limits = limits or CropLimits()
+        self.min_sharpness = DEFAULT_MIN_SHARPNESS if min_sharpness is None else float(min_sharpness)
+        if not math.isfinite(self.min_sharpness) or self.min_sharpness < 0:
+            raise ConfigError(f"min_sharpness must be a number >= 0, got {min_sharpness!r}")
+        self._sharp: set[int] = set()  # tracks with a face at least min_sharpness sharp
         self._clock = clock
         self._offset: float | None = None
         self._recorders: OrderedDict[int, TrackRecorder] = OrderedDict()
         self._unknown: set[int] = set()
         self.records = 0  # handed to the writer
+        self.blurred = 0  # unknown tracks left unrecorded: no face sharp enough
 
     def _wall(self, frame: Frame) -> float:
         if self._offset is None:
@@ -256,6 +272,7 @@ class UnknownsSink:
         self._events(events)
 
     def _observe(self, result: FrameResult, embeddings: npt.NDArray[np.float32], track_ids: npt.NDArray[np.int64]) -> None:
+        from facesense.quality import sharpness
         from facesense.unknowns import TrackRecorder
 
         faces = result.faces
@@ -270,7 +287,14 @@ class UnknownsSink:
                 while len(self._recorders) > MAX_TRACKS:
                     old, _ = self._recorders.popitem(last=False)
                     self._unknown.discard(old)
+                    self._sharp.discard(old)
             self._recorders.move_to_end(tid)
+            if tid not in self._sharp:
+                try:
+                    if sharpness(result.frame.image, faces.xyxy[i]) >= self.min_sharpness:
+                        self._sharp.add(tid)
+                except FacesenseError as exc:  # a box that is not four numbers
+                    logger.debug("unknowns: track %d: no sharpness: %s", tid, exc)
             q = 0.0 if faces.quality is None else float(faces.quality[i])
             quality = min(1.0, max(0.0, q)) if math.isfinite(q) else 0.0
             try:
@@ -291,7 +315,13 @@ class UnknownsSink:
     def _finish(self, tid: int, *, unknown: bool) -> None:
         rec = self._recorders.pop(tid, None)
         self._unknown.discard(tid)
+        sharp = tid in self._sharp
+        self._sharp.discard(tid)
         if not unknown or rec is None or rec.faces == 0:
+            return
+        if not sharp:
+            self.blurred += 1
+            logger.debug("unknowns: track %d not recorded: no face with sharpness >= %g", tid, self.min_sharpness)
             return
         if self.writer.submit(rec.record()):
             self.records += 1
