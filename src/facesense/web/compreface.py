@@ -67,8 +67,8 @@ distance, on the same scale, capped below the first subject and below 0.5 (faces
 named at most the first). An empty gallery gives ``"subjects": []``.
 
 **Parameters.** ``det_prob_threshold`` (0-1) drops detections scoring under it; the
-detector already drops those under its own score threshold (0.8 for MTCNN's last
-stage), so lower values change nothing. When adding a face it can only make the
+detector already drops those under its own score threshold (0.7 for YuNet, the default;
+0.8 for MTCNN's last stage), so lower values change nothing. When adding a face it can only make the
 enrollment gate stricter (:class:`~facesense.enroll.EnrollConfig`'s
 ``min_detection_score`` stays the floor). ``limit`` keeps the largest faces
 (0: all). ``face_plugins``: ``landmarks`` adds the five ``[x, y]`` landmarks (eyes, nose,
