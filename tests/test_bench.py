@@ -151,7 +151,11 @@ def test_bench_runs_watchs_pipeline_and_embedder(bench_run: tuple[BenchReport, S
     assert det_kwargs["use"] == "video"
     # The pipeline the bench timed is the production class, running the factory's objects.
     assert type(pipeline) is Pipeline
-    assert pipeline.embedder is embedder and pipeline.detector is detector
+    # ... the embedder wrapped in the detector's O-Net stage: video embeds with O-Net's points
+    from facesense.detect.landmarks import LandmarkEmbedder, landmark_stage
+
+    assert isinstance(pipeline.embedder, LandmarkEmbedder) and pipeline.detector is detector
+    assert pipeline.embedder.embedder is embedder and pipeline.embedder.stage is landmark_stage(detector)
     # The embedding figure comes from the fused embedder's merged session.
     assert type(embedder) is FusedEmbedder and embedder.merged is True
     assert report.embedder == "FusedEmbedder" and report.merged is True
@@ -230,7 +234,7 @@ def test_watch_builds_the_same_embedder(
     watch_embedder, pipeline = spy.embedders[0][2], spy.pipelines[0]
     assert type(watch_embedder) is type(bench_embedder)
     assert watch_embedder.model_id == bench_embedder.model_id == report.embedder_model_id
-    assert pipeline.embedder is watch_embedder
+    assert pipeline.embedder.embedder is watch_embedder  # in the video detector's O-Net stage
     assert watch_embedder.merged is True  # it embedded, in the merged session, as the bench's did
     assert type(pipeline) is type(bench_spy.pipelines[0])
 

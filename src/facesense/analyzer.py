@@ -64,11 +64,12 @@ class FaceAnalyzer:
             raise ConfigError("min_face_px and use configure the default detector; give them to make_detector instead")
         if embedder is None:
             embedder = make_embedder()
+        from facesense.detect.landmarks import with_landmark_stage
         from facesense.detect.verify import share_embedder
 
         share_embedder(detector, embedder)  # the non-face check reuses the loaded FaceNet
         self.detector = detector
-        self.embedder = embedder
+        self.embedder = with_landmark_stage(detector, embedder)  # video: O-Net's points at embedding
 
     @property
     def model_id(self) -> str:

@@ -199,9 +199,11 @@ class Pipeline:
         self.source = source
         self.detector = detector
         if embedder is not None:
+            from facesense.detect.landmarks import with_landmark_stage
             from facesense.detect.verify import share_embedder
 
             share_embedder(detector, embedder)  # the non-face check reuses the loaded FaceNet
+            embedder = with_landmark_stage(detector, embedder)  # video: O-Net's points for embedded faces only
         self.tracker = tracker or default_tracker(self.config.every, stills=self.config.stills)
         if self.tracker.config.max_age < self.config.every:
             raise ConfigError(

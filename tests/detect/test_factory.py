@@ -34,6 +34,7 @@ def test_defaults_come_from_the_table(use: DetectorUse) -> None:
     # YuNet, its points re-placed by O-Net around the non-face check (on for photos and
     # video; there its verdicts are remembered), which sees YuNet's own points.
     assert isinstance(detector, OnetLandmarkDetector) and detector.passes == LANDMARK_PASSES[DetectorKind.YUNET] == 2
+    assert detector.at_embed == DEFAULTS[use].landmarks_at_embed == (use is DetectorUse.VIDEO)
     check = detector.inner
     assert isinstance(check, VerifiedDetector) and DEFAULTS[use].verify
     assert check.memory_calls == (30 if use is DetectorUse.VIDEO else 0)
@@ -89,7 +90,11 @@ def test_video_defaults_still_find_the_two_people(examples_dir: Path) -> None:
     """Both faces in two_people.jpg are well above 40 px: the stream defaults find them too."""
     image = load_image(examples_dir / "two_people.jpg")
     photo = make_detector(threads=2).detect(image)
-    video = make_detector(use="video", threads=2).detect(image)  # YuNet sees the frame shrunk
+    streams = make_detector(use="video", threads=2)  # YuNet sees the frame shrunk
+    assert isinstance(streams, OnetLandmarkDetector) and streams.at_embed
+    own = streams.detect(image)  # video: YuNet's own points; O-Net's for the faces embedded
+    video = streams.refine(image, own)
+    np.testing.assert_array_equal(video.xyxy, own.xyxy)
     assert len(photo) == len(video) == 2
     left_first = np.argsort(photo.xyxy[:, 0]), np.argsort(video.xyxy[:, 0])
     size = photo.size_px[left_first[0]][:, None]

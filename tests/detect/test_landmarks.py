@@ -124,3 +124,63 @@ def test_check_sees_the_detectors_own_points(shared_cache: Path, examples_dir: P
     assert len(faces) == 2 and len(seen) == 1
     np.testing.assert_array_equal(seen[0], own.landmarks)
     assert not np.allclose(faces.landmarks, own.landmarks)
+
+
+def test_video_leaves_the_points_to_the_embedder_and_embeds_the_same(shared_cache: Path, examples_dir: Path) -> None:
+    """In video only embedded faces get O-Net's points, and they embed as the photo path's faces do."""
+    from facesense.analyzer import FaceAnalyzer
+    from facesense.detect.landmarks import LandmarkEmbedder, landmark_stage, with_landmark_stage
+    from facesense.embed import make_embedder
+    from facesense.pipeline import Pipeline
+    from facesense.types import Frame
+
+    image = load_image(examples_dir / "two_people.jpg")
+    video = make_detector(use="video", threads=2)
+    eager = make_detector(use="video", threads=2, verify=False)
+    stage = landmark_stage(video)
+    assert stage is video and isinstance(stage, OnetLandmarkDetector) and stage.at_embed
+    assert landmark_stage(make_detector(threads=2)) is None  # photos: the detector places them
+    own = video.detect(image)
+    np.testing.assert_array_equal(own.landmarks, make_detector("yunet", use="video", landmark_passes=0).detect(image).landmarks)
+    embedder = make_embedder()
+    wrapped = with_landmark_stage(video, embedder)
+    assert isinstance(wrapped, LandmarkEmbedder) and with_landmark_stage(video, wrapped) is wrapped
+    assert with_landmark_stage(make_detector(threads=2), embedder) is embedder and with_landmark_stage(video, None) is None
+    assert wrapped.model_id == embedder.model_id and wrapped.dim == embedder.dim
+    refined = wrapped.embed(image, own)
+    expected = embedder.embed(image, stage.refine(image, own))
+    np.testing.assert_allclose(refined.embeddings, expected.embeddings, atol=1e-5)
+    np.testing.assert_allclose(refined.landmarks, expected.landmarks)
+    assert not np.allclose(refined.landmarks, own.landmarks)
+    # the refined points equal the photo path's (boxes from the same shrunk frame)
+    assert isinstance(eager, OnetLandmarkDetector)
+    np.testing.assert_allclose(refined.landmarks, OnetLandmarkDetector(eager.inner, threads=2).detect(image).landmarks, atol=1e-3)
+    unrefined = embedder.embed(image, own).embeddings
+    assert unrefined is not None and refined.embeddings is not None
+    assert (np.sum(unrefined * refined.embeddings, axis=1) < 0.9999).all()  # the points do change the embedding
+    # the pipeline and the analyzer wrap their embedder; a camera's view shares the stage's session
+    assert isinstance(Pipeline([Frame(image=image, index=0, timestamp=0.0, source_id="t")], detector=video, embedder=embedder).embedder, LandmarkEmbedder)
+    assert isinstance(FaceAnalyzer(use="video", embedder=embedder).embedder, LandmarkEmbedder)
+    assert FaceAnalyzer(embedder=embedder).embedder is embedder
+
+
+def test_tilted_faces_are_re_placed_upright(shared_cache: Path, examples_dir: Path) -> None:
+    """O-Net on a face turned by 30-180 degrees places the points it places on the upright face."""
+    import cv2
+
+    from facesense.geometry import roll_degrees
+
+    image = load_image(examples_dir / "obama.jpg")
+    own = make_detector("yunet", verify=False, landmark_passes=0, threads=2).detect(image)
+    session = load_onet(2, "O-Net (test)")
+    upright = onet_landmarks(session, image, own.landmarks, 2)
+    h, w = image.shape[:2]
+    for angle in (30.0, 90.0, -90.0, 180.0):
+        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        turned = cv2.warpAffine(image, matrix, (w, h))
+        start = own.landmarks @ matrix[:, :2].T.astype(np.float32) + matrix[:, 2].astype(np.float32)
+        expected = upright @ matrix[:, :2].T + matrix[:, 2]
+        assert abs(abs(float(roll_degrees(start)[0])) - abs(angle)) < 3
+        got = onet_landmarks(session, turned, start, 2)
+        eye = np.linalg.norm(expected[0, 0] - expected[0, 1])
+        assert np.linalg.norm(got - expected, axis=2).mean() / eye < 0.03, angle  # measured 0.008

@@ -344,7 +344,10 @@ def _run(
     probe = _probe(source)
     min_face_px = DEFAULTS[DetectorUse.VIDEO].min_face_px if cfg.min_face_px is None else float(cfg.min_face_px)
     detector = make_detector(cfg.detector, use="video", min_face_px=min_face_px, rotations=cfg.rotations)
-    embedder = make_embedder(cfg.embedder)
+    from facesense.detect.landmarks import with_landmark_stage
+
+    base_embedder = make_embedder(cfg.embedder)
+    embedder = with_landmark_stage(detector, base_embedder)  # as the pipeline embeds (video: O-Net's points)
     store = open_gallery(tmp / "bench-gallery.db")
     stack.callback(store.close)  # after the peers too: the matcher reads it
     enrolled = _enroll(source, store, detector, embedder, cfg)
@@ -397,9 +400,9 @@ def _run(
         load_avg=load_avg,
         pipeline=f"{type(pipeline).__module__}.{type(pipeline).__qualname__}",
         detector=repr(detector),
-        embedder=type(embedder).__name__,
+        embedder=type(base_embedder).__name__,
         embedder_model_id=embedder.model_id,
-        merged=embedder_session(embedder),
+        merged=embedder_session(base_embedder),
         wall_s=wall_s,
         fps=frames / wall_s if wall_s > 0 else math.nan,
         stages=stages,

