@@ -14,7 +14,8 @@ named; in video each verdict is remembered while the face stays put. The other d
 * ``video`` (streams: ``watch``, ``serve``, camera enrollment, ``bench``): from 40 px.
   YuNet shrinks the frame so that a 40 px face reaches its network at 24 px (0.6 of a
   640x360 frame; :data:`facesense.detect.yunet.DEFAULT_NETWORK_FACE_PX`), and MTCNN's
-  pyramid starts at ``12 / min_face_px``, a quarter of the pixels at 20 px; and faces under 40 px are mostly
+  pyramid starts at ``12 / min_face_px``, a quarter of the pixels it has at 20 px; and
+  faces under 40 px are mostly
   upsampling blur to the embedders (FaceNet sees 160 px crops; enrollment refuses them,
   :data:`facesense.enroll.DEFAULT_MIN_FACE_PX`).
 

@@ -191,13 +191,13 @@ def onet_landmarks(
         return marks
     from facesense.geometry import roll_degrees
 
-    tilted = np.flatnonzero(np.abs(roll_degrees(marks)) > TILTED_DEG)
-    upright = np.setdiff1d(np.arange(len(marks)), tilted)
+    rolls = roll_degrees(marks)
+    tilted = np.abs(rolls) > TILTED_DEG
     out = marks.copy()
-    if upright.size:
-        out[upright] = _onet_passes(session, bgr, marks[upright], passes)
-    for i in tilted.tolist():
-        out[i] = _onet_upright(session, bgr, marks[i], passes)
+    if not tilted.all():
+        out[~tilted] = _onet_passes(session, bgr, marks[~tilted], passes)
+    for i in np.flatnonzero(tilted).tolist():
+        out[i] = _onet_upright(session, bgr, marks[i], float(rolls[i]), passes)
     return out
 
 
@@ -212,17 +212,19 @@ def _onet_passes(
 
 
 def _onet_upright(
-    session: onnxruntime.InferenceSession, bgr: npt.NDArray[np.uint8], marks: npt.NDArray[np.float32], passes: int
+    session: onnxruntime.InferenceSession,
+    bgr: npt.NDArray[np.uint8],
+    marks: npt.NDArray[np.float32],
+    roll_deg: float,
+    passes: int,
 ) -> npt.NDArray[np.float32]:
-    """O-Net's points for one tilted face, found in a window turned so that the face is upright."""
+    """O-Net's points for one face tilted by ``roll_deg``, found in a window turned so that the face is upright."""
     import cv2
-
-    from facesense.geometry import roll_degrees
 
     centre = marks.mean(axis=0).astype(np.float64)
     s = float(np.linalg.norm(marks[3:5].mean(axis=0) - marks[0:2].mean(axis=0)))
     side = int(np.clip(round(3.0 * LANDMARK_BOX_SIDE * max(s, 4.0)), 48, 4096))
-    matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), -float(roll_degrees(marks)[0]), 1.0)
+    matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), -roll_deg, 1.0)
     matrix[:, 2] += side / 2.0 - centre  # the face's centre at the window's
     window = cv2.warpAffine(bgr, matrix, (side, side), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
     inside = marks @ matrix[:, :2].T.astype(np.float32) + matrix[:, 2].astype(np.float32)

@@ -269,7 +269,7 @@ DETECTORS: MappingProxyType[str, DetectorSpec] = MappingProxyType(
         # One fully convolutional network; the side is the stride its input must be a
         # multiple of (facesense.models.yunet_onnx pads frames to it). Raw BGR 0-255. Its
         # landmarks are re-placed by MTCNN's O-Net (the "mtcnn" entry's last network;
-        # facesense.detect.landmarks, YuNetConfig.landmark_passes).
+        # facesense.detect.landmarks, facesense.detect.factory.LANDMARK_PASSES).
         "yunet": DetectorSpec(
             name="yunet",
             weights=("yunet_2023mar_int8bq",),

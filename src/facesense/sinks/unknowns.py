@@ -11,7 +11,7 @@ faces was sharp enough to enroll (:func:`facesense.quality.sharpness` >=
 :data:`facesense.enroll.DEFAULT_MIN_SHARPNESS`, 20). A track of only blurred or dark
 faces leaves no record: naming it could never enroll a face, and such faces embed close
 to one another, so they would gather into one false visitor. On the Hamilton clip with
-YuNet the dark audience's faces score 1-2 (five tracks that had formed one "visitor"
+YuNet the dark audience's faces score 1-2 (four tracks that had formed one "visitor"
 with a side-lit actor), the people on stage 20-175.
 
 The writer owns the database: a thread of its own with a bounded queue, so the frame
