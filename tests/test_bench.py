@@ -279,3 +279,46 @@ def test_bad_input(args: list[str], tmp_path: Path, clip: str) -> None:
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert lines and ("error" in lines[-1].lower()), result.stderr
+
+
+def test_bench_enrolls_sharp_faces_one_per_person(clip: str, tmp_path: Path) -> None:
+    """The clip's dark audience (sharpness 1-2) is never enrolled, nor one actor twice."""
+    import numpy as np
+
+    from facesense.bench.run import _enroll
+    from facesense.capture import VideoSource
+    from facesense.detect import make_detector
+    from facesense.detect.landmarks import with_landmark_stage
+    from facesense.embed import make_embedder
+    from facesense.enroll import DEFAULT_MIN_FACE_PX, DEFAULT_MIN_SHARPNESS
+    from facesense.gallery import open_gallery
+    from facesense.match import calibration_for, pairwise_distances
+    from facesense.quality import sharpness
+
+    detector = make_detector(use="video")
+    embedder = with_landmark_stage(detector, make_embedder())
+    store = open_gallery(tmp_path / "g.db")
+    try:
+        enrolled = _enroll(clip, store, detector, embedder, BenchConfig(enroll_faces=4))
+        samples = store.samples()
+        x = store.embeddings(embedder.model_id).matrix
+    finally:
+        store.close()
+    assert enrolled == len(samples) >= 2
+    frames = {int(s.source_path.rsplit("#", 1)[1]) for s in samples if s.source_path}
+    images = {}
+    with VideoSource(clip) as video:
+        for frame in video:
+            if frame.index in frames:
+                images[frame.index] = frame.image
+            if frame.index > max(frames):
+                break
+    for s in samples:
+        assert s.source_path is not None
+        box = np.asarray(s.xyxy)
+        assert min(box[2] - box[0], box[3] - box[1]) >= DEFAULT_MIN_FACE_PX
+        assert sharpness(images[int(s.source_path.rsplit("#", 1)[1])], box) >= DEFAULT_MIN_SHARPNESS
+    cal = calibration_for(embedder.model_id)
+    assert cal is not None
+    d = pairwise_distances(x, x)
+    assert float(d[~np.eye(len(x), dtype=bool)].min()) >= cal.raw_threshold

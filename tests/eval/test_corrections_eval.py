@@ -144,3 +144,25 @@ def test_returning_needs_enough_people(returning_set) -> None:
     protocol, emb, model_id = returning_set
     with pytest.raises(ConfigError, match="only 8 people have 4 or more images"):
         evaluate_open_set_corrections(protocol, emb, model_id=model_id, returning=9)
+
+
+def test_reach_counts_the_false_accepts_corrections_can_act_on(returning_set) -> None:
+    protocol, emb, model_id = returning_set
+    report = evaluate_open_set_corrections(
+        protocol, emb, model_id=model_id, ks=(0, 50), folds=2, operating_threshold=0.66, returning=6
+    )
+    base, veto = report.run(0), report.run(50, per_person=False)
+    held_out_fa = round(base.default_far * report.strangers)
+    returning_fa = round(base.returning_far * report.returning_images[1])  # type: ignore[operator]
+    assert held_out_fa > 0 and returning_fa > 0
+    # without corrections nobody was corrected; every run counts the same k=0 false accepts
+    assert base.reachable == (0, held_out_fa)
+    assert base.reachable_returning == (0, returning_fa)
+    assert veto.reachable[1] == held_out_fa and veto.reachable_returning[1] == returning_fa
+    # at this loose threshold the user corrects faces of the strangers who come back, and
+    # of the people their held-out faces are taken for
+    assert 0 < veto.reachable_returning[0] <= returning_fa
+    assert 0 < veto.reachable[0] <= held_out_fa
+    text = "\n".join(report.lines())
+    assert f"of the {held_out_fa} held-out stranger false accepts at k=0, {report.run(50).reachable[0]} were named" in text
+    assert json.loads(json.dumps(report.to_dict()))["runs"][0]["reachable"] == {"false_accepts": held_out_fa, "of_corrected_people": 0}

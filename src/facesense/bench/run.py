@@ -8,8 +8,8 @@ in :class:`facesense.pipeline.Pipeline`, as ``watch SOURCE -o out.mp4`` does:
   which runs its parts in one merged ONNX Runtime session);
 * the matcher: a :class:`facesense.recognize.LiveMatcher` on a gallery opened with
   :func:`facesense.gallery.open_gallery`. The gallery is a temporary file, enrolled
-  first with the first faces of the source itself (one person each), so matching runs
-  on real embeddings and some tracks get a name. Enrolling loads and warms up the
+  first with the first faces of the source itself that enrollment would take (one per
+  person), so matching runs on real embeddings and some tracks get a name. Enrolling loads and warms up the
   models, so no timing includes a model load;
 * the source: :func:`facesense.capture.open_source`; the sinks: a
   :class:`facesense.sinks.video.VideoFileSink` writing a temporary file.
@@ -56,6 +56,8 @@ from facesense.bench.report import STAGES, BenchReport, StageStats
 from facesense.errors import ConfigError, SourceError
 
 if TYPE_CHECKING:
+    import numpy.typing as npt
+
     from facesense.detect.base import Detector
     from facesense.embed.base import Embedder
     from facesense.gallery.base import GalleryStore
@@ -196,21 +198,36 @@ def _enroll(
 ) -> int:
     """Enroll the first faces of the source into ``store``, one person each; how many.
 
+    Only faces enrollment would take count (at least :data:`facesense.enroll.DEFAULT_MIN_FACE_PX`
+    and :data:`facesense.enroll.DEFAULT_MIN_SHARPNESS`), and only one per person: a face
+    the model's calibrated raw threshold puts with an enrolled one is skipped. (The Hamilton
+    clip's dark audience, which YuNet finds, would otherwise be enrolled, and one actor as
+    two "people", which made the report's "named" count meaningless.)
+
     Runs the detector and the embedder, so both are loaded and warmed up before the timed
-    run (a batch of two faces too, for the batched shapes). A source without faces
+    run (a batch of two faces too, for the batched shapes). A source without such faces
     enrolls nobody: matching still runs and names nobody.
     """
     from facesense.capture import VideoSource
+    from facesense.enroll import DEFAULT_MIN_FACE_PX, DEFAULT_MIN_SHARPNESS
     from facesense.gallery.base import NewSample
+    from facesense.match import calibration_for, pairwise_distances
+    from facesense.quality import sharpness
 
-    enrolled = 0
+    cal = calibration_for(embedder.model_id)
+    same_person = None if cal is None else cal.raw_threshold
+    kept: list[npt.NDArray[np.float32]] = []
     with VideoSource(source) as video:
         for frame in video:
-            if frame.index >= ENROLL_SCAN_FRAMES or enrolled >= cfg.enroll_faces:
+            if frame.index >= ENROLL_SCAN_FRAMES or len(kept) >= cfg.enroll_faces:
                 break
             if frame.index % ENROLL_EVERY:
                 continue
             faces = detector.detect(frame.image)
+            faces = faces[faces.size_px >= DEFAULT_MIN_FACE_PX]
+            if not len(faces):
+                continue
+            faces = faces[np.array([sharpness(frame.image, box) >= DEFAULT_MIN_SHARPNESS for box in faces.xyxy], bool)]
             if not len(faces):
                 continue
             embedded = embedder.embed(frame.image, faces)
@@ -218,20 +235,23 @@ def _enroll(
                 raise ConfigError(f"{embedder!r} returned faces without embeddings")
             sha = hashlib.sha256(frame.image.tobytes()).hexdigest()
             for i in range(len(faces)):
-                if enrolled >= cfg.enroll_faces:
+                if len(kept) >= cfg.enroll_faces:
                     break
+                embedding = np.asarray(embedded.embeddings[i], np.float32)
+                if kept and same_person is not None and float(pairwise_distances(embedding[None], np.stack(kept)).min()) < same_person:
+                    continue  # somebody already enrolled
                 box = tuple(float(v) for v in faces.xyxy[i])
                 sample = NewSample(
-                    embedding=embedded.embeddings[i],
+                    embedding=embedding,
                     model_id=embedder.model_id,
                     source_sha256=sha,
                     source_path=f"{frame.source_id}#{frame.index}",
                     xyxy=(box[0], box[1], box[2], box[3]),
                 )
-                store.add_samples(f"bench-person-{enrolled}", [sample])
-                enrolled += 1
+                store.add_samples(f"bench-person-{len(kept)}", [sample])
+                kept.append(embedding)
     _warm_up(embedder)
-    return enrolled
+    return len(kept)
 
 
 def _warm_up(embedder: Embedder) -> None:

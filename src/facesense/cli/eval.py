@@ -277,7 +277,10 @@ def eval_corrections(
     corrects the other folds' faces, and the held-out fold's probes and strangers are
     measured, at the operating threshold and at cross-validated 1 % and 2 % FAR thresholds.
     LFW's strangers never come back; --returning N adds N who do (held out of the
-    gallery; their earlier images are corrected, their later ones measured).
+    gallery; their earlier images are corrected, their later ones measured). The
+    "reach" lines count the held-out false accepts (without corrections) that were
+    taken for a person the user corrected, or were of a stranger the user corrected:
+    the most that rules acting on corrected people can stop.
     """
     from facesense.eval.corrections import evaluate_corrections
 

@@ -30,6 +30,14 @@ do: N people with 4 or more images are taken out of the gallery; the first half 
 images (at most 8 in all, in file order) arrive in every fold's stream and the rest are
 held out with the strangers of their fold, and reported on their own as well
 (``returning_far``).
+
+**Reach.** Each run also counts, among the held-out strangers' false accepts without
+corrections (k = 0, at the operating threshold), those taken for a person this run's user
+corrected, and those of a returning stranger the user corrected (``reachable``,
+``reachable_returning``). The veto of X and X's per-person threshold act on faces taken
+for X only, so these bound what they can stop. On LFW with the default embedder the first
+is 0 of 20 at k = 50 and the second 0-1 of 5-9 (``docs/recognition.md``): a false accept
+there is one photo's, and the same mistake never comes back to be corrected.
 """
 
 from __future__ import annotations
@@ -77,6 +85,14 @@ class CorrectionRun:
         far_at_same_dir: held-out stranger FAR at the threshold that names as many
             probes right as k = 0 does at the operating threshold.
         scores: pooled held-out ``(correct, probe_scores, stranger_scores)``.
+        reachable: ``(n, of)``: of the ``of`` held-out stranger false accepts without
+            corrections (k = 0, at the operating threshold), ``n`` were named somebody this
+            run's user corrected ("not X" or "this is Y" on X) in the same fold. Veto and
+            per-person thresholds act on corrected people only, so at the same threshold
+            they can stop at most these ``n``.
+        reachable_returning: ``(n, of)``: of the ``of`` returning strangers' held-out false
+            accepts at k = 0, ``n`` were of a stranger whose earlier face this run's user
+            corrected.
     """
 
     k: int
@@ -90,6 +106,8 @@ class CorrectionRun:
     scores: tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64], npt.NDArray[np.float64]]
     returning_far: float | None = None
     returning_far_at_same_dir: float | None = None
+    reachable: tuple[int, int] = (0, 0)
+    reachable_returning: tuple[int, int] = (0, 0)
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -100,9 +118,15 @@ class CorrectionRun:
             "default": {"dir": round(self.default_dir, 4), "far": round(self.default_far, 4)},
             "cross_validated": self.cross_validated,
             "far_at_same_dir": _rounded(self.far_at_same_dir),
+            "reachable": {"false_accepts": self.reachable[1], "of_corrected_people": self.reachable[0]},
         }
         if self.returning_far is not None:
-            out["returning"] = {"far": _rounded(self.returning_far), "far_at_same_dir": _rounded(self.returning_far_at_same_dir)}
+            out["returning"] = {
+                "far": _rounded(self.returning_far),
+                "far_at_same_dir": _rounded(self.returning_far_at_same_dir),
+                "false_accepts": self.reachable_returning[1],
+                "of_corrected_strangers": self.reachable_returning[0],
+            }
         return out
 
 
@@ -181,6 +205,16 @@ class CorrectionsReport:
                 f"{100 * cv2['dir']:6.2f}% / {100 * cv2['far']:5.2f}%   {same:>8}"
                 + (f"   {_pct(r.returning_far):>8} / {_pct(r.returning_far_at_same_dir)}" if self.returning else "")
             )
+        last = max(self.runs, key=lambda r: (r.k, r.per_person))
+        if last.k > 0:
+            n, of = last.reachable
+            out.append(
+                f"  reach: of the {of} held-out stranger false accepts at k=0, {n} were named somebody the user "
+                f"corrected at k={last.k}; the veto and per-person thresholds act on corrected people only"
+            )
+            if self.returning:
+                n, of = last.reachable_returning
+                out.append(f"  reach, returning: {of} of those false accepts were returning strangers' faces, {n} of a stranger the user corrected")
         return out
 
 
@@ -343,7 +377,8 @@ def evaluate_open_set_corrections(
     rules = [(int(k), pp) for k in ks for pp in ((False, True) if int(k) > 0 else (True,))]
     acc: dict[tuple[int, bool], dict[str, Any]] = {
         r: {"made": 0, "not_x": 0, "correct": [], "probe": [], "stranger": [], "returning": [],
-            "hits": dict.fromkeys(FAR_TARGETS, 0), "accepts": dict.fromkeys(FAR_TARGETS, 0)}
+            "hits": dict.fromkeys(FAR_TARGETS, 0), "accepts": dict.fromkeys(FAR_TARGETS, 0),
+            "reach": [0, 0], "reach_returning": [0, 0]}
         for r in rules
     }
     for fold in range(folds):
@@ -356,22 +391,34 @@ def evaluate_open_set_corrections(
         stream_truth: list[str | None] = [n for n, f in zip(pl, pf.tolist(), strict=True) if f != fold]
         n_probe_stream = len(stream_truth)
         stream_truth += [None] * (int(np.sum(one_off_stream)) + len(sp.r_seen))
+        # whose face each stream face is (strangers too), for the reach counts
+        stream_who = [
+            *(n for n, f in zip(pl, pf.tolist(), strict=True) if f != fold),
+            *(n for n, o in zip(sl, one_off_stream.tolist(), strict=True) if o),
+            *sp.r_seen_l,
+        ]
         order = np.random.default_rng(seed + 1000 * (fold + 1)).permutation(len(stream_truth))
         stream_x = stream_x[order]
         stream_truth = [stream_truth[i] for i in order]
+        stream_who = [stream_who[i] for i in order]
         is_stranger = order >= n_probe_stream
         test_p, test_pl = p[pf == fold], [n for n, f in zip(pl, pf.tolist(), strict=True) if f == fold]
         test_s, test_returning = s[sf == fold], is_returning[sf == fold]
+        test_who = [n for n, f in zip(sl, sf.tolist(), strict=True) if f == fold]
         # The global thresholds for the FAR targets: chosen, as in `eval identify`, on the
         # stream's strangers before any correction; corrections then act per person only.
         base = KNNMatcher(threshold=None, norm=norm).fit(g, gl)
         calib = OpenSetScores(np.zeros(0, bool), np.zeros(0), base.match(stream_x[is_stranger]).scores.astype(np.float64))
         fold_t = {far: calib.threshold_for_far(far) for far in FAR_TARGETS}
+        # the held-out strangers' false accepts without corrections (k = 0 is this matcher)
+        held = base.match(test_s)
+        base_fa = [(c, w, bool(r)) for c, w, r, sc in zip(held.candidates, test_who, test_returning.tolist(), held.scores.tolist(), strict=True) if sc <= t_op]
         for k, per_person in rules:
             pos_x, pos_l = [g], list(gl)
             neg_x: list[npt.NDArray[np.float32]] = []
             neg_l: list[str] = []
             start, made, not_x = 0, 0, 0
+            corrected_strangers: set[str] = set()
 
             while made < k and start < len(stream_truth):
                 names = _fitted(norm, t_op, pos_x, pos_l, neg_x, neg_l, per_person).match(stream_x[start:]).names
@@ -387,6 +434,7 @@ def evaluate_open_set_corrections(
                 truth = stream_truth[i]
                 if truth is None:
                     not_x += 1
+                    corrected_strangers.add(stream_who[i])
                 else:
                     pos_x.append(stream_x[i][None])
                     pos_l.append(truth)
@@ -403,6 +451,11 @@ def evaluate_open_set_corrections(
             a["probe"].append(ps)
             a["stranger"].append(ss)
             a["returning"].append(test_returning)
+            corrected_people = set(neg_l)
+            a["reach"][0] += sum(c in corrected_people for c, _, _ in base_fa)
+            a["reach"][1] += len(base_fa)
+            a["reach_returning"][0] += sum(w in corrected_strangers for _, w, r in base_fa if r)
+            a["reach_returning"][1] += sum(r for _, _, r in base_fa)
             for far in FAR_TARGETS:
                 t = fold_t[far]
                 a["hits"][far] += int(np.sum(correct & (ps <= t)))
@@ -430,7 +483,11 @@ def evaluate_open_set_corrections(
             back_far = float(np.mean(ss[back] <= t_op))
             back_same = _far_at_dir(correct, ps, ss[back], base_dir) if base_dir is not None else None
         runs.append(
-            CorrectionRun(k, per_person, a["made"], a["not_x"], d_dir, d_far, cv, same, (correct, ps, ss), back_far, back_same)
+            CorrectionRun(
+                k, per_person, a["made"], a["not_x"], d_dir, d_far, cv, same, (correct, ps, ss), back_far, back_same,
+                reachable=(a["reach"][0], a["reach"][1]),
+                reachable_returning=(a["reach_returning"][0], a["reach_returning"][1]),
+            )
         )
     return CorrectionsReport(
         model_id=model_id,
