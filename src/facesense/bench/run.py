@@ -224,10 +224,9 @@ def _enroll(
             if frame.index % ENROLL_EVERY:
                 continue
             faces = detector.detect(frame.image)
-            faces = faces[faces.size_px >= DEFAULT_MIN_FACE_PX]
-            if not len(faces):
-                continue
-            faces = faces[np.array([sharpness(frame.image, box) >= DEFAULT_MIN_SHARPNESS for box in faces.xyxy], bool)]
+            takes = [size >= DEFAULT_MIN_FACE_PX and sharpness(frame.image, box) >= DEFAULT_MIN_SHARPNESS
+                     for size, box in zip(faces.size_px.tolist(), faces.xyxy, strict=True)]
+            faces = faces[np.array(takes, bool)]
             if not len(faces):
                 continue
             embedded = embedder.embed(frame.image, faces)

@@ -388,15 +388,11 @@ def evaluate_open_set_corrections(
         # nobody), and every returning stranger's earlier images (truth: nobody).
         one_off_stream = (sf != fold) & ~is_returning
         stream_x = np.concatenate([p[pf != fold], s[one_off_stream], sp.r_seen])
-        stream_truth: list[str | None] = [n for n, f in zip(pl, pf.tolist(), strict=True) if f != fold]
-        n_probe_stream = len(stream_truth)
-        stream_truth += [None] * (int(np.sum(one_off_stream)) + len(sp.r_seen))
-        # whose face each stream face is (strangers too), for the reach counts
-        stream_who = [
-            *(n for n, f in zip(pl, pf.tolist(), strict=True) if f != fold),
-            *(n for n, o in zip(sl, one_off_stream.tolist(), strict=True) if o),
-            *sp.r_seen_l,
-        ]
+        # whose face each stream face is (strangers too, for the reach counts)
+        stream_probes = [n for n, f in zip(pl, pf.tolist(), strict=True) if f != fold]
+        n_probe_stream = len(stream_probes)
+        stream_who = [*stream_probes, *(n for n, o in zip(sl, one_off_stream.tolist(), strict=True) if o), *sp.r_seen_l]
+        stream_truth: list[str | None] = [*stream_probes, *[None] * (len(stream_who) - n_probe_stream)]
         order = np.random.default_rng(seed + 1000 * (fold + 1)).permutation(len(stream_truth))
         stream_x = stream_x[order]
         stream_truth = [stream_truth[i] for i in order]
