@@ -142,12 +142,19 @@ def bench_run(clip: str) -> tuple[BenchReport, Spy]:
 
 
 def test_bench_runs_watchs_pipeline_and_embedder(bench_run: tuple[BenchReport, Spy]) -> None:
+    from facesense.detect.verify import nonface_model
     from facesense.embed import FusedEmbedder
     from facesense.pipeline import Pipeline
 
     report, spy = bench_run
-    assert len(spy.embedders) == 1 and len(spy.detectors) == 1 and len(spy.pipelines) == 1
-    (_, _, embedder), (_, det_kwargs, detector), pipeline = spy.embedders[0], spy.detectors[0], spy.pipelines[0]
+    assert len(spy.detectors) == 1 and len(spy.pipelines) == 1
+    (_, det_kwargs, detector), pipeline = spy.detectors[0], spy.pipelines[0]
+    # One embedder is the bench's; any other is the non-face check's own FaceNet, which
+    # the detector builds on the first face O-Net is unsure of (whether it is built in
+    # this run depends on what the process loaded before).
+    ours = [e for e in spy.embedders if not (e[0] == (nonface_model().embedder,) and "threads" in e[1])]
+    assert len(ours) == 1 and len(spy.embedders) <= 2
+    (_, _, embedder) = ours[0]
     assert det_kwargs["use"] == "video"
     # The pipeline the bench timed is the production class, running the factory's objects.
     assert type(pipeline) is Pipeline
