@@ -11,7 +11,9 @@ on LFW chips. An experiment: nothing here is used by facesense.
 
 Measured 2026-12-03 (`AMD EPYC, 2 cores, x86_64, AVX2 yes, AVX-512 no, VNNI no`,
 onnxruntime 1.32.0, quiet): 1 thread FP32 6.04 ms/face, INT8 3.81 (1.59x); 2 threads
-3.13 / 2.07 (1.51x); cosine to FP32 on 200 LFW faces min 0.9978, mean 0.9990. Not
+3.13 / 2.07 (1.51x); cosine to FP32 on 200 LFW faces min 0.9978, mean 0.9990. On
+`... AVX-512 yes, VNNI yes` (2026-12-07, quiet): 1 thread 4.95 / 1.96 (2.52x), 2 threads
+2.70 / 1.62 (1.67x), the same cosines. Not
 adopted yet: it changes dlib's (and the default fusion's) model id, so every gallery
 would need `reembed`, and it needs FaceNet INT8's per-CPU verdict and an LFW run.
 """
