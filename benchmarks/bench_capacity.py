@@ -2,11 +2,16 @@
 
     python benchmarks/bench_capacity.py [CLIP] [--fps 15] [--every 3] [--seconds 20]
                                         [--cameras 1,2,3,4,6] [--modes shared,processes,recipe]
+                                        [--lockstep]
 
 Every camera is the clip (640x360) played as a live camera would send it: at ``--fps``
 frames per second, in a loop, the newest frame winning when processing falls behind
 (``CaptureConfig(realtime=True)``). Detection runs every ``--every``-th frame and
-recognition is on (a gallery of the person in the clip). Three ways to run N cameras:
+recognition is on (a gallery of the person in the clip). Camera i of N starts i/N of the
+way through the clip, as independent cameras see different moments; ``--lockstep``
+starts them all at its first frame, the worst case, in which every camera sees the same
+new faces in the same instant and asks for their embeddings together. Three ways to run
+N cameras:
 
 * ``shared``: one facesense process, :class:`facesense.multicam.MultiCamera`: one copy
   of each model, one inference thread, embeddings batched across cameras;
@@ -81,6 +86,34 @@ def make_clip(src: Path, fps: float, out_dir: Path) -> Path:
     return out
 
 
+def offset_clips(clip: Path, n: int, out_dir: Path) -> list[Path]:
+    """``n`` copies of ``clip``, copy i starting i/n of the way through it (then wrapping)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(clip))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 15.0
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    if not frames:
+        sys.exit(f"bench_capacity: no frames in {clip}")
+    h, w = frames[0].shape[:2]
+    out = [clip]
+    for i in range(1, n):
+        start = round(i * len(frames) / n)
+        path = out_dir / f"{clip.stem}_from{start}.mp4"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        for frame in frames[start:] + frames[:start]:
+            writer.write(frame)
+        writer.release()
+        out.append(path)
+    return out
+
+
 def enroll_embedding(clip: Path) -> np.ndarray:
     """The fused embedding of the clip's person at :data:`ENROLL_FRAME`."""
     from facesense.capture import open_source
@@ -99,8 +132,8 @@ def enroll_embedding(clip: Path) -> np.ndarray:
 # ------------------------------------------------------------------------ runners (children)
 
 
-def run_facesense(clip: Path, cameras: int, every: int, seconds: float, known: Path) -> dict[str, Any]:
-    """N cameras in this process on shared models; per-camera counts over ``seconds``."""
+def run_facesense(clips: list[Path], every: int, seconds: float, known: Path) -> dict[str, Any]:
+    """One camera per clip in this process on shared models; per-camera counts over ``seconds``."""
     from facesense.capture import CaptureConfig
     from facesense.embed import make_embedder
     from facesense.match import KNNMatcher
@@ -108,7 +141,7 @@ def run_facesense(clip: Path, cameras: int, every: int, seconds: float, known: P
 
     embedder = make_embedder()
     matcher = KNNMatcher(k=1).fit(np.load(known), ["lin"])
-    specs = [CameraSpec(name=f"cam{i}", url=str(clip), every=every) for i in range(cameras)]
+    specs = [CameraSpec(name=f"cam{i}", url=str(clip), every=every) for i, clip in enumerate(clips)]
     cams = MultiCamera(specs, embedder=embedder, matcher=matcher, capture=CaptureConfig(loop=True, realtime=True))
     lags: list[float] = []
     with cams:
@@ -185,16 +218,18 @@ def run_recipe(clip: Path, every: int, seconds: float) -> dict[str, Any]:
 # ------------------------------------------------------------------------ the parent
 
 
-def _child(mode: str, clip: Path, cameras: int, every: int, seconds: float, known: Path) -> subprocess.Popen[str]:
-    cmd = [sys.executable, __file__, "--child", mode, str(clip), "--every", str(every), "--seconds", str(seconds), "--known", str(known), "--child-cameras", str(cameras)]
+def _child(mode: str, clips: list[Path], every: int, seconds: float, known: Path) -> subprocess.Popen[str]:
+    cmd = [sys.executable, __file__, "--child", mode, str(clips[0]), "--every", str(every), "--seconds", str(seconds), "--known", str(known), "--child-clips", ",".join(map(str, clips))]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
-def trial(mode: str, clip: Path, n: int, every: int, seconds: float, known: Path) -> Trial:
+def trial(mode: str, clips: list[Path], every: int, seconds: float, known: Path) -> Trial:
+    """One camera per clip."""
+    n = len(clips)
     if mode == "shared":
-        procs = [_child("shared", clip, n, every, seconds, known)]
+        procs = [_child("shared", clips, every, seconds, known)]
     else:
-        procs = [_child("single" if mode == "processes" else "recipe", clip, 1, every, seconds, known) for _ in range(n)]
+        procs = [_child("single" if mode == "processes" else "recipe", [clip], every, seconds, known) for clip in clips]
     results = []
     for p in procs:
         out, _ = p.communicate(timeout=seconds + 300)
@@ -221,7 +256,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the trials here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--known", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--child-cameras", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--child-clips", help=argparse.SUPPRESS)
+    parser.add_argument("--lockstep", action="store_true", help="start every camera at the clip's first frame (the worst case)")
     args = parser.parse_args()
 
     if args.child:
@@ -229,7 +265,8 @@ def main() -> None:
         if args.child == "recipe":
             out = run_recipe(args.clip, args.every, args.seconds)
         else:
-            out = run_facesense(args.clip, args.child_cameras, args.every, args.seconds, args.known)
+            clips = [Path(c) for c in args.child_clips.split(",")] if args.child_clips else [args.clip]
+            out = run_facesense(clips, args.every, args.seconds, args.known)
         print(json.dumps(out))
         return
 
@@ -243,7 +280,8 @@ def main() -> None:
     if bad:
         sys.exit(f"bench_capacity: unknown mode(s) {', '.join(bad)} (shared, processes, recipe)")
     print(f"CPU: {cpu_info().describe()}")
-    print(f"cameras: {args.clip.name} at {args.fps:g} fps, 640x360, detection every {args.every} frames, recognition on; {args.seconds:g} s per trial")
+    start = "every camera from the first frame (--lockstep)" if args.lockstep else "camera i of N from i/N of the way through"
+    print(f"cameras: {args.clip.name} at {args.fps:g} fps, 640x360, {start}, detection every {args.every} frames, recognition on; {args.seconds:g} s per trial")
     trials: list[Trial] = []
     with tempfile.TemporaryDirectory(prefix="facesense-capacity-") as tmp:
         clip = make_clip(args.clip, args.fps, Path(tmp))
@@ -252,7 +290,8 @@ def main() -> None:
         print(f"{'mode':<10} {'cameras':>7} {'worst fps':>9} {'dropped':>8} {'lag p90':>9}  real time")
         for mode in modes:
             for n in counts:
-                t = trial(mode, clip, n, args.every, args.seconds, known)
+                clips = [clip] * n if args.lockstep else offset_clips(clip, n, Path(tmp))
+                t = trial(mode, clips, args.every, args.seconds, known)
                 trials.append(t)
                 print(f"{t.mode:<10} {t.cameras:>7} {t.worst_fps:>9.1f} {100 * t.dropped_share:>7.1f}% {t.lag_ms:>7.0f} ms  {'yes' if t.holds else 'no'} {t.note}", flush=True)
                 if not t.holds:
