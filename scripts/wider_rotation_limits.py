@@ -44,18 +44,20 @@ DENSE_ANGLES = (0.0, 30.0, -30.0, 60.0, -60.0, 90.0, -90.0, 120.0, -120.0, 180.0
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("what", choices=["ceiling", "dense"])
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("FACESENSE_DATA", "../shared/data")))
+    beside_repo = Path(__file__).resolve().parents[2] / "shared" / "data"
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("FACESENSE_DATA", beside_repo)))
     args = parser.parse_args()
     wider = args.data / "wider_face_val_subset"
     annotations, images = wider / "wider_face_val_bbx_gt.txt", wider / "images"
     print(cpu_info().describe())
     if args.what == "ceiling":
+        detector = make_detector(rotations=(0.0, -60.0))
+        assert isinstance(detector, RotatingDetector)
+        own = getattr(detector.config, "score_threshold", "the detector's")
         for bar in (None, ROTATED_MIN_SCORE[DetectorKind.YUNET]):
-            detector = make_detector(rotations=(0.0, -60.0))
-            assert isinstance(detector, RotatingDetector)
-            detector.rotated_min_score = bar
+            detector.rotated_min_score = bar  # None: the copy keeps what the detector reports
             report = evaluate_rotated_wider(detector, annotations, images, angles=(60.0,))
-            label = "0.7 (the image's own)" if bar is None else str(bar)
+            label = f"{own} (the image's own)" if bar is None else str(bar)
             print(f"images turned 60, copy turned -60, bar {label}: recall {report.angles[0].recall:.3f}")
         return
     detector = make_detector(rotations=DENSE_ANGLES)
