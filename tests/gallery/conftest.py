@@ -13,6 +13,11 @@ above its data directory and its binaries to other users (``o+rx``).
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from ..pg import PG, TEMPLATE, PgCluster
@@ -31,3 +36,29 @@ def pg_cluster() -> PgCluster:
 def pg_url(pg_cluster: PgCluster) -> str:
     """The URL of a fresh, empty database of its own for this test."""
     return pg_cluster.new_database()
+
+
+def _open_together(opener: Callable[[Path], Any], path: Path, count: int = 6) -> list[Exception]:
+    """Open ``path`` with ``opener`` from ``count`` threads released at the same moment (then close it); the errors."""
+    barrier = threading.Barrier(count)
+    errors: list[Exception] = []
+
+    def open_it() -> None:
+        barrier.wait()
+        try:
+            opener(path).close()
+        except Exception as exc:  # noqa: BLE001 - collected for the caller's assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+@pytest.fixture
+def open_together() -> Callable[..., list[Exception]]:
+    """``open_together(opener, path, count=6)``: open a file from several threads at once; the errors."""
+    return _open_together

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -502,3 +503,14 @@ def test_event_log_sits_beside_its_gallery(tmp_path: Path) -> None:
     assert "pw" not in str(err.value)
     with open_event_log(parse_location(str(tmp_path / "people.db")), path=tmp_path / "ev.db") as log:
         assert log.path == tmp_path / "ev.db"  # type: ignore[attr-defined]
+
+
+def test_a_new_gallery_opened_by_many_at_once_is_created_once_and_accepted_by_all(
+    tmp_path: Path, open_together: Callable[..., list[Exception]]
+) -> None:
+    """Connections creating the same gallery file at the same moment (several camera
+    processes started together): one creates it, the others accept it, none is told
+    "database is locked" (switching the new file to WAL) or "some other database"."""
+    for n in range(15):
+        errors = open_together(SQLiteGallery, tmp_path / f"g{n}.db")
+        assert not errors, errors

@@ -266,3 +266,21 @@ def test_a_foreign_postgres_table_is_refused(pg_cluster: PgCluster) -> None:
         conn.execute("INSERT INTO facesense_unknowns_meta VALUES ('application', 'something-else')")
     with pytest.raises(GalleryError, match="not a facesense unknowns store"):
         PostgresUnknownStore(url)
+
+
+@pytest.mark.parametrize("kind", ["unknowns", "events"])
+def test_a_new_side_file_opened_by_many_at_once_is_created_once_and_accepted_by_all(
+    tmp_path: Path, kind: str, open_together: Callable[..., list[Exception]]
+) -> None:
+    """Connections opening a file that does not exist yet, at the same moment (a server and
+    a camera process): one creates it, the others accept it. Reading its application id
+    and its tables apart once gave "not a facesense unknowns file (some other database)"
+    to a reader that looked between another connection's two steps."""
+    from facesense.gallery.sqlite_events import SQLiteEventStore
+
+    opener = SQLiteUnknownStore if kind == "unknowns" else SQLiteEventStore
+    for n in range(15):
+        errors = open_together(opener, tmp_path / f"side{n}.db")
+        assert not errors, errors
+    with opener(tmp_path / "side0.db") as store:  # still a good file of its kind
+        assert store.path.is_file()

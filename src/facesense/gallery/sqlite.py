@@ -82,6 +82,7 @@ from facesense.gallery.base import (
     validate_negative_source,
     write_export,
 )
+from facesense.gallery.sqlite_file import read_header, use_wal
 
 logger = logging.getLogger(__name__)
 
@@ -362,8 +363,7 @@ class SQLiteGallery:
     def _open(self, *, create: bool) -> None:
         conn = self._conn
         try:
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            app_id, tables = read_header(conn)
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"{self._path}: not a facesense gallery (not an SQLite database: {exc})") from exc
         if not tables and app_id == 0:
@@ -378,8 +378,8 @@ class SQLiteGallery:
                 self._format_version = version
         try:
             if self._read_only_reason is None:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
+                mode = use_wal(conn)
+                if mode.lower() != "wal":
                     logger.warning("%s: journal mode is %s, not WAL", self._path, mode)
                 conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
@@ -441,7 +441,7 @@ class SQLiteGallery:
     def _initialise(self) -> None:
         conn = self._conn
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
+            use_wal(conn)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 # Another process may have initialised the file while we waited for the lock.

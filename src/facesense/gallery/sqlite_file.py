@@ -20,9 +20,48 @@ from typing import Self
 
 from facesense.errors import GalleryError
 
-__all__ = ["BUSY_TIMEOUT_S", "SideFile"]
+__all__ = ["BUSY_TIMEOUT_S", "SideFile", "read_header", "use_wal"]
 
 BUSY_TIMEOUT_S = 10.0
+
+
+def read_header(conn: sqlite3.Connection) -> tuple[int, set[str]]:
+    """A file's application id and tables, read in one transaction (one snapshot).
+
+    Read apart, another process creating the file between the two reads showed
+    application id 0 with every table there: "some other database".
+
+    Raises:
+        sqlite3.DatabaseError: not an SQLite database.
+    """
+    conn.execute("BEGIN")
+    try:
+        app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        conn.execute("COMMIT")
+    return app_id, tables
+
+
+def use_wal(conn: sqlite3.Connection) -> str:
+    """Put the file in WAL mode, waiting up to :data:`BUSY_TIMEOUT_S` for other connections; the mode it is in.
+
+    Switching a file's journal to WAL needs the file to itself, and SQLite answers
+    "database is locked" at once, without calling the busy handler, while another
+    connection is opening it (several processes opening a new file together); once in
+    WAL the switch is a no-op.
+
+    Raises:
+        sqlite3.Error: another error, or still locked after :data:`BUSY_TIMEOUT_S`.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
 
 
 class SideFile:
@@ -47,14 +86,16 @@ class SideFile:
         """Create the schema in an empty file, or check the file is this kind's (then migrate it)."""
         conn = self._conn
         try:
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            app_id, tables = read_header(conn)
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"{self.path}: not a facesense {self.kind} file ({exc})") from exc
+        if not tables and app_id == 0:
+            with self._errors():
+                created = self._create()
+                if not created:  # another connection created it first
+                    app_id, tables = read_header(conn)
         with self._errors():
-            if not tables and app_id == 0:
-                self._create()
-            else:
+            if tables or app_id != 0:
                 meta: dict[str, str] = {}
                 if app_id == self.application_id and "meta" in tables:
                     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
@@ -65,17 +106,20 @@ class SideFile:
                     raise GalleryError(f"{self.path}: written by a newer facesense; upgrade facesense")
                 if version < self.format_version:
                     self._migrate(version)
-            conn.execute("PRAGMA journal_mode = WAL")
+            use_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
 
-    def _create(self) -> None:
-        """The schema and the ``meta`` rows, in one transaction."""
+    def _create(self) -> bool:
+        """The schema and the ``meta`` rows, in one transaction; ``False`` when the file got tables meanwhile."""
         from facesense.gallery.events import iso_time
 
         conn = self._conn
-        conn.execute("PRAGMA journal_mode = WAL")
+        use_wal(conn)
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]:
+                conn.execute("ROLLBACK")
+                return False
             for statement in self.schema.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -94,6 +138,7 @@ class SideFile:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        return True
 
     def _migrate(self, version: int) -> None:
         """Bring a file of an older format ``version`` up to ``format_version`` (nothing by default)."""
