@@ -105,7 +105,7 @@ def test_video_defaults_still_find_the_two_people(examples_dir: Path) -> None:
 
 
 def test_rotations_wrap_the_detector_with_the_tables_settings() -> None:
-    from facesense.detect import DEFAULTS, ROTATED_MIN_SCORE, RotatingDetector, make_detector
+    from facesense.detect import DEFAULTS, ROTATED_CONFIRM, ROTATED_MIN_SCORE, RotatingDetector, make_detector
 
     assert not isinstance(make_detector(), RotatingDetector)  # off by default
     photo = make_detector("yunet", rotations=True)
@@ -114,6 +114,12 @@ def test_rotations_wrap_the_detector_with_the_tables_settings() -> None:
     assert photo.every_n == DEFAULTS["image"].rotation_every_n == 1
     assert video.every_n == DEFAULTS["video"].rotation_every_n == 5
     assert photo.rotated_min_score == ROTATED_MIN_SCORE["yunet"] and video.rotated_min_score == ROTATED_MIN_SCORE["mtcnn"]
+    # photos confirm the copies' weak faces with YuNet; video and MTCNN do not (false faces)
+    assert photo.confirm is DEFAULTS["image"].rotation_confirm is ROTATED_CONFIRM["yunet"] is True
+    assert DEFAULTS["video"].rotation_confirm is False and not video.confirm
+    assert ROTATED_CONFIRM["mtcnn"] is False
+    mtcnn_photo = make_detector("mtcnn", rotations=True)
+    assert isinstance(mtcnn_photo, RotatingDetector) and not mtcnn_photo.confirm
     assert video.config.min_face_px == DEFAULTS["video"].min_face_px  # the inner detector's settings show through
 
 

@@ -23,8 +23,8 @@ Tilted faces: ``make_detector(..., rotations=True)`` wraps the detector in a
 :class:`~facesense.detect.rotate.RotatingDetector` that also searches copies turned by
 90, -90 and 180 degrees (LFW, 200 images: recall at +-60 from 0.70-0.81 to 0.99-1.00,
 at +-90 from 0.21-0.43 to 1.00, upright unchanged). Detections from the copies must
-score at least :data:`ROTATED_MIN_SCORE` of their detector, which holds the extra false
-faces down; in video the copies are searched on every ``rotation_every_n``-th detection
+score at least :data:`ROTATED_MIN_SCORE` of their detector, or pass the non-face check's
+strict confirmation, which holds the extra false faces down; in video the copies are searched on every ``rotation_every_n``-th detection
 (``DEFAULTS``), which keeps the cost near 1.5-1.7x the detector alone. Off by default.
 """
 
@@ -42,7 +42,7 @@ from facesense.errors import ConfigError
 if TYPE_CHECKING:
     from facesense.detect.base import Detector
 
-__all__ = ["DEFAULTS", "DEFAULT_DETECTOR", "LANDMARK_PASSES", "ROTATED_MIN_SCORE", "DetectorDefaults", "DetectorKind", "DetectorUse", "make_detector"]
+__all__ = ["DEFAULTS", "DEFAULT_DETECTOR", "LANDMARK_PASSES", "ROTATED_CONFIRM", "ROTATED_MIN_SCORE", "DetectorDefaults", "DetectorKind", "DetectorUse", "make_detector"]
 
 
 class DetectorKind(str, enum.Enum):
@@ -99,11 +99,20 @@ class DetectorDefaults:
             +-45 to the quarter turns: MTCNN misses some faces turned about 45 degrees
             in every quarter-turn copy (turned LFW: recall 0.98 at +-45), and a photo is
             detected once; video keeps the quarter turns, which cost no resampling.
+        rotation_confirm: with ``rotations``, keep a face found only in turned copies
+            under :data:`ROTATED_MIN_SCORE` when the non-face check confirms it
+            (:class:`~facesense.detect.rotate.RotatingDetector` ``confirm``). Photos:
+            turned WIDER FACE recall at +-60 0.887 / 0.887 -> 0.916 / 0.926, for 25
+            more false detections on the 153 upright images (precision 0.930 -> 0.885,
+            AP 0.833 -> 0.832; ``scripts/wider_rotation_limits.py confirm``). Video: off; on the Hamilton clip it
+            added 7 faces in 275 frames, all false (hands, the back of a head, part of a
+            face), and a tracker holds a tilted face found on one search.
     """
 
     min_face_px: float
     rotation_every_n: int = 1
     rotation_angles: tuple[float, ...] = (0.0, 90.0, -90.0, 180.0)
+    rotation_confirm: bool = True
     verify: bool = True
     verify_memory_calls: int = 0
     landmarks_at_embed: bool = False
@@ -116,7 +125,11 @@ DEFAULTS: Mapping[DetectorUse, DetectorDefaults] = MappingProxyType(
         # (30 detections), so it runs about once per face a second: on the Hamilton clip
         # 25 O-Net checks over 275 frames, median detection time unchanged.
         DetectorUse.VIDEO: DetectorDefaults(
-            min_face_px=40.0, rotation_every_n=5, verify_memory_calls=30, landmarks_at_embed=True
+            min_face_px=40.0,
+            rotation_every_n=5,
+            rotation_confirm=False,
+            verify_memory_calls=30,
+            landmarks_at_embed=True,
         ),
     }
 )
@@ -130,9 +143,20 @@ own, dlib + SFace loses 0.3 points of LFW (99.30% against 99.57%), with O-Net's 
 matches MTCNN (99.60%; :mod:`facesense.detect.landmarks`)."""
 
 ROTATED_MIN_SCORE: Mapping[DetectorKind, float] = MappingProxyType({DetectorKind.MTCNN: 0.95, DetectorKind.YUNET: 0.8})
-"""The score a face found only in a rotated copy needs, per detector: each copy is another
-chance for a false face near the threshold (animals, 67 photos: MTCNN 6 false faces alone,
-13 with the copies at its own threshold, 8 at 0.95; YuNet 21, 29, 22 at 0.8)."""
+"""The score a face found only in a rotated copy needs, per detector, unless the non-face
+check confirms it (:class:`~facesense.detect.rotate.RotatingDetector` ``confirm``): each
+copy is another chance for a false face near the threshold (animals, 67 photos, before the
+check: MTCNN 6 false faces alone, 13 with the copies at its own threshold, 8 at 0.95;
+YuNet 21, 29, 22 at 0.8; with the check and the confirmation, YuNet 1 with the copies)."""
+
+
+ROTATED_CONFIRM: Mapping[DetectorKind, bool] = MappingProxyType({DetectorKind.MTCNN: False, DetectorKind.YUNET: True})
+"""Whether a face found only in rotated copies under :data:`ROTATED_MIN_SCORE` may be kept
+when the non-face check confirms it (:class:`~facesense.detect.rotate.RotatingDetector`
+``confirm``; and only where ``DEFAULTS[use].rotation_confirm``), per detector. YuNet: yes
+(faces 0.7-0.8; animals stay at 1 false face). MTCNN: no; its band under the bar is
+0.8-0.95, and confirming it took the 67 animal photos from 9 false faces to 15 and the
+negatives from 0 to 2 (with ``rotations=True``, 2026-12-07)."""
 
 
 def make_detector(
@@ -231,4 +255,5 @@ def make_detector(
         angles=angles,
         every_n=defaults.rotation_every_n,
         rotated_min_score=ROTATED_MIN_SCORE[kind],
+        confirm=defaults.rotation_confirm and ROTATED_CONFIRM[kind],
     )

@@ -71,6 +71,19 @@ at 0 / +-45 / +-60 / +-90 / 180 degrees):
   YuNet from 21 to 29 (22 with 0.8); on the Hamilton clip the copies add faces scoring
   0.70-0.78 (YuNet, all dropped at 0.8) and 0.81-0.96 (MTCNN: one face in 60 frames
   left at 0.95).
+* Faces under that bar, confirmed (``confirm``; before, they were simply dropped): on
+  turned WIDER FACE images (310 faces >= 40 px, ``facesense eval rotated
+  --wider-annotations ... --rotations``, default YuNet) the bar alone left 0.887 / 0.887
+  at +-60 and 0.906 / 0.903 at +-90 against 0.932 upright; with the copies' faces between
+  YuNet's 0.7 and the bar kept when O-Net on the face turned upright gives at least
+  :data:`CONFIRM_ONET_SCORE` and the check's embedding step accepts it, 0.916 / 0.926 and
+  0.929 / 0.929 (upright unchanged), with the 67 animal photos still at 1 false face (the
+  image's own bar for the copies: 4), for 25 more false detections on the 153 upright
+  images (precision 0.930 -> 0.885). ``make_detector`` confirms in photos with YuNet only
+  (:data:`facesense.detect.ROTATED_CONFIRM`, ``DEFAULTS[use].rotation_confirm``): with
+  MTCNN (its band under the bar is 0.8-0.95) the animal photos went from 9 false faces to
+  15, and in video, on the Hamilton clip, the 7 faces it added in 275 frames were all
+  false (hands, the back of a head).
 * Cost: one inner call per angle plus a rotated copy per non-zero angle (a pixel
   permutation for quarter turns), so about 4x the inner detector per frame with the
   default angles; ``every_n=5`` brings the mean to about 1.6x.
@@ -94,6 +107,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facesense import geometry
+from facesense.detect.landmarks import landmark_boxes
 from facesense.errors import ConfigError
 from facesense.geometry import invert_affine, roll_degrees, rotate_image, transform_points
 from facesense.types import Faces
@@ -102,8 +116,9 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from facesense.detect.base import Detector
+    from facesense.detect.verify import VerifiedDetector
 
-__all__ = ["DEFAULT_ROTATION_ANGLES", "DEFAULT_MERGE_IOU", "RotatingDetector", "roll_degrees"]
+__all__ = ["CONFIRM_ONET_SCORE", "DEFAULT_ROTATION_ANGLES", "DEFAULT_MERGE_IOU", "RotatingDetector", "roll_degrees"]
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +145,17 @@ REFINE_WINDOW = 2.0
 # The window is turned upright for the face's roll and these other turns of it (a face far
 # from upright can be taken for one upside down or a quarter turned).
 REFINE_TURNS = (0.0, 180.0, 90.0, -90.0)
+CONFIRM_ONET_SCORE = 0.05
+"""O-Net's face probability, on a weak copy face turned upright, that confirming it needs.
+
+A face found only in a turned copy and scoring under the copies' bar
+(``rotated_min_score``) is kept when the non-face check confirms it strictly
+(``confirm``, :meth:`RotatingDetector.detect`): O-Net, on the face turned upright by its
+own roll, gives it at least this, and the check's embedding step accepts it whatever
+O-Net said. Measured on turned WIDER FACE images (``scripts/wider_rotation_limits.py
+confirm``): every animal face the weak copy faces hold scored at most 0.015 here or failed
+the embedding step, real faces up to 1.0; 0.1 cost 1-2 more real faces at +-60.
+"""
 
 
 def _map_back(faces: Faces, matrix: npt.NDArray[np.float64], angle_deg: float) -> tuple[np.ndarray, np.ndarray]:
@@ -150,6 +176,11 @@ def _map_back(faces: Faces, matrix: npt.NDArray[np.float64], angle_deg: float) -
         half = (xyxy[:, 2:4] - xyxy[:, 0:2]) / 2.0
         boxes = np.concatenate([centre - half, centre + half], axis=1)
     return boxes, landmarks
+
+
+def _scores_and_tilt(faces: Faces) -> tuple[np.ndarray, np.ndarray]:
+    """Each face's score, and how far from upright its landmarks were in the copy the detector saw."""
+    return faces.scores.astype(np.float64), np.abs(roll_degrees(faces.landmarks)).astype(np.float64)
 
 
 def _refine_window(
@@ -210,6 +241,16 @@ def _merge(
     return np.asarray(keep, dtype=np.int64)
 
 
+def _check_of(detector: Detector) -> VerifiedDetector | None:
+    """The non-face check in ``detector``'s chain (it, or under a landmark stage), or ``None``."""
+    from facesense.detect.landmarks import OnetLandmarkDetector
+    from facesense.detect.verify import VerifiedDetector
+
+    if isinstance(detector, OnetLandmarkDetector):
+        detector = detector.inner
+    return detector if isinstance(detector, VerifiedDetector) else None
+
+
 def _unchecked(detector: Detector) -> Detector:
     """``detector`` without its non-face check (a landmark stage around the check is kept)."""
     from facesense.detect.landmarks import OnetLandmarkDetector
@@ -232,10 +273,20 @@ class RotatingDetector:
         merge_iou: boxes of different copies overlapping more than this (IoU) are one face.
         every_n: search the rotated copies on every ``every_n``-th call only (1: always).
         rotated_min_score: detections from the rotated copies (not the image itself)
-            must score at least this; ``None`` keeps the inner detector's threshold.
-            Each copy is another chance for a false face near the threshold, so a
-            stricter bar for the copies holds false faces down (measured values in the
-            module docstring).
+            must score at least this (or be confirmed, ``confirm``); ``None`` keeps the
+            inner detector's threshold. Each copy is another chance for a false face
+            near the threshold, so a stricter bar for the copies holds false faces down
+            (measured values in the module docstring).
+        confirm: a face found only in copies, scoring under ``rotated_min_score``, is
+            kept when the non-face check of ``inner``
+            (:class:`~facesense.detect.verify.VerifiedDetector`, alone or under a
+            landmark stage) confirms it strictly: O-Net gives the face turned upright
+            by its roll at least :data:`CONFIRM_ONET_SCORE`, and the check's embedding
+            step accepts it (O-Net's outright acceptance, which let two of the three
+            animal faces the copies add through, does not count). Without a check in
+            ``inner`` such faces are dropped. Off unless asked for:
+            :func:`~facesense.detect.make_detector` turns it on where it was measured
+            (photos with YuNet, :data:`facesense.detect.ROTATED_CONFIRM`).
         refine: find a face still tilted more than :data:`REFINE_TILT_DEG` again in a
             window turned upright around it, for better landmarks (and so better crops
             for the embedders); upright faces are never refined.
@@ -254,6 +305,7 @@ class RotatingDetector:
         every_n: int = 1,
         rotated_min_score: float | None = None,
         refine: bool = True,
+        confirm: bool = False,
     ) -> None:
         parsed = [float(a) for a in angles]
         for a in parsed:
@@ -276,8 +328,27 @@ class RotatingDetector:
         self.merge_iou = float(merge_iou)
         self.every_n = every_n
         self.refine = refine
+        self.confirm = confirm
         self._calls = 0
         self._lock = threading.Lock()
+        self._copies: dict[float, Detector] = {}
+
+    def _copy_view(self, angle: float) -> Detector:
+        """The inner detector for the copy turned by ``angle``: its own stream view when it has one.
+
+        A copy is a different picture, so what the inner detector remembers from one call
+        to the next (the non-face check's verdicts in video,
+        :class:`~facesense.detect.verify.VerifiedDetector` ``memory_calls``) must not carry
+        between the image and its copies, nor from one copy to another (it did before,
+        2026-12-07: each copy's faces replaced the frame's, so the frame's faces were checked
+        again after every search). A copy's view counts its own calls, so with ``every_n``
+        its verdicts last ``every_n`` times as many frames.
+        """
+        view = self._copies.get(angle)
+        if view is None:
+            stream = getattr(self.inner, "stream", None)
+            view = self._copies.setdefault(angle, stream() if callable(stream) else self.inner)
+        return view
 
     @property
     def config(self) -> Any:
@@ -296,6 +367,7 @@ class RotatingDetector:
         stream = getattr(self.inner, "stream", None)
         if callable(stream):
             view.inner = stream()
+        view._copies = {}
         return view
 
     def detect(self, image: npt.NDArray[np.uint8]) -> Faces:
@@ -313,7 +385,9 @@ class RotatingDetector:
             self._calls += 1
         angles = self.angles if search else (0.0,)
         h, w = image.shape[:2]
+        check = _check_of(self.inner) if self.confirm and self.rotated_min_score is not None else None
         boxes, landmarks, scores, level = [], [], [], []
+        weak: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         for angle in angles:
             if angle == 0.0:
                 faces = self.inner.detect(image)
@@ -321,9 +395,13 @@ class RotatingDetector:
                 mapped_points = faces.landmarks.astype(np.float64)
             else:
                 rotated, matrix = rotate_image(image, angle)
-                faces = self.inner.detect(rotated)
+                faces = self._copy_view(angle).detect(rotated)
                 if self.rotated_min_score is not None:
-                    faces = faces[faces.scores >= self.rotated_min_score]
+                    strong = faces.scores >= self.rotated_min_score
+                    if check is not None and not strong.all():
+                        under = faces[~strong]
+                        weak.append((*_map_back(under, matrix, angle), *_scores_and_tilt(under)))
+                    faces = faces[strong]
                 if len(faces) == 0:
                     continue
                 mapped_boxes, mapped_points = _map_back(faces, matrix, angle)
@@ -331,9 +409,14 @@ class RotatingDetector:
                 continue
             boxes.append(mapped_boxes)
             landmarks.append(mapped_points)
-            scores.append(faces.scores.astype(np.float64))
-            # how far from upright the face was in the copy the detector saw
-            level.append(np.abs(roll_degrees(faces.landmarks)).astype(np.float64))
+            score, tilt = _scores_and_tilt(faces)
+            scores.append(score)
+            level.append(tilt)
+        if weak and check is not None:
+            found = self._confirmed(image, check, weak, np.concatenate(boxes) if boxes else np.zeros((0, 4)))
+            if found is not None:
+                for part, values in zip((boxes, landmarks, scores, level), found, strict=True):
+                    part.append(values)
         if not boxes:
             return Faces.empty()
         all_boxes = np.concatenate(boxes)
@@ -354,6 +437,43 @@ class RotatingDetector:
             scores=all_scores[keep].astype(np.float32),
             landmarks=kept_points.astype(np.float32),
         )
+
+    def _confirmed(
+        self,
+        image: npt.NDArray[np.uint8],
+        check: VerifiedDetector,
+        weak: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+        kept: npt.NDArray[np.float64],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """The copies' faces under the bar that ``check`` confirms (``confirm``): boxes, landmarks, scores, tilts.
+
+        ``weak`` holds each copy's faces under the bar, mapped back to ``image``. One face
+        per group of overlapping ones (the best-scoring) is tried, and none overlapping a
+        face already kept (``kept``; those groups keep their strong detection). O-Net runs
+        first, on the face turned upright in a window (:func:`_refine_window`), then the
+        embedding step on the faces O-Net left; ``None`` when no face is confirmed.
+        """
+        boxes, points, scores, tilts = (np.concatenate(part) for part in zip(*weak, strict=True))
+        heads = geometry.nms(boxes, scores, self.merge_iou)
+        if kept.shape[0]:
+            heads = heads[geometry.iou_matrix(boxes[heads], kept).max(axis=1) < self.merge_iou]
+        passed = []
+        for k in heads:
+            roll = float(roll_degrees(points[k][None])[0])
+            window, matrix = _refine_window(image, boxes[k], roll)
+            turned = transform_points(points[k][None], np.asarray(matrix, np.float64)).astype(np.float32)
+            upright = Faces(xyxy=landmark_boxes(turned), scores=scores[k : k + 1], landmarks=turned)
+            if float(check.face_scores(window, upright)[0]) >= CONFIRM_ONET_SCORE:
+                passed.append(int(k))
+        if not passed:
+            return None
+        pick = np.asarray(passed, np.int64)
+        candidates = Faces(xyxy=boxes[pick].astype(np.float32), scores=scores[pick], landmarks=points[pick])
+        pick = pick[check.embedding_scores(image, candidates) >= 0]
+        if pick.size == 0:
+            return None
+        logger.debug("confirmed %d weak face(s) of the turned copies", pick.size)
+        return boxes[pick], points[pick], scores[pick], tilts[pick]
 
     def _refine(
         self, image: npt.NDArray[np.uint8], box: npt.NDArray[np.float64], points: npt.NDArray[np.float64]
