@@ -339,9 +339,9 @@ class RotatingDetector:
         A copy is a different picture, so what the inner detector remembers from one call
         to the next (the non-face check's verdicts in video,
         :class:`~facesense.detect.verify.VerifiedDetector` ``memory_calls``) must not carry
-        between the image and its copies, nor from one copy to another (it did before,
-        2026-12-07: each copy's faces replaced the frame's, so the frame's faces were checked
-        again after every search). A copy's view counts its own calls, so with ``every_n``
+        between the image and its copies, nor from one copy to another. Until 2026-12-07 it
+        did: each copy's faces replaced the frame's, so the frame's faces were checked again
+        after every search (the clip with ``--rotations``: 55.5 fps, now 71.2). A copy's view counts its own calls, so with ``every_n``
         its verdicts last ``every_n`` times as many frames.
         """
         view = self._copies.get(angle)
