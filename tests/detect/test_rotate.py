@@ -16,6 +16,7 @@ import pytest
 from facesense.detect import make_detector
 from facesense.detect.rotate import RotatingDetector, roll_degrees
 from facesense.errors import ConfigError
+from facesense.eval.detect import WiderImage
 from facesense.eval.rotated import rotate_image
 from facesense.types import Faces
 
@@ -234,19 +235,26 @@ def test_upright_faces_are_never_refined(examples_dir: Path) -> None:
     np.testing.assert_array_equal(wrapped.xyxy[order[1]], plain.xyxy[order[0]])
 
 
-@pytest.mark.parametrize("name", ["27_Spa_Spa_27_851.jpg", "24_Soldier_Firing_Soldier_Firing_24_633.jpg"])
-def test_tilted_faces_keep_their_box_when_their_landmarks_are_refined(data_dir: Path, name: str) -> None:
-    """WIDER faces tilted 25-51 degrees: the upright window refines their landmarks only, so
-    every face the detector alone matches (IoU >= 0.5) is still matched with rotations on.
-    With the window's boxes these images lost 2 and 1 of their matched faces."""
-    from facesense.eval.detect import _label_image, read_wider_annotations
+def _wider_image(data_dir: Path, name: str) -> tuple[np.ndarray, WiderImage]:
+    """A WIDER FACE subset image and its ground truth (skips when the subset is missing)."""
+    from facesense.eval.detect import read_wider_annotations
     from facesense.imageio import load_image
 
     root = data_dir / "wider_face_val_subset"
     if not (root / "wider_face_val_bbx_gt.txt").is_file():
         pytest.skip(f"{root} is missing")
     truth = next(t for t in read_wider_annotations(root / "wider_face_val_bbx_gt.txt") if t.path.endswith(name))
-    image = load_image(root / "images" / truth.path)
+    return load_image(root / "images" / truth.path), truth
+
+
+@pytest.mark.parametrize("name", ["27_Spa_Spa_27_851.jpg", "24_Soldier_Firing_Soldier_Firing_24_633.jpg"])
+def test_tilted_faces_keep_their_box_when_their_landmarks_are_refined(data_dir: Path, name: str) -> None:
+    """WIDER faces tilted 25-51 degrees: the upright window refines their landmarks only, so
+    every face the detector alone matches (IoU >= 0.5) is still matched with rotations on.
+    With the window's boxes these images lost 2 and 1 of their matched faces."""
+    from facesense.eval.detect import _label_image
+
+    image, truth = _wider_image(data_dir, name)
     positive = ~truth.invalid & (truth.size_px >= 20)
     alone = make_detector().detect(image)
     rotating = make_detector(rotations=True)
@@ -259,18 +267,6 @@ def test_tilted_faces_keep_their_box_when_their_landmarks_are_refined(data_dir: 
     assert matched_turned >= matched_alone
 
 
-def _wider_image(data_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """A WIDER FACE subset image and its counted faces' boxes (>= 40 px, valid)."""
-    from facesense.eval.detect import read_wider_annotations
-    from facesense.imageio import load_image
-
-    root = data_dir / "wider_face_val_subset"
-    if not (root / "wider_face_val_bbx_gt.txt").is_file():
-        pytest.skip(f"{root} is missing")
-    truth = next(t for t in read_wider_annotations(root / "wider_face_val_bbx_gt.txt") if t.path.endswith(name))
-    return load_image(root / "images" / truth.path), truth.xyxy[~truth.invalid & (truth.size_px >= 40)]
-
-
 @pytest.mark.parametrize(("name", "angle"), [("22_Picnic_Picnic_22_541.jpg", 60.0), ("6_Funeral_Funeral_6_760.jpg", -60.0)])
 def test_a_weak_face_of_a_turned_copy_is_kept_when_the_check_confirms_it(data_dir: Path, name: str, angle: float) -> None:
     """Turned by 60 degrees, these faces score under the copies' bar (0.8) in every copy;
@@ -278,7 +274,8 @@ def test_a_weak_face_of_a_turned_copy_is_kept_when_the_check_confirms_it(data_di
     from facesense.eval.rotated import _match_rotated_faces
     from facesense.geometry import transform_points
 
-    image, boxes = _wider_image(data_dir, name)
+    image, truth = _wider_image(data_dir, name)
+    boxes = truth.xyxy[~truth.invalid & (truth.size_px >= 40)]
     assert boxes.shape[0] == 1
     turned, matrix = rotate_image(image, angle)
     centre = transform_points((boxes[:, :2] + boxes[:, 2:]) / 2, matrix)
@@ -314,25 +311,26 @@ def test_without_a_check_weak_copy_faces_are_dropped() -> None:
     assert len(detector.detect(np.zeros((200, 100, 3), np.uint8))) == 0
 
 
-def _clip_frame(examples_dir: Path, index: int) -> np.ndarray:
-    """Frame ``index`` (from 0) of the Hamilton clip, 640x360."""
+@pytest.fixture(scope="module")
+def hand_frame(examples_dir: Path) -> np.ndarray:
+    """Frame 250 of the Hamilton clip (640x360), where a quarter-turned copy finds a hand at 0.76."""
     capture = cv2.VideoCapture(str(examples_dir / "short_hamilton_clip.mp4"))
     try:
-        for _ in range(index + 1):
+        for _ in range(251):
             ok, frame = capture.read()
             if not ok:
-                pytest.skip(f"the clip is missing or shorter than {index + 1} frames")
+                pytest.skip("the clip is missing or shorter than 251 frames")
     finally:
         capture.release()
     return np.asarray(frame)
 
 
-def test_video_does_not_confirm_weak_copy_faces(examples_dir: Path) -> None:
+def test_video_does_not_confirm_weak_copy_faces(hand_frame: np.ndarray) -> None:
     """On the Hamilton clip a quarter-turned copy finds a hand at 0.76 that the strict
     confirmation lets through; the video default (no confirmation) reports no face there."""
     from facesense import geometry
 
-    frame = _clip_frame(examples_dir, 250)
+    frame = hand_frame
     hand = np.array([[244.0, 312.0, 300.0, 360.0]], np.float32)
     detector = make_detector(use="video", rotations=True)
     assert isinstance(detector, RotatingDetector) and not detector.confirm
@@ -345,7 +343,7 @@ def test_video_does_not_confirm_weak_copy_faces(examples_dir: Path) -> None:
     assert geometry.iou_matrix(hand, confirming.detect(frame).xyxy).max() >= 0.3
 
 
-def test_the_copies_do_not_overwrite_what_the_check_remembers_of_the_frame(examples_dir: Path) -> None:
+def test_the_copies_do_not_overwrite_what_the_check_remembers_of_the_frame(hand_frame: np.ndarray) -> None:
     """In video the non-face check remembers each face's verdict by its box; the turned
     copies are other pictures, searched through views with their own memory, so after a
     search the check still holds the frame's own faces."""
@@ -353,7 +351,7 @@ def test_the_copies_do_not_overwrite_what_the_check_remembers_of_the_frame(examp
     from facesense.detect.landmarks import OnetLandmarkDetector
     from facesense.detect.verify import VerifiedDetector
 
-    frame = _clip_frame(examples_dir, 250)  # a quarter-turned copy finds a hand here
+    frame = hand_frame  # a quarter-turned copy finds a face (the hand) here
     detector = make_detector(use="video", rotations=True)
     assert isinstance(detector, RotatingDetector)
     faces = detector.detect(frame)  # the first call searches the copies

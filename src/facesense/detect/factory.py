@@ -23,9 +23,11 @@ Tilted faces: ``make_detector(..., rotations=True)`` wraps the detector in a
 :class:`~facesense.detect.rotate.RotatingDetector` that also searches copies turned by
 90, -90 and 180 degrees (LFW, 200 images: recall at +-60 from 0.70-0.81 to 0.99-1.00,
 at +-90 from 0.21-0.43 to 1.00, upright unchanged). Detections from the copies must
-score at least :data:`ROTATED_MIN_SCORE` of their detector, or pass the non-face check's
-strict confirmation, which holds the extra false faces down; in video the copies are searched on every ``rotation_every_n``-th detection
-(``DEFAULTS``), which keeps the cost near 1.5-1.7x the detector alone. Off by default.
+score at least :data:`ROTATED_MIN_SCORE` of their detector, or (photos, YuNet:
+:data:`ROTATED_CONFIRM`) pass the non-face check's strict confirmation, which holds the
+extra false faces down; in video the copies are searched on every
+``rotation_every_n``-th detection (``DEFAULTS``), which keeps the cost near 1.5-1.7x the
+detector alone. Off by default.
 """
 
 from __future__ import annotations
@@ -104,9 +106,10 @@ class DetectorDefaults:
             (:class:`~facesense.detect.rotate.RotatingDetector` ``confirm``). Photos:
             turned WIDER FACE recall at +-60 0.887 / 0.887 -> 0.916 / 0.926, for 25
             more false detections on the 153 upright images (precision 0.930 -> 0.885,
-            AP 0.833 -> 0.832; ``scripts/wider_rotation_limits.py confirm``). Video: off; on the Hamilton clip it
-            added 7 faces in 275 frames, all false (hands, the back of a head, part of a
-            face), and a tracker holds a tilted face found on one search.
+            AP 0.833 -> 0.832; ``scripts/wider_rotation_limits.py confirm``). Video:
+            off; on the Hamilton clip it added 7 faces in 275 frames, all false (hands,
+            the back of a head, part of a face), and a tracker holds a tilted face
+            found on one search.
     """
 
     min_face_px: float

@@ -254,13 +254,13 @@ def _check_of(detector: Detector) -> VerifiedDetector | None:
 def _unchecked(detector: Detector) -> Detector:
     """``detector`` without its non-face check (a landmark stage around the check is kept)."""
     from facesense.detect.landmarks import OnetLandmarkDetector
-    from facesense.detect.verify import VerifiedDetector
 
-    if isinstance(detector, VerifiedDetector):
-        return detector.inner
-    if isinstance(detector, OnetLandmarkDetector) and isinstance(detector.inner, VerifiedDetector):
-        return detector.around(detector.inner.inner)
-    return detector
+    check = _check_of(detector)
+    if check is None:
+        return detector
+    if isinstance(detector, OnetLandmarkDetector):  # the stage around the check
+        return detector.around(check.inner)
+    return check.inner
 
 
 class RotatingDetector:

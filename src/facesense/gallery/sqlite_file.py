@@ -89,13 +89,14 @@ class SideFile:
             app_id, tables = read_header(conn)
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"{self.path}: not a facesense {self.kind} file ({exc})") from exc
+        created = False
         if not tables and app_id == 0:
             with self._errors():
                 created = self._create()
                 if not created:  # another connection created it first
                     app_id, tables = read_header(conn)
         with self._errors():
-            if tables or app_id != 0:
+            if not created:
                 meta: dict[str, str] = {}
                 if app_id == self.application_id and "meta" in tables:
                     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
