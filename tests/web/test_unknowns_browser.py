@@ -28,6 +28,7 @@ SEEDED = {"kit_harington": ("train/kit_harington/john1.jpeg", "train/kit_haringt
           "rose_leslie": ("train/rose_leslie/img1.jpg", "train/rose_leslie/img2.jpg"),
           "biden": ("train/biden/biden.jpg", "train/biden/biden2.jpg"),
           "alex_lacamoire": ("train/alex_lacamoire/img1.jpg", "test/alex_lacamoire1.jpg")}  # fmt: skip
+CLIP_LENGTH = 275  # frames in the Hamilton clip
 CLIP_FRAMES = (30, 60, 90, 120, 150, 180, 210, 240)  # frames of the clip recognised after naming
 
 
@@ -158,6 +159,12 @@ def _clip_clusters(server: ServeProcess, clip: str) -> list[dict[str, Any]]:
     return [c for c in server.api("/api/unknowns?all=true")["clusters"] if c["sources"] == [clip]]
 
 
+def _passes(server: ServeProcess) -> float:
+    """How many times the server's one source has played the clip (frames seen or dropped)."""
+    source = server.api("/api/sources")["sources"][0]
+    return (source["frames"] + source["dropped"]) / CLIP_LENGTH
+
+
 def _frames(clip: Path) -> list[bytes]:
     import cv2
 
@@ -202,13 +209,15 @@ def test_serve_records_the_clip_and_naming_its_unknown_from_the_page_makes_recog
 ) -> None:
     server = looping
     clip = examples_dir / "short_hamilton_clip.mp4"
-    deadline = time.monotonic() + 120
-    while not _clip_clusters(server, str(clip)):
-        assert time.monotonic() < deadline, "serve recorded no unknown of the clip within 120 s"
+    # Two whole passes first: the first track recorded may be the man seen in profile,
+    # whose crops are too weak to enroll (naming it is refused); the clip's star recurs.
+    deadline = time.monotonic() + 180
+    while _passes(server) < 2 or not _clip_clusters(server, str(clip)):
+        assert time.monotonic() < deadline, f"serve played the clip {_passes(server):.1f} times and recorded no unknown in 180 s"
         time.sleep(0.5)
     frames = _frames(clip)
     assert "lin" not in _names(server, frames)
-    biggest = max(_clip_clusters(server, str(clip)), key=lambda c: (c["faces"], -c["id"]))
+    biggest = max(_clip_clusters(server, str(clip)), key=lambda c: (c["records"], c["faces"], -c["id"]))
     with browser_page(browser, server.url + "/unknowns?all=true", token=TOKEN) as page:
         _name_from_the_page(page, server, biggest, shots)
     assert "lin" in _names(server, frames)
@@ -221,7 +230,9 @@ def _name_from_the_page(page: Any, server: ServeProcess, biggest: dict[str, Any]
     card.locator("form.name-cluster input[name=name]").fill("lin")
     card.locator("form.name-cluster button[type=submit]").click()
     message = page.locator("#page-result p")
-    message.wait_for(timeout=60_000)
+    refused = card.locator(".results .error")
+    message.or_(refused).wait_for(timeout=60_000)
+    assert refused.count() == 0, f"naming group #{biggest['id']} was refused: {refused.inner_text()}"
     assert message.inner_text().startswith(f"Group #{biggest['id']} is lin: ")
     link = message.locator("a.person-link")
     assert link.get_attribute("href") == "/people"
