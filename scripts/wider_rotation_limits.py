@@ -14,8 +14,9 @@ the first two hold the copies' faces to the bar alone, as before ``confirm`` exi
   ``animals/`` and ``negatives/``.
 * ``confirm``: the photos' six copies with the copies' faces under the bar dropped
   (``confirm=False``) and confirmed by the non-face check (``confirm=True``, what
-  ``make_detector`` sets for photos with YuNet, :data:`facesense.detect.rotate.CONFIRM_ONET_SCORE`): recall at 0 and +-60, false
-  faces on ``animals/`` and ``negatives/``, and AP, precision and false detections on the
+  ``make_detector`` sets for photos with YuNet;
+  :data:`facesense.detect.rotate.CONFIRM_ONET_SCORE`): recall at 0 and +-60, false faces
+  on ``animals/`` and ``negatives/``, and AP, precision and false detections on the
   upright WIDER images (faces >= 20 px, IoU 0.5).
 
     python scripts/wider_rotation_limits.py ceiling

@@ -341,8 +341,9 @@ class RotatingDetector:
         :class:`~facesense.detect.verify.VerifiedDetector` ``memory_calls``) must not carry
         between the image and its copies, nor from one copy to another. Until 2026-12-07 it
         did: each copy's faces replaced the frame's, so the frame's faces were checked again
-        after every search (the clip with ``--rotations``: 55.5 fps, now 71.2). A copy's view counts its own calls, so with ``every_n``
-        its verdicts last ``every_n`` times as many frames.
+        after every search (the clip with ``--rotations``: 55.5 fps, now 71.2). A copy's
+        view counts its own calls, so with ``every_n`` its verdicts last ``every_n`` times
+        as many frames.
         """
         view = self._copies.get(angle)
         if view is None:
